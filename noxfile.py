@@ -1,0 +1,86 @@
+"""Sessions: each package tested alone in its own venv, integration, lint, typecheck, bench, demo, fixtures.
+
+``nox`` with no arguments runs what CI runs: lint, typecheck, tests (all five packages) and integration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ["core", "net", "events", "security", "elf"]
+# Extras each package's tests need beyond [test].
+TEST_EXTRAS = {"elf": "test,compile"}
+
+nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+
+def pkg(name: str, extras: str = "") -> str:
+    path = str(ROOT / "packages" / f"ebpf-{name}")
+    return f"{path}[{extras}]" if extras else path
+
+
+def install(session: nox.Session, *specs: str) -> None:
+    # One pip call, so the local ebpf-core satisfies the others' dependency on it.
+    session.install("hatchling")
+    session.install("--no-build-isolation", "--force-reinstall", "--no-deps", *[s.split("[")[0] for s in specs])
+    session.install("--no-build-isolation", *specs)
+
+
+@nox.session
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One package, installed alone with only its own dependencies (proves it stands alone)."""
+    specs = [pkg(package, TEST_EXTRAS.get(package, "test"))]
+    if package != "core":
+        specs.insert(0, pkg("core"))
+    install(session, *specs)
+    session.run("pytest", str(ROOT / "packages" / f"ebpf-{package}" / "tests"), "-q", "-ra", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Cross-package tests with every package installed, including the example third-party plugin."""
+    install(session, pkg("core", "test"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    session.run("pytest", str(ROOT / "tests"), "-q", "-ra", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package, the tests and the examples."""
+    session.install("ruff")
+    session.run("ruff", "check", str(ROOT))
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy (strict for ebpf-core, per pyproject.toml)."""
+    session.install("mypy", "pluggy", "pytest", "hypothesis")
+    session.run("mypy", *[str(ROOT / "packages" / f"ebpf-{p}" / "src" / "ebpf" / p) for p in PACKAGES])
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: one JSON line per figure, with ratios to references measured in the same run."""
+    install(session, pkg("core"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    for script in sorted(ROOT.glob("packages/*/bench/bench_*.py")):
+        session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The guided tour (`ebpf demo`)."""
+    install(session, pkg("core"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    session.run("ebpf", "demo", *session.posargs)
+
+
+@nox.session
+def fixtures(session: nox.Session) -> None:
+    """Rebuild the committed BPF objects from their C sources (ziglang from PyPI)."""
+    session.install("ziglang")
+    for script in sorted(ROOT.glob("packages/*/tests/fixtures/build.py")) + sorted(ROOT.glob("tests/fixtures/build.py")):
+        session.run("python", str(script))

@@ -1,0 +1,122 @@
+"""pytest plugin shared by every ``ebpf`` package (registered through the ``pytest11`` entry point).
+
+Gives: the ``privileged`` and ``kernel(min=...)`` markers, the ``bpffs`` and ``tracefs``
+fixtures, :func:`require` (skip only on :class:`UnsupportedFeatureError`), and the
+session-wide fd-leak check: the open fds at session start must equal those at the end.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ebpf.core.errors import UnsupportedFeatureError
+
+__all__ = ["require", "open_fds"]
+
+
+def open_fds() -> set[int]:
+    """The fds this process has open (from ``/proc/self/fd``)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listing's own directory fd, gone by now
+        fds.add(fd)
+    return fds
+
+
+def _describe(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+def require(probe: Callable[..., None], *args: Any) -> None:
+    """Run a feature probe; skip the test when it raises :class:`UnsupportedFeatureError`.
+
+    Any other error propagates (a probe that cannot tell is a failure, not a skip).
+    """
+    try:
+        probe(*args)
+    except UnsupportedFeatureError as exc:
+        pytest.skip(f"unsupported feature: {exc.feature} ({exc})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "privileged: needs root and a kernel with BPF")
+    config.addinivalue_line("markers", "kernel(min): needs at least this kernel version, e.g. kernel(min='5.8')")
+    config._ebpf_fds_at_start = open_fds()  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("privileged") and os.geteuid() != 0:
+        pytest.fail("privileged test run without root: run the suite as root")
+    marker = item.get_closest_marker("kernel")
+    if marker is not None:
+        from ebpf.core.system import kernel_version
+
+        wanted = tuple(int(x) for x in str(marker.kwargs.get("min", "0")).split("."))
+        if kernel_version()[: len(wanted)] < wanted:
+            raise UnsupportedFeatureError(item.name, ".".join(map(str, wanted)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    # A test that hits UnsupportedFeatureError outside require() is still a skip that names the feature.
+    outcome = yield
+    exc = outcome.excinfo
+    if exc is not None and isinstance(exc[1], UnsupportedFeatureError):
+        outcome.force_exception(pytest.skip.Exception(f"unsupported feature: {exc[1].feature} ({exc[1]})"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    start: set[int] | None = getattr(session.config, "_ebpf_fds_at_start", None)
+    if start is None or os.environ.get("EBPF_SKIP_FD_CHECK"):
+        return
+    gc.collect()
+    leaked = open_fds() - start
+    if leaked:
+        lines = ", ".join(f"{fd} -> {_describe(fd)}" for fd in sorted(leaked))
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = f"fd leak: {len(leaked)} fd(s) open at session end that were not open at start: {lines}"
+        if reporter is not None:
+            reporter.write_line(msg, red=True)
+        else:
+            print(msg)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def bpffs() -> str:
+    """A mounted bpffs (mounted here when missing); returns its path."""
+    from ebpf.core.system import ensure_bpf_fs
+
+    return ensure_bpf_fs()
+
+
+@pytest.fixture
+def pin_dir(bpffs: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh directory on bpffs for the test's pins, removed (with what is left in it) afterwards."""
+    import shutil
+    import uuid
+
+    path = os.path.join(bpffs, f"ebpf-test-{uuid.uuid4().hex[:12]}")
+    os.mkdir(path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tracefs() -> str:
+    """A mounted tracefs (mounted here when missing); returns its path."""
+    from ebpf.core.system import ensure_tracefs
+
+    return ensure_tracefs()
