@@ -53,7 +53,12 @@ def require(probe: Callable[..., None], *args: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "privileged: needs root and a kernel with BPF")
     config.addinivalue_line("markers", "kernel(min): needs at least this kernel version, e.g. kernel(min='5.8')")
-    config._ebpf_fds_at_start = open_fds()  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Taken here, after pytest has opened its own capture and faulthandler fds.
+    session.config._ebpf_fds_at_start = open_fds()  # type: ignore[attr-defined]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -1,0 +1,76 @@
+"""The shared pytest plugin: the fd-leak check fails a leaking session, and skips name the feature."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# Installed, the plugin loads through its pytest11 entry point; from a source tree, by -p.
+PLUGIN_ARGS = [] if any(ep.name == "ebpf" for ep in entry_points(group="pytest11")) else ["-p", "ebpf.core.testing"]
+
+
+@pytest.fixture(autouse=True)
+def _child_finds_ebpf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child pytest runs in a temporary directory: give it absolute import paths.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(os.path.abspath(p) for p in sys.path if p))
+
+
+def test_fd_leak_fails_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        LEAK = []
+        def test_leaks():
+            LEAK.append(os.open("/dev/null", os.O_RDONLY))
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS)
+    result.stdout.fnmatch_lines(["*fd leak: 1 fd(s)*/dev/null*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_clean_session_passes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        def test_closes():
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS)
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_unsupported_feature_becomes_a_named_skip(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from ebpf.core.errors import UnsupportedFeatureError
+        from ebpf.core.testing import require
+        def probe():
+            raise UnsupportedFeatureError("map type frobnicator", "9.9")
+        def test_via_require():
+            require(probe)
+        def test_raised_inside():
+            probe()
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-rs")
+    result.stdout.fnmatch_lines(["*unsupported feature: map type frobnicator*"])
+    result.assert_outcomes(skipped=2)
+
+
+def test_other_errors_are_failures_not_skips(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from ebpf.core.errors import NotSupportedError
+        def test_fails():
+            raise NotSupportedError("cannot tell")
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS)
+    result.assert_outcomes(failed=1)
