@@ -1,0 +1,1 @@
+"""Private implementation of :mod:`ebpf.core.maps` (fast paths, batches, kinds, creation)."""

@@ -1,0 +1,371 @@
+"""The typed kinds of :class:`Map`: per-CPU, stack/queue, bloom filter, LPM trie, fd arrays, mmapable arrays."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import ipaddress
+import mmap as _mmap
+from typing import Any
+
+from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, parse_update_flags, raise_for
+from ebpf.core._maps.fastpath import BAD_INPUT, make_ops
+from ebpf.core._maps.layout import Layout, decode_percpu, encode_percpu, round8
+from ebpf.core._sys.syscall import Cmd
+from ebpf.core.codecs import Codec, IntCodec
+from ebpf.core.errors import EBPFError, KeyNotFoundError, NotSupportedError
+from ebpf.core.system import cpu_count
+from ebpf.core.types import MapType
+
+__all__ = ["PerCPUMap", "QueueMap", "BloomFilterMap", "LPMTrieMap", "FdArrayMap", "MmapArrayMap", "RingBufMap",
+           "LPMKeyCodec", "FdCodec"]
+
+
+class PerCPUMap(Map):
+    """Per-CPU hash/array/LRU hash: a value is a list with one entry per possible CPU.
+
+    ``update`` takes one value (written on every CPU) or a list of exactly
+    :func:`ebpf.core.system.cpu_count` values.
+    """
+
+    def _make_value_layout(self) -> Layout:
+        self.ncpus = cpu_count()
+        return Layout(self.value_codec, self.value_size, self.ncpus)
+
+    def _install_fast_ops(self) -> None:
+        from ebpf.core._maps.base import _bad, _make_failed
+
+        bufs, codec, ncpus, size = self._bufs, self.value_codec, self.ncpus, self.value_size
+        stride = round8(size)
+        view = memoryview(bufs.value).cast("B")
+        read: Any
+        if isinstance(codec, IntCodec):
+            # a (strided) view over the value buffer: its bound tolist() is the whole decoder
+            ints = view[: stride * ncpus].cast(codec.code)
+            read = ints[:: stride // codec.size].tolist if stride != codec.size else ints.tolist
+        else:
+
+            def read() -> Any:
+                return decode_percpu(codec, view, ncpus, size)
+
+        def write(value: Any) -> None:
+            data = encode_percpu(codec, value, ncpus, size)
+            view[: len(data)] = data
+
+        lookup, update, delete = make_ops(
+            bufs, self.key_codec, None, value_write=write, value_read=read, parse_flags=parse_update_flags,
+            bad_key=_bad("key", self.key_codec), bad_value=_bad("value", codec), failed=_make_failed(self._state),
+        )
+        self.__dict__.update(lookup=lookup, update=update, delete=delete)
+
+
+class _KeylessMap(Map):
+    """Maps without keys (stack, queue, bloom filter): element commands on the value alone."""
+
+    def _value_op(self, cmd: int, value: bytes | None, flags: int = 0) -> bytes | None:
+        buf = ctypes.create_string_buffer(value, self.value_size) if value is not None \
+            else ctypes.create_string_buffer(self.value_size)
+        err = self._elem(cmd, None, buf, flags)
+        if err == errno.ENOENT:
+            return None
+        if err:
+            raise_for(self._state, cmd, err, None)
+        return buf.raw
+
+    def _unsupported(self, what: str) -> NotSupportedError:
+        return NotSupportedError(f"{self.map_type.lower_name} maps have no keys: {what} is not possible")
+
+    def lookup(self, key: Any, default: Any = None) -> Any:
+        """Not for keyless maps (use peek/pop or ``in``)."""
+        raise self._unsupported("lookup by key")
+
+    def delete(self, key: Any) -> None:
+        """Not for keyless maps."""
+        raise self._unsupported("delete by key")
+
+    def items(self) -> Any:
+        """Not for keyless maps."""
+        raise self._unsupported("iteration")
+
+    keys = values = items
+
+    def count(self) -> int:
+        """Not for keyless maps."""
+        raise self._unsupported("counting")
+
+
+class QueueMap(_KeylessMap):
+    """Stack (LIFO) and queue (FIFO) maps: :meth:`push`, :meth:`pop`, :meth:`peek`."""
+
+    def push(self, value: Any, flags: str | int = "any") -> None:
+        """Add ``value``; with ``flags="exist"`` a full map drops its oldest element instead of failing.
+
+        :raises MapFullError: when full (and not ``"exist"``).
+        """
+        data = self._encode_value(value)
+        self._value_op(Cmd.MAP_UPDATE_ELEM, data, parse_update_flags(flags))
+
+    def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
+        """Same as :meth:`push` (``key`` must be None)."""
+        if key is not None:
+            raise self._unsupported("update by key")
+        self.push(value, flags)
+
+    def pop(self) -> Any:
+        """Remove and return the next element, or None when empty."""
+        data = self._value_op(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, None)
+        return None if data is None else self.value_codec.decode(data)
+
+    def peek(self) -> Any:
+        """The next element without removing it, or None when empty."""
+        data = self._value_op(Cmd.MAP_LOOKUP_ELEM, None)
+        return None if data is None else self.value_codec.decode(data)
+
+    def clear(self) -> None:
+        """Pop until empty."""
+        while self._value_op(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, None) is not None:
+            pass
+
+
+class BloomFilterMap(_KeylessMap):
+    """Bloom filter: :meth:`push` adds a value, ``value in bf`` may give false positives. Requires Linux >= 5.16."""
+
+    def push(self, value: Any) -> None:
+        """Add ``value`` to the filter."""
+        self._value_op(Cmd.MAP_UPDATE_ELEM, self._encode_value(value))
+
+    add = push
+
+    def update(self, key: Any, value: Any, flags: str | int = "any") -> None:
+        """Same as :meth:`push` (``key`` must be None)."""
+        if key is not None:
+            raise self._unsupported("update by key")
+        self.push(value)
+
+    def __contains__(self, value: object) -> bool:
+        return self._value_op(Cmd.MAP_LOOKUP_ELEM, self._encode_value(value)) is not None
+
+    def clear(self) -> None:
+        """Bloom filters cannot forget."""
+        raise self._unsupported("clear")
+
+
+class LPMKeyCodec(Codec):
+    """LPM trie keys: ``struct { u32 prefixlen; u8 data[N]; }`` <-> ipaddress networks or ``(prefixlen, bytes)``."""
+
+    def __init__(self, size: int) -> None:
+        if size <= 4:
+            raise EBPFError(f"LPM trie keys need more than 4 bytes (prefixlen + data), got {size}")
+        self.size = size
+        self.data_size = size - 4
+
+    def __repr__(self) -> str:
+        return f"lpm_key({self.data_size})"
+
+    def encode(self, obj: Any) -> bytes:
+        if isinstance(obj, str):
+            try:
+                obj = ipaddress.ip_network(obj, strict=False)
+            except ValueError as exc:
+                raise EBPFError(f"bad LPM trie key {obj!r}: {exc}") from None
+        if isinstance(obj, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            obj = ipaddress.ip_network(obj)
+        if isinstance(obj, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            prefix, data = obj.prefixlen, obj.network_address.packed
+        elif isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], int) \
+                and isinstance(obj[1], (bytes, bytearray)):
+            prefix, data = obj[0], bytes(obj[1])
+        else:
+            raise EBPFError(f"LPM trie key must be an ipaddress network, a str or (prefixlen, bytes), got {obj!r}")
+        if len(data) != self.data_size:
+            raise EBPFError(f"LPM trie key {obj!r} has {len(data)} data bytes, the map's keys have {self.data_size}")
+        if not 0 <= prefix <= 8 * self.data_size:
+            raise EBPFError(f"LPM prefix length {prefix} out of range 0..{8 * self.data_size}")
+        return prefix.to_bytes(4, "little") + data
+
+    def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        self._check_len(buf)
+        raw = bytes(buf)
+        prefix, data = int.from_bytes(raw[:4], "little"), raw[4:]
+        if self.data_size in (4, 16) and prefix <= 8 * self.data_size:
+            addr = ipaddress.ip_address(data)
+            return ipaddress.ip_network((addr, prefix), strict=False)
+        return (prefix, data)
+
+
+class LPMTrieMap(Map):
+    """Longest-prefix-match trie: keys are networks, :meth:`longest_match` finds the best one for an address."""
+
+    def longest_match(self, address: Any) -> tuple[Any, Any] | None:
+        """The most specific (network, value) containing ``address`` (an ipaddress address, str or bytes), or None."""
+        codec = self.key_codec
+        assert isinstance(codec, LPMKeyCodec)
+        if isinstance(address, (bytes, bytearray)):
+            data = bytes(address)
+        else:
+            try:
+                data = ipaddress.ip_address(address).packed
+            except ValueError as exc:
+                raise EBPFError(f"bad address {address!r}: {exc}") from None
+        if len(data) != codec.data_size:
+            raise EBPFError(f"address {address!r} has {len(data)} bytes, the trie's keys have {codec.data_size}")
+        value = self.lookup((8 * len(data), data), MISSING)
+        if value is MISSING:
+            return None
+        # The kernel returns only the value: find which prefix matched by walking the keys.
+        best: Any = None
+        best_len = -1
+        whole = int.from_bytes(data, "big")
+        bits = 8 * len(data)
+        for key in self.keys():
+            prefix, kdata = (key.prefixlen, key.network_address.packed) if not isinstance(key, tuple) else key
+            mask = ((1 << prefix) - 1) << (bits - prefix) if prefix else 0
+            if prefix > best_len and (int.from_bytes(kdata, "big") & mask) == (whole & mask):
+                best, best_len = key, prefix
+        if best is None:
+            return None
+        return best, self.lookup(best, value)
+
+
+class FdCodec(Codec):
+    """Values of fd arrays: written as an fd (an int or an object with ``.fd``), read back as the object's id."""
+
+    size = 4
+
+    def __repr__(self) -> str:
+        return "fd"
+
+    def encode(self, obj: Any) -> bytes:
+        fd = getattr(obj, "fd", obj)
+        if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd < 1 << 31:
+            raise EBPFError(f"expected an fd or an object with .fd, got {obj!r}")
+        return fd.to_bytes(4, "little")
+
+    def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        self._check_len(buf)
+        return int.from_bytes(bytes(buf), "little")
+
+
+class FdArrayMap(Map):
+    """Program arrays, perf event arrays, array/hash of maps: update with a Program/Map (or fd), lookup gives its id."""
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        if self.map_type in ARRAY_TYPES:
+            self.delete_batch(range(self.max_entries))
+        else:
+            self.delete_batch(list(self.keys()))
+
+
+class MmapArrayMap(Map):
+    """An array map created with BPF_F_MMAPABLE: lookups and updates go through the mmap, no syscall.
+
+    Requires Linux >= 5.5.
+    """
+
+    def _install_fast_ops(self) -> None:
+        super()._install_fast_ops()  # syscall ops kept for the generic paths
+        stride = round8(self.value_size)
+        length = max(stride * self.max_entries, 1)
+        length = (length + _mmap.PAGESIZE - 1) // _mmap.PAGESIZE * _mmap.PAGESIZE
+        writable = not (self.flags & 0x8)  # BPF_F_RDONLY: user space may only read
+        prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+        self._mm = _mmap.mmap(self._fd, length, _mmap.MAP_SHARED, prot)
+        self._view = memoryview(self._mm)[: stride * self.max_entries]
+        codec, n = self.value_codec, self.max_entries
+        if isinstance(codec, IntCodec) and codec.size in (4, 8):
+            per = stride // codec.size
+            cells = self._view.cast(codec.code)
+            self._cells = cells
+
+            def lookup(key: Any, default: Any = None) -> Any:
+                try:
+                    if 0 <= key < n:
+                        return cells[key * per]
+                except BAD_INPUT as exc:
+                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
+                return default
+
+            def update(key: Any, value: Any, flags: str | int = "any") -> None:
+                if flags not in ("any", "exist", 0, 2):
+                    raise EBPFError(f"array maps take update flags 'any' or 'exist', not {flags!r}")
+                try:
+                    if 0 <= key < n:
+                        cells[key * per] = value
+                        return
+                except BAD_INPUT as exc:
+                    raise EBPFError(f"bad map key {key!r} or value {value!r}: {exc}") from None
+                raise KeyNotFoundError(key, "mmap")
+        else:
+            view, size = self._view, self.value_size
+
+            def lookup(key: Any, default: Any = None) -> Any:
+                try:
+                    if 0 <= key < n:
+                        return codec.decode(view[key * stride : key * stride + size])
+                except BAD_INPUT as exc:
+                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
+                return default
+
+            def update(key: Any, value: Any, flags: str | int = "any") -> None:
+                data = codec.encode(value)
+                try:
+                    if 0 <= key < n:
+                        view[key * stride : key * stride + size] = data
+                        return
+                except BAD_INPUT as exc:
+                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
+                raise KeyNotFoundError(key, "mmap")
+
+        self.__dict__.update(lookup=lookup, update=update)
+
+    def mmap(self) -> memoryview:
+        """The value area (``max_entries`` slots of ``round8(value_size)`` bytes), shared with the kernel."""
+        if self._state.closed:
+            raise EBPFError(f"map {self.name!r} is closed")
+        return self._view
+
+    def _release_extra(self) -> None:
+        for attr in ("_cells", "_view"):
+            view = self.__dict__.pop(attr, None)
+            if view is not None:
+                view.release()
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # the user still holds a view from mmap(); the mapping goes when it does
+
+
+class RingBufMap(Map):
+    """A BPF ring buffer (read it with ``ebpf.events.ringbuf.RingBuffer(map)`` or :meth:`Map.reader`)."""
+
+    def items(self) -> Any:
+        """Ring buffers have no elements to iterate: read them with a reader."""
+        raise NotSupportedError("ring buffer maps are read with a reader (ebpf.events.ringbuf), not iterated")
+
+    keys = values = items
+
+    def count(self) -> int:
+        """Not for ring buffers."""
+        raise NotSupportedError("ring buffer maps have no entry count")
+
+
+KIND_BY_TYPE: dict[MapType, type[Map]] = {
+    MapType.PERCPU_HASH: PerCPUMap,
+    MapType.PERCPU_ARRAY: PerCPUMap,
+    MapType.LRU_PERCPU_HASH: PerCPUMap,
+    MapType.PERCPU_CGROUP_STORAGE: PerCPUMap,
+    MapType.STACK: QueueMap,
+    MapType.QUEUE: QueueMap,
+    MapType.BLOOM_FILTER: BloomFilterMap,
+    MapType.LPM_TRIE: LPMTrieMap,
+    MapType.PROG_ARRAY: FdArrayMap,
+    MapType.PERF_EVENT_ARRAY: FdArrayMap,
+    MapType.ARRAY_OF_MAPS: FdArrayMap,
+    MapType.HASH_OF_MAPS: FdArrayMap,
+    MapType.CGROUP_ARRAY: FdArrayMap,
+    MapType.RINGBUF: RingBufMap,
+    MapType.USER_RINGBUF: RingBufMap,
+}
+
+_ = KeyNotFoundError

@@ -1,0 +1,607 @@
+"""Kernel feature probes.
+
+Every probe says one of three things: the feature is there (returns None), it is not
+(raises :class:`~ebpf.core.errors.UnsupportedFeatureError` naming the feature and the
+first kernel version with it), or the probe cannot tell (raises another error).  Probes
+create tiny real objects (a map, a two-instruction program, a link with bad fds) the
+way cilium/ebpf's ``features`` package does, and their outcomes are cached for the
+life of the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ebpf.core._sys import commands
+from ebpf.core._sys.attrs import MapBatchAttr, MapCreateAttr
+from ebpf.core._sys.syscall import Cmd, bpf, close_fd, libc
+from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, UnsupportedFeatureError, VerifierError
+from ebpf.core.programs import ENOTSUPP, Program, load_program
+from ebpf.core.types import AttachType, Helper, LinkType, MapType, ProgType
+
+__all__ = [
+    "have_map_type",
+    "have_prog_type",
+    "have_helper",
+    "have_batch_ops",
+    "have_link_type",
+    "have_attach_type",
+    "have_kprobes",
+    "have_fentry",
+    "have_lsm",
+    "clear_cache",
+    "MAP_TYPE_VERSIONS",
+    "PROG_TYPE_VERSIONS",
+    "LINK_TYPE_VERSIONS",
+    "ATTACH_TYPE_VERSIONS",
+]
+
+#: ``mov r0, 0; exit``
+RET0 = b"\xb7\x00\x00\x00\x00\x00\x00\x00\x95\x00\x00\x00\x00\x00\x00\x00"
+_BAD_FD = 0xFFFFFFFF  # never a valid fd: the kernel answers EBADF once it looks at it
+_BPF_F_NO_PREALLOC = 1
+_BPF_F_MMAPABLE = 1 << 10
+_BPF_F_SLEEPABLE = 1 << 4
+
+_M, _P, _L, _A = MapType, ProgType, LinkType, AttachType
+
+#: First Linux version with each map type.
+MAP_TYPE_VERSIONS: dict[MapType, str] = {
+    _M.HASH: "3.19", _M.ARRAY: "3.19", _M.PROG_ARRAY: "4.2", _M.PERF_EVENT_ARRAY: "4.3",
+    _M.PERCPU_HASH: "4.6", _M.PERCPU_ARRAY: "4.6", _M.STACK_TRACE: "4.6", _M.CGROUP_ARRAY: "4.8",
+    _M.LRU_HASH: "4.10", _M.LRU_PERCPU_HASH: "4.10", _M.LPM_TRIE: "4.11", _M.ARRAY_OF_MAPS: "4.12",
+    _M.HASH_OF_MAPS: "4.12", _M.DEVMAP: "4.14", _M.SOCKMAP: "4.14", _M.CPUMAP: "4.15", _M.XSKMAP: "4.18",
+    _M.SOCKHASH: "4.18", _M.CGROUP_STORAGE: "4.19", _M.REUSEPORT_SOCKARRAY: "4.19",
+    _M.PERCPU_CGROUP_STORAGE: "4.20", _M.QUEUE: "4.20", _M.STACK: "4.20", _M.SK_STORAGE: "5.2",
+    _M.DEVMAP_HASH: "5.4", _M.STRUCT_OPS: "5.6", _M.RINGBUF: "5.8", _M.INODE_STORAGE: "5.10",
+    _M.TASK_STORAGE: "5.11", _M.BLOOM_FILTER: "5.16", _M.USER_RINGBUF: "6.1", _M.CGRP_STORAGE: "6.2",
+    _M.ARENA: "6.9",
+}
+
+#: First Linux version with each program type.
+PROG_TYPE_VERSIONS: dict[ProgType, str] = {
+    _P.SOCKET_FILTER: "3.19", _P.KPROBE: "4.1", _P.SCHED_CLS: "4.1", _P.SCHED_ACT: "4.1",
+    _P.TRACEPOINT: "4.7", _P.XDP: "4.8", _P.PERF_EVENT: "4.9", _P.CGROUP_SKB: "4.10", _P.CGROUP_SOCK: "4.10",
+    _P.LWT_IN: "4.10", _P.LWT_OUT: "4.10", _P.LWT_XMIT: "4.10", _P.SOCK_OPS: "4.13", _P.SK_SKB: "4.14",
+    _P.CGROUP_DEVICE: "4.15", _P.SK_MSG: "4.17", _P.RAW_TRACEPOINT: "4.17", _P.CGROUP_SOCK_ADDR: "4.17",
+    _P.LWT_SEG6LOCAL: "4.18", _P.LIRC_MODE2: "4.18", _P.SK_REUSEPORT: "4.19", _P.FLOW_DISSECTOR: "4.20",
+    _P.CGROUP_SYSCTL: "5.2", _P.RAW_TRACEPOINT_WRITABLE: "5.2", _P.CGROUP_SOCKOPT: "5.3", _P.TRACING: "5.5",
+    _P.STRUCT_OPS: "5.6", _P.EXT: "5.6", _P.LSM: "5.7", _P.SK_LOOKUP: "5.9", _P.SYSCALL: "5.14",
+    _P.NETFILTER: "6.4",
+}
+
+#: First Linux version with each bpf link type.
+LINK_TYPE_VERSIONS: dict[LinkType, str] = {
+    _L.RAW_TRACEPOINT: "5.8", _L.TRACING: "5.8", _L.CGROUP: "5.7", _L.ITER: "5.8", _L.NETNS: "5.8",
+    _L.XDP: "5.9", _L.PERF_EVENT: "5.15", _L.KPROBE_MULTI: "5.18", _L.STRUCT_OPS: "6.4", _L.NETFILTER: "6.4",
+    _L.TCX: "6.6", _L.UPROBE_MULTI: "6.6", _L.NETKIT: "6.7", _L.SOCKMAP: "6.10",
+}
+
+#: First Linux version with each attach type, and the program type that uses it.
+ATTACH_TYPE_VERSIONS: dict[AttachType, tuple[str, ProgType]] = {
+    _A.CGROUP_INET_INGRESS: ("4.10", _P.CGROUP_SKB), _A.CGROUP_INET_EGRESS: ("4.10", _P.CGROUP_SKB),
+    _A.CGROUP_INET_SOCK_CREATE: ("4.10", _P.CGROUP_SOCK), _A.CGROUP_SOCK_OPS: ("4.13", _P.SOCK_OPS),
+    _A.SK_SKB_STREAM_PARSER: ("4.14", _P.SK_SKB), _A.SK_SKB_STREAM_VERDICT: ("4.14", _P.SK_SKB),
+    _A.CGROUP_DEVICE: ("4.15", _P.CGROUP_DEVICE), _A.SK_MSG_VERDICT: ("4.17", _P.SK_MSG),
+    _A.CGROUP_INET4_BIND: ("4.17", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_BIND: ("4.17", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_CONNECT: ("4.17", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_CONNECT: ("4.17", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_POST_BIND: ("4.17", _P.CGROUP_SOCK), _A.CGROUP_INET6_POST_BIND: ("4.17", _P.CGROUP_SOCK),
+    _A.CGROUP_UDP4_SENDMSG: ("4.18", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UDP6_SENDMSG: ("4.18", _P.CGROUP_SOCK_ADDR),
+    _A.LIRC_MODE2: ("4.18", _P.LIRC_MODE2), _A.FLOW_DISSECTOR: ("4.20", _P.FLOW_DISSECTOR),
+    _A.CGROUP_SYSCTL: ("5.2", _P.CGROUP_SYSCTL), _A.CGROUP_UDP4_RECVMSG: ("5.2", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UDP6_RECVMSG: ("5.2", _P.CGROUP_SOCK_ADDR), _A.CGROUP_GETSOCKOPT: ("5.3", _P.CGROUP_SOCKOPT),
+    _A.CGROUP_SETSOCKOPT: ("5.3", _P.CGROUP_SOCKOPT), _A.TRACE_RAW_TP: ("5.5", _P.TRACING),
+    _A.TRACE_FENTRY: ("5.5", _P.TRACING), _A.TRACE_FEXIT: ("5.5", _P.TRACING),
+    _A.MODIFY_RETURN: ("5.7", _P.TRACING), _A.LSM_MAC: ("5.7", _P.LSM), _A.TRACE_ITER: ("5.8", _P.TRACING),
+    _A.CGROUP_INET4_GETPEERNAME: ("5.8", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_GETPEERNAME: ("5.8", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_GETSOCKNAME: ("5.8", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_GETSOCKNAME: ("5.8", _P.CGROUP_SOCK_ADDR),
+    _A.XDP_DEVMAP: ("5.8", _P.XDP), _A.CGROUP_INET_SOCK_RELEASE: ("5.9", _P.CGROUP_SOCK),
+    _A.XDP_CPUMAP: ("5.9", _P.XDP), _A.SK_LOOKUP: ("5.9", _P.SK_LOOKUP), _A.XDP: ("5.9", _P.XDP),
+    _A.SK_SKB_VERDICT: ("5.13", _P.SK_SKB), _A.SK_REUSEPORT_SELECT: ("5.14", _P.SK_REUSEPORT),
+    _A.SK_REUSEPORT_SELECT_OR_MIGRATE: ("5.14", _P.SK_REUSEPORT), _A.PERF_EVENT: ("5.15", _P.PERF_EVENT),
+    _A.TRACE_KPROBE_MULTI: ("5.18", _P.KPROBE), _A.LSM_CGROUP: ("6.0", _P.LSM),
+    _A.STRUCT_OPS: ("6.4", _P.STRUCT_OPS), _A.NETFILTER: ("6.4", _P.NETFILTER),
+    _A.TCX_INGRESS: ("6.6", _P.SCHED_CLS), _A.TCX_EGRESS: ("6.6", _P.SCHED_CLS),
+    _A.TRACE_UPROBE_MULTI: ("6.6", _P.KPROBE), _A.CGROUP_UNIX_CONNECT: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UNIX_SENDMSG: ("6.7", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UNIX_RECVMSG: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UNIX_GETPEERNAME: ("6.7", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UNIX_GETSOCKNAME: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.NETKIT_PRIMARY: ("6.7", _P.SCHED_CLS), _A.NETKIT_PEER: ("6.7", _P.SCHED_CLS),
+    _A.TRACE_KPROBE_SESSION: ("6.10", _P.KPROBE), _A.TRACE_UPROBE_SESSION: ("6.13", _P.KPROBE),
+}
+
+_F = TypeVar("_F", bound=Callable[..., None])
+_CACHE: dict[tuple[str, tuple[Any, ...]], UnsupportedFeatureError | None] = {}
+_LOCK = threading.RLock()
+
+
+def _cached(fn: _F) -> _F:
+    """Cache a probe's outcome: None or UnsupportedFeatureError (errors that could not tell are not cached)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> None:
+        key = (fn.__name__, args)
+        with _LOCK:
+            if key in _CACHE:
+                err = _CACHE[key]
+                if err is not None:
+                    raise err
+                return
+            try:
+                fn(*args)
+            except UnsupportedFeatureError as exc:
+                _CACHE[key] = exc
+                raise
+            _CACHE[key] = None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def clear_cache() -> None:
+    """Forget every cached probe outcome (for tests)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _unsupported(feature: str, version: str = "", reason: str = "") -> UnsupportedFeatureError:
+    if version and not reason:
+        from ebpf.core.system import kernel_version
+
+        running = kernel_version()
+        if running[:2] >= tuple(int(x) for x in version.split(".")):
+            reason = (f"Linux {running[0]}.{running[1]} is new enough, so it was left out when this kernel "
+                      "was built (a CONFIG option) or is disabled")
+    return UnsupportedFeatureError(feature, version, reason)
+
+
+# --- maps ------------------------------------------------------------------------------------
+
+
+def _map_attr(mt: MapType) -> MapCreateAttr:
+    a = MapCreateAttr(map_type=mt, key_size=4, value_size=4, max_entries=1)
+    if mt == _M.STACK_TRACE:
+        a.value_size = 8
+    elif mt == _M.LPM_TRIE:
+        a.key_size, a.value_size, a.map_flags = 8, 8, _BPF_F_NO_PREALLOC
+    elif mt in (_M.ARRAY_OF_MAPS, _M.HASH_OF_MAPS):
+        a.inner_map_fd = _BAD_FD
+    elif mt in (_M.CGROUP_STORAGE, _M.PERCPU_CGROUP_STORAGE):
+        a.key_size, a.max_entries = 16, 0
+    elif mt in (_M.QUEUE, _M.STACK):
+        a.key_size = 0
+    elif mt in (_M.RINGBUF, _M.USER_RINGBUF):
+        a.key_size, a.value_size, a.max_entries = 0, 0, os.sysconf("SC_PAGESIZE")
+    elif mt in (_M.SK_STORAGE, _M.INODE_STORAGE, _M.TASK_STORAGE, _M.CGRP_STORAGE):
+        a.max_entries, a.map_flags = 0, _BPF_F_NO_PREALLOC
+        a.btf_key_type_id, a.btf_value_type_id, a.btf_fd = 1, 3, _BAD_FD
+    elif mt == _M.BLOOM_FILTER:
+        a.key_size = 0
+    elif mt == _M.ARENA:
+        a.key_size, a.value_size, a.map_flags = 0, 0, _BPF_F_MMAPABLE
+    return a
+
+
+@_cached
+def have_map_type(map_type: MapType | str | int) -> None:
+    """Probe for a map type by creating a tiny map of it.
+
+    :raises UnsupportedFeatureError: when the kernel does not know the type.
+    :raises EBPFError: for an unknown name, or when the probe cannot tell (e.g. EPERM).
+    """
+    mt = MapType.parse(map_type)
+    feature, version = f"map type {mt.lower_name}", MAP_TYPE_VERSIONS.get(mt, "")
+    if mt == _M.UNSPEC:
+        raise EBPFError("map type unspec cannot be probed")
+    if mt == _M.STRUCT_OPS:
+        # Needs a vmlinux struct_ops value type: probe through the version instead.
+        return _by_version(feature, version)
+    try:
+        fd = commands.map_create(_map_attr(mt))
+    except BPFSyscallError as exc:
+        if exc.errno == errno.EBADF and mt in (_M.ARRAY_OF_MAPS, _M.HASH_OF_MAPS, _M.SK_STORAGE, _M.INODE_STORAGE,
+                                               _M.TASK_STORAGE, _M.CGRP_STORAGE):
+            return  # it got as far as looking at our bad fd: the type exists
+        if exc.errno in (errno.EINVAL, errno.E2BIG):
+            raise _unsupported(feature, version) from None
+        raise
+    close_fd(fd)
+
+
+def _by_version(feature: str, version: str) -> None:
+    from ebpf.core.system import kernel_version
+
+    if version and kernel_version()[:2] < tuple(int(x) for x in version.split(".")):
+        raise _unsupported(feature, version)
+
+
+# --- programs ----------------------------------------------------------------------------------
+
+
+def _probe_load(prog_type: ProgType, feature: str, version: str, **fields: Any) -> None:
+    """Load ``mov r0, 0; exit``; EINVAL/E2BIG without a verifier log means the kernel lacks it."""
+    try:
+        prog = load_program(prog_type=prog_type, insns=RET0, **fields)
+    except VerifierError as exc:
+        if exc.errno == errno.E2BIG:
+            raise _unsupported(feature, version) from None
+        return  # the verifier ran: the kernel knows the type, our tiny program just does not suit it
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EINVAL, errno.E2BIG):
+            raise _unsupported(feature, version) from None
+        raise
+    prog.close()
+
+
+@_cached
+def have_prog_type(prog_type: ProgType | str | int) -> None:
+    """Probe for a program type by loading ``mov r0, 0; exit`` as it.
+
+    lsm and fentry-style tracing depend on more than the type: see :func:`have_lsm`, :func:`have_fentry`.
+
+    :raises UnsupportedFeatureError: when the kernel does not know the type.
+    :raises EBPFError: for an unknown name, or when the probe cannot tell.
+    """
+    pt = ProgType.parse(prog_type)
+    feature, version = f"program type {pt.lower_name}", PROG_TYPE_VERSIONS.get(pt, "")
+    if pt == _P.UNSPEC:
+        raise EBPFError("program type unspec cannot be probed")
+    if pt == _P.LSM:
+        return have_lsm()
+    extra: dict[str, Any] = {}
+    if pt == _P.TRACING:
+        extra = {"expected_attach_type": _A.TRACE_RAW_TP, "attach_to": "sys_enter"}
+    elif pt == _P.SYSCALL:
+        extra = {"flags": _BPF_F_SLEEPABLE}
+    else:
+        at = {_P.CGROUP_SOCK_ADDR: _A.CGROUP_INET4_CONNECT, _P.CGROUP_SOCKOPT: _A.CGROUP_GETSOCKOPT,
+              _P.SK_LOOKUP: _A.SK_LOOKUP, _P.NETFILTER: _A.NETFILTER}.get(pt)
+        if at is not None:
+            extra = {"expected_attach_type": at}
+    try:
+        _probe_load(pt, feature, version, **extra)
+    except BTFError as exc:
+        raise _unsupported(feature, version, f"no kernel BTF: {exc}") from None
+    except BPFSyscallError as exc:
+        if exc.errno == ENOTSUPP and pt == _P.STRUCT_OPS:
+            return  # ENOTSUPP: known type, missing struct_ops target (as cilium/ebpf reads it)
+        if exc.errno in (errno.EPERM, errno.EACCES) and pt == _P.EXT:
+            # The type exists since 5.6; EPERM is the same refusal fentry gets (trampolines).
+            raise _unsupported(feature, version, f"ext programs cannot be loaded: {errno.errorcode[exc.errno]} "
+                               "(kernel lockdown or missing CONFIG_FUNCTION_TRACER)") from None
+        raise
+
+
+def _helper_ctx(pt: ProgType) -> dict[str, Any]:
+    if pt == _P.TRACING:
+        return {"expected_attach_type": _A.TRACE_RAW_TP, "attach_to": "sys_enter"}
+    if pt == _P.SYSCALL:
+        return {"flags": _BPF_F_SLEEPABLE}
+    at = {_P.CGROUP_SOCK_ADDR: _A.CGROUP_INET4_CONNECT, _P.CGROUP_SOCKOPT: _A.CGROUP_GETSOCKOPT,
+          _P.SK_LOOKUP: _A.SK_LOOKUP, _P.NETFILTER: _A.NETFILTER}.get(pt)
+    return {"expected_attach_type": at} if at is not None else {}
+
+
+@_cached
+def have_helper(prog_type: ProgType | str | int, helper: Helper | str | int) -> None:
+    """Probe whether programs of ``prog_type`` may call ``helper``.
+
+    Loads ``call helper; mov r0, 0; exit`` and reads the verifier's answer: "invalid
+    func"/"unknown func"/"cannot use helper" mean no; any other complaint (e.g. about the
+    arguments) means the helper exists for this type.
+
+    :raises UnsupportedFeatureError: when the helper is missing or not allowed for the type.
+    :raises EBPFError: when the probe cannot tell.
+    """
+    pt, h = ProgType.parse(prog_type), Helper.parse(helper)
+    have_prog_type(pt)
+    call = bytes([0x85, 0, 0, 0]) + int(h).to_bytes(4, "little")
+    feature = f"helper {h.lower_name} in {pt.lower_name} programs"
+    try:
+        prog = load_program(prog_type=pt, insns=call + RET0, log_level=1, **_helper_ctx(pt))
+    except VerifierError as exc:
+        needles = ("invalid func", "unknown func", "cannot use helper")
+        said = [line for line in exc.log.rstrip().splitlines()[-5:] if any(n in line for n in needles)]
+        if exc.errno == errno.EINVAL and said:
+            raise _unsupported(feature, reason=f"the verifier says: {said[-1].strip()}") from None
+        if exc.errno in (errno.EACCES, errno.EINVAL):
+            return  # the helper exists; our probe just did not set up its arguments
+        raise
+    prog.close()
+
+
+@_cached
+def have_batch_ops() -> None:
+    """Probe for BPF_MAP_*_BATCH commands (Linux >= 5.6).
+
+    :raises UnsupportedFeatureError: when the kernel has none.
+    """
+    fd = commands.map_create(MapCreateAttr(map_type=_M.HASH, key_size=4, value_size=4, max_entries=2))
+    try:
+        keys, values = (ctypes.c_uint32 * 1)(1), (ctypes.c_uint32 * 1)(2)
+        attr = MapBatchAttr(map_fd=fd, keys=ctypes.addressof(keys), values=ctypes.addressof(values), count=1)
+        bpf(Cmd.MAP_UPDATE_BATCH, attr)
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOTSUP, ENOTSUPP):
+            raise _unsupported("map batch operations", "5.6") from None
+        raise
+    finally:
+        close_fd(fd)
+
+
+# --- links -------------------------------------------------------------------------------------
+
+
+def _tiny(pt: ProgType, **fields: Any) -> Program:
+    return load_program(prog_type=pt, insns=RET0, **fields)
+
+
+def _link_errno(prog: Program, attach_type: AttachType, target: int, extra: tuple[int, ...] = ()) -> int:
+    """BPF_LINK_CREATE with a target that cannot work; returns the errno (0 if it worked)."""
+    try:
+        fd = commands.link_create(prog.fd, target, int(attach_type), 0, extra)
+    except BPFSyscallError as exc:
+        return exc.errno or errno.EIO
+    close_fd(fd)
+    return 0
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _xdp_link_errno(prog: Program) -> int:
+    """Create an XDP link on ``lo`` of a private network namespace (so no real device is touched)."""
+    result: list[int | BaseException] = []
+
+    def run() -> None:
+        try:
+            if libc.unshare(_CLONE_NEWNET) != 0:  # only this thread moves to the new namespace
+                result.append(ctypes.get_errno() or errno.EPERM)
+                return
+            result.append(_link_errno(prog, _A.XDP, 1))  # lo is ifindex 1 in a fresh namespace
+        except BaseException as exc:  # handed to the caller's thread
+            result.append(exc)
+
+    t = threading.Thread(target=run, name="ebpf-xdp-link-probe")
+    t.start()
+    t.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+@_cached
+def have_link_type(link_type: LinkType | str | int) -> None:
+    """Probe for a bpf link type, mostly by BPF_LINK_CREATE with a bad target (EBADF/ENODEV = known).
+
+    :raises UnsupportedFeatureError: when the kernel lacks the link type.
+    :raises EBPFError: when the probe cannot tell.
+    """
+    lt = LinkType.parse(link_type)
+    feature, version = f"link type {lt.lower_name}", LINK_TYPE_VERSIONS.get(lt, "")
+    if lt == _L.UNSPEC:
+        raise EBPFError("link type unspec cannot be probed")
+    if lt == _L.TRACING:
+        return have_fentry()
+    if lt == _L.STRUCT_OPS:
+        return _by_version(feature, version)
+    if lt == _L.RAW_TRACEPOINT:
+        have_prog_type(_P.RAW_TRACEPOINT)
+        with _tiny(_P.RAW_TRACEPOINT) as prog:
+            fd = commands.raw_tracepoint_open("sys_enter", prog.fd)
+            try:
+                commands.link_info(fd)  # a raw fd before 5.8, a link since
+            except BPFSyscallError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise _unsupported(feature, version) from None
+                raise
+            finally:
+                close_fd(fd)
+        return
+    if lt == _L.ITER:
+        try:
+            with _tiny(_P.TRACING, expected_attach_type=_A.TRACE_ITER, attach_to="task") as prog:
+                ok = _link_errno(prog, _A.TRACE_ITER, 0) == 0
+        except (BTFError, BPFSyscallError) as exc:
+            raise _unsupported(feature, version, str(exc)) from None
+        if not ok:
+            raise _unsupported(feature, version)
+        return
+    plan: dict[LinkType, tuple[ProgType, dict[str, Any], AttachType, int, tuple[int, ...], tuple[int, ...]]] = {
+        _L.CGROUP: (_P.CGROUP_SKB, {}, _A.CGROUP_INET_INGRESS, _BAD_FD, (), (errno.EBADF,)),
+        _L.NETNS: (_P.FLOW_DISSECTOR, {}, _A.FLOW_DISSECTOR, _BAD_FD, (), (errno.EBADF,)),
+        _L.PERF_EVENT: (_P.KPROBE, {}, _A.PERF_EVENT, _BAD_FD, (), (errno.EBADF,)),
+        _L.TCX: (_P.SCHED_CLS, {}, _A.TCX_INGRESS, 0x7FFFFFFF, (), (errno.ENODEV,)),
+        _L.NETKIT: (_P.SCHED_CLS, {}, _A.NETKIT_PRIMARY, 0x7FFFFFFF, (), (errno.ENODEV,)),
+        _L.SOCKMAP: (_P.SK_SKB, {"expected_attach_type": _A.SK_SKB_VERDICT}, _A.SK_SKB_VERDICT, _BAD_FD, (),
+                     (errno.EBADF,)),
+        _L.NETFILTER: (_P.NETFILTER, {"expected_attach_type": _A.NETFILTER}, _A.NETFILTER, 0,
+                       (commands.pack_u32s(0xFF, 0),), (errno.EAFNOSUPPORT,)),
+    }
+    if lt in (_L.KPROBE_MULTI, _L.UPROBE_MULTI):
+        return _multi_probe(lt, feature, version)
+    if lt == _L.XDP:
+        have_prog_type(_P.XDP)
+        with _tiny(_P.XDP) as prog:
+            err = _xdp_link_errno(prog)
+        if err in (0, errno.EBUSY, errno.EEXIST):
+            return
+        if err == errno.EINVAL:
+            raise _unsupported(feature, version)
+        raise BPFSyscallError(err, "BPF_LINK_CREATE", hint="probing XDP links")
+    pt, fields, at, target, extra, known = plan[lt]
+    try:
+        prog = _tiny(pt, **fields)
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EINVAL, errno.E2BIG):
+            raise _unsupported(feature, version, f"cannot load a {pt.lower_name} program") from None
+        raise
+    with prog:
+        err = _link_errno(prog, at, target, extra)
+    if err in known or err == 0:
+        return
+    if err in (errno.EINVAL, errno.E2BIG):
+        raise _unsupported(feature, version)
+    raise BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}")
+
+
+def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
+    at = _A.TRACE_KPROBE_MULTI if lt == _L.KPROBE_MULTI else _A.TRACE_UPROBE_MULTI
+    try:
+        prog = _tiny(_P.KPROBE, expected_attach_type=at)
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EINVAL, errno.E2BIG):
+            raise _unsupported(feature, version) from None
+        raise
+    with prog:
+        if lt == _L.KPROBE_MULTI:
+            syms = (ctypes.c_char_p * 1)(b"vprintk")
+            extra: tuple[int, ...] = (commands.pack_u32s(0, 1), ctypes.addressof(syms))
+            err = _link_errno(prog, at, 0, extra)
+            if err == 0:
+                return
+            if err in (errno.EOPNOTSUPP, ENOTSUPP):
+                raise _unsupported(feature, version, "kprobe_multi needs CONFIG_FPROBE (fprobe)") from None
+        else:
+            path = ctypes.create_string_buffer(b"/")
+            offsets = (ctypes.c_uint64 * 1)(0)
+            extra = (ctypes.addressof(path), ctypes.addressof(offsets), 0, 0, commands.pack_u32s(1, 0), 0)
+            err = _link_errno(prog, at, 0, extra)
+            if err == errno.EBADF:
+                return
+            if err in (errno.EOPNOTSUPP, ENOTSUPP):
+                raise _unsupported(feature, version, "uprobe_multi needs CONFIG_UPROBES") from None
+    if err in (errno.EINVAL, errno.E2BIG):
+        raise _unsupported(feature, version)
+    raise BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}")
+
+
+# --- attach types ------------------------------------------------------------------------------
+
+_LINK_FOR_ATTACH = {
+    _A.TCX_INGRESS: _L.TCX, _A.TCX_EGRESS: _L.TCX, _A.NETKIT_PRIMARY: _L.NETKIT, _A.NETKIT_PEER: _L.NETKIT,
+    _A.XDP: _L.XDP, _A.PERF_EVENT: _L.PERF_EVENT, _A.TRACE_KPROBE_MULTI: _L.KPROBE_MULTI,
+    _A.TRACE_UPROBE_MULTI: _L.UPROBE_MULTI, _A.NETFILTER: _L.NETFILTER, _A.TRACE_ITER: _L.ITER,
+}
+
+
+@_cached
+def have_attach_type(prog_type_or_attach_type: ProgType | AttachType | str | int,
+                     attach_type: AttachType | str | int | None = None) -> None:
+    """Probe for an attach type: ``have_attach_type(attach_type)`` or ``have_attach_type(prog_type, attach_type)``.
+
+    Attach types checked when a program loads are probed by loading one with it as the
+    expected attach type; link-only ones (tcx, netkit, xdp, perf_event, *_multi) through
+    :func:`have_link_type`; fentry/fexit/fmod_ret through :func:`have_fentry`, lsm through :func:`have_lsm`.
+
+    :raises UnsupportedFeatureError: when the kernel lacks it (or the pair does not go together).
+    """
+    if attach_type is None:
+        at = AttachType.parse(prog_type_or_attach_type)
+        pt = ATTACH_TYPE_VERSIONS.get(at, ("", _P.UNSPEC))[1]
+    else:
+        pt, at = ProgType.parse(prog_type_or_attach_type), AttachType.parse(attach_type)
+    version = ATTACH_TYPE_VERSIONS.get(at, ("", _P.UNSPEC))[0]
+    feature = f"attach type {at.lower_name}" + (f" for {pt.lower_name} programs" if attach_type is not None else "")
+    if pt == _P.UNSPEC:
+        raise EBPFError(f"no program type known for attach type {at.lower_name}; pass one")
+    have_prog_type(pt) if pt != _P.LSM else None
+    if at in (_A.TRACE_FENTRY, _A.TRACE_FEXIT, _A.MODIFY_RETURN):
+        return have_fentry()
+    if at in (_A.LSM_MAC, _A.LSM_CGROUP):
+        return have_lsm()
+    if at == _A.STRUCT_OPS:
+        return _by_version(feature, version)
+    if at in _LINK_FOR_ATTACH:
+        return have_link_type(_LINK_FOR_ATTACH[at])
+    if at == _A.TRACE_RAW_TP:
+        return _probe_load(pt, feature, version, expected_attach_type=at, attach_to="sys_enter")
+    try:
+        prog = load_program(prog_type=pt, insns=RET0, expected_attach_type=at)
+    except VerifierError:
+        return  # the verifier ran: the attach type was accepted
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EINVAL, errno.E2BIG):
+            raise _unsupported(feature, version) from None
+        raise
+    prog.close()
+
+
+# --- this machine's gaps -----------------------------------------------------------------------
+
+
+@_cached
+def have_kprobes() -> None:
+    """Probe for kprobes (the kprobe PMU or tracefs ``kprobe_events``).
+
+    :raises UnsupportedFeatureError: on kernels built without CONFIG_KPROBES.
+    """
+    if os.path.exists("/sys/bus/event_source/devices/kprobe"):
+        return
+    from ebpf.core.system import tracefs_path
+
+    tracefs = tracefs_path()
+    if tracefs is None:
+        try:
+            from ebpf.core.system import ensure_tracefs
+
+            tracefs = ensure_tracefs()
+        except EBPFError:
+            tracefs = None
+    if tracefs is not None and os.path.exists(os.path.join(tracefs, "kprobe_events")):
+        return
+    raise _unsupported("kprobes", reason="no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events "
+                       "in tracefs (the kernel was built without CONFIG_KPROBES)")
+
+
+def _trampoline_probe(feature: str, version: str, why: str, **fields: Any) -> None:
+    try:
+        prog = load_program(insns=RET0, **fields)
+    except BTFError as exc:
+        raise _unsupported(feature, version, f"{exc}") from None
+    except VerifierError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES, ENOTSUPP, errno.EOPNOTSUPP):
+            raise _unsupported(feature, version, f"{feature} cannot be loaded: "
+                               f"{errno.errorcode.get(exc.errno, exc.errno)} ({why})") from None
+        raise
+    except BPFSyscallError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES, ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL, errno.E2BIG):
+            code = "ENOTSUPP" if exc.errno == ENOTSUPP else errno.errorcode.get(exc.errno, str(exc.errno))
+            raise _unsupported(feature, version, f"{feature} cannot be loaded: {code} ({why})") from None
+        raise
+    prog.close()
+
+
+@_cached
+def have_fentry() -> None:
+    """Probe for fentry/fexit programs by loading one on ``bpf_fentry_test1``.
+
+    :raises UnsupportedFeatureError: with the reason (e.g. EPERM under kernel lockdown).
+    """
+    _trampoline_probe("fentry programs", "5.5",
+                      "kernel lockdown or missing CONFIG_FUNCTION_TRACER/CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",
+                      prog_type=_P.TRACING, expected_attach_type=_A.TRACE_FENTRY, attach_to="bpf_fentry_test1")
+
+
+@_cached
+def have_lsm() -> None:
+    """Probe for BPF LSM programs by loading one on ``file_mprotect``; also needs 'bpf' among the active LSMs.
+
+    :raises UnsupportedFeatureError: with the reason.
+    """
+    _trampoline_probe("lsm programs", "5.7", "kernel lockdown or missing CONFIG_BPF_LSM",
+                      prog_type=_P.LSM, expected_attach_type=_A.LSM_MAC, attach_to="file_mprotect")
+    try:
+        from ebpf.core.system import ensure_securityfs
+
+        with open(os.path.join(ensure_securityfs(), "lsm")) as f:
+            active = f.read().strip().split(",")
+    except (OSError, EBPFError):
+        return  # cannot read the list: the load worked, which is the best evidence we have
+    if "bpf" not in active:
+        raise _unsupported("lsm programs", "5.7", f"'bpf' is not an active LSM ({','.join(active)}); "
+                           "boot with lsm=...,bpf")

@@ -1,0 +1,210 @@
+"""Feature probes: real probes on this kernel, and the old-kernel answers through a mocked syscall."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+import pytest
+from ebpf.core import features
+from ebpf.core.errors import BPFSyscallError, EBPFError, UnsupportedFeatureError
+from ebpf.core.programs import load_program
+from ebpf.core.system import kernel_version
+from ebpf.core.types import AttachType, LinkType, MapType, ProgType
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    features.clear_cache()
+    yield
+    features.clear_cache()
+
+
+def _at_least(version: str) -> bool:
+    return kernel_version()[:2] >= tuple(int(x) for x in version.split("."))
+
+
+def _outcome(probe: object, *args: object) -> UnsupportedFeatureError | None:
+    try:
+        probe(*args)  # type: ignore[operator]
+    except UnsupportedFeatureError as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("map_type", ["hash", "array", "lpm_trie", "array_of_maps", "ringbuf", "bloom_filter",
+                                      "user_ringbuf", "cgrp_storage", "task_storage", "queue", "arena"])
+def test_map_types_of_this_kernel(map_type: str) -> None:
+    mt = MapType.parse(map_type)
+    if _at_least(features.MAP_TYPE_VERSIONS[mt]):
+        assert features.have_map_type(map_type) is None
+    else:
+        with pytest.raises(UnsupportedFeatureError) as exc:
+            features.have_map_type(map_type)
+        assert exc.value.min_kernel == features.MAP_TYPE_VERSIONS[mt]
+
+
+@pytest.mark.parametrize("prog_type", ["socket_filter", "xdp", "sched_cls", "kprobe", "tracepoint",
+                                       "raw_tracepoint", "cgroup_skb", "cgroup_sock_addr", "sk_lookup",
+                                       "tracing", "syscall", "netfilter", "struct_ops"])
+def test_prog_types_of_this_kernel(prog_type: str) -> None:
+    assert features.have_prog_type(prog_type) is None
+
+
+@pytest.mark.parametrize("link_type", ["raw_tracepoint", "cgroup", "netns", "xdp", "perf_event", "iter", "tcx",
+                                       "uprobe_multi", "netfilter", "sockmap"])
+def test_link_types_of_this_kernel(link_type: str) -> None:
+    assert features.have_link_type(link_type) is None
+
+
+@pytest.mark.parametrize("link_type", ["kprobe_multi", "netkit", "tracing"])
+def test_config_dependent_link_types_answer_clearly(link_type: str) -> None:
+    exc = _outcome(features.have_link_type, link_type)
+    if exc is not None:  # kprobe_multi needs fprobe, netkit CONFIG_NETKIT, tracing fentry
+        assert exc.min_kernel in (features.LINK_TYPE_VERSIONS[LinkType.parse(link_type)], "5.5")
+        assert "requires Linux >=" in str(exc)
+
+
+@pytest.mark.parametrize("attach_type", ["cgroup_inet4_connect", "cgroup_getsockopt", "sk_lookup", "xdp",
+                                         "tcx_ingress", "perf_event", "trace_raw_tp", "cgroup_unix_connect"])
+def test_attach_types_of_this_kernel(attach_type: str) -> None:
+    assert features.have_attach_type(attach_type) is None
+
+
+def test_attach_type_with_program_type() -> None:
+    assert features.have_attach_type("cgroup_sock_addr", "cgroup_inet6_bind") is None
+    with pytest.raises(UnsupportedFeatureError, match="attach type cgroup_inet6_bind for cgroup_sockopt"):
+        features.have_attach_type("cgroup_sockopt", "cgroup_inet6_bind")
+
+
+def test_helpers() -> None:
+    assert features.have_helper("xdp", "map_lookup_elem") is None
+    assert features.have_helper(ProgType.KPROBE, "get_current_pid_tgid") is None
+    assert features.have_helper("tracepoint", "ringbuf_output") is None
+    with pytest.raises(UnsupportedFeatureError, match="cannot use helper bpf_skb_store_bytes"):
+        features.have_helper("xdp", "skb_store_bytes")
+    with pytest.raises(UnsupportedFeatureError, match="helper xdp_adjust_head in socket_filter programs"):
+        features.have_helper("socket_filter", "xdp_adjust_head")
+
+
+def test_batch_ops() -> None:
+    assert features.have_batch_ops() is None
+
+
+def test_kprobes_probe_matches_the_machine() -> None:
+    import os
+
+    exc = _outcome(features.have_kprobes)
+    assert (exc is None) == os.path.exists("/sys/bus/event_source/devices/kprobe") or exc is None
+    if exc is not None:
+        assert exc.feature == "kprobes" and "CONFIG_KPROBES" in str(exc)
+
+
+def _loads(**fields: object) -> int:
+    """0 when the program loads, else the errno."""
+    try:
+        prog = load_program(insns=features.RET0, **fields)  # type: ignore[arg-type]
+    except BPFSyscallError as exc:
+        return exc.errno
+    prog.close()
+    return 0
+
+
+def test_fentry_probe_agrees_with_a_real_load() -> None:
+    err = _loads(prog_type="tracing", expected_attach_type="trace_fentry", attach_to="bpf_fentry_test1")
+    exc = _outcome(features.have_fentry)
+    assert (exc is None) == (err == 0)
+    if exc is not None:  # here: EPERM under kernel lockdown
+        assert exc.min_kernel == "5.5"
+        assert errno.errorcode.get(err, "ENOTSUPP") in str(exc)
+        assert "fentry programs cannot be loaded" in str(exc)
+        # everything that needs fentry says so too
+        assert _outcome(features.have_link_type, "tracing") is not None
+        assert _outcome(features.have_attach_type, "trace_fexit") is not None
+
+
+def test_lsm_probe_agrees_with_a_real_load() -> None:
+    err = _loads(prog_type="lsm", attach_to="file_mprotect")
+    exc = _outcome(features.have_lsm)
+    if err:
+        assert exc is not None and exc.min_kernel == "5.7"
+        assert errno.errorcode[err] in str(exc) and "lsm programs cannot be loaded" in str(exc)
+        assert _outcome(features.have_prog_type, "lsm") is not None
+
+
+# --- what an older kernel would answer (the syscall is mocked: this kernel cannot show it) -------
+
+
+def _einval(*args: object, **kwargs: object) -> int:
+    raise BPFSyscallError(errno.EINVAL, "BPF_MOCKED")
+
+
+def test_unknown_map_type_names_the_kernel_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features.commands, "map_create", _einval)
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        features.have_map_type("ringbuf")
+    assert exc.value.feature == "map type ringbuf" and exc.value.min_kernel == "5.8"
+    assert "requires Linux >= 5.8" in str(exc.value)
+
+
+def test_unknown_prog_type_names_the_kernel_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ebpf.core.programs as programs
+
+    monkeypatch.setattr(programs, "bpf", _einval)
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        features.have_prog_type("netfilter")
+    assert exc.value.min_kernel == "6.4" and "netfilter" in exc.value.feature
+
+
+def test_unknown_link_type_names_the_kernel_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features.commands, "link_create", _einval)
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        features.have_link_type("tcx")
+    assert exc.value.min_kernel == "6.6"
+
+
+def test_probe_that_cannot_tell_raises_something_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    def eperm(*args: object) -> int:
+        raise BPFSyscallError(errno.EPERM, "BPF_MAP_CREATE")
+
+    monkeypatch.setattr(features.commands, "map_create", eperm)
+    with pytest.raises(BPFSyscallError) as exc:
+        features.have_map_type("hash")
+    assert not isinstance(exc.value, UnsupportedFeatureError)
+
+
+def test_outcomes_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = features.commands.map_create
+
+    def counting(attr: object) -> int:
+        calls.append(1)
+        return real(attr)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features.commands, "map_create", counting)
+    features.have_map_type("hash")
+    features.have_map_type("hash")
+    assert len(calls) == 1
+    monkeypatch.setattr(features.commands, "map_create", _einval)
+    features.have_map_type("hash")  # still the cached answer
+    with pytest.raises(UnsupportedFeatureError) as first:
+        features.have_map_type("bloom_filter")
+    with pytest.raises(UnsupportedFeatureError) as second:
+        features.have_map_type("bloom_filter")
+    assert first.value is second.value
+
+
+def test_bad_input() -> None:
+    with pytest.raises(EBPFError, match="unknown MapType"):
+        features.have_map_type("no_such_map")
+    with pytest.raises(EBPFError, match="unknown ProgType"):
+        features.have_prog_type("nope")
+    with pytest.raises(EBPFError, match="unknown Helper"):
+        features.have_helper("xdp", "no_such_helper")
+    with pytest.raises(EBPFError, match="cannot be probed"):
+        features.have_link_type("unspec")
+    with pytest.raises(EBPFError, match="unknown AttachType"):
+        features.have_attach_type("nope")
+    assert AttachType.XDP in features.ATTACH_TYPE_VERSIONS

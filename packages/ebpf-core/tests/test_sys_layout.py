@@ -1,0 +1,125 @@
+"""The syscall layer's ctypes structures and enums against the running kernel's own BTF.
+
+Every class in ``ebpf.core._sys.attrs.LAYOUTS`` must have the kernel's size, and every
+field the kernel also has must sit at the kernel's offset with the kernel's size.  A
+field the kernel does not have is allowed only when the class docstring names it (an
+alias standing for a union, like ``LinkCreateAttr.extra``); it must then run to the end
+of the struct.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+
+import pytest
+
+from ebpf.core import types as ebpf_types
+from ebpf.core._sys.attrs import LAYOUTS
+from ebpf.core.btf import Composite, Enum, Member, Spec, load_vmlinux
+from ebpf.core.errors import BTFError
+
+
+@pytest.fixture(scope="module")
+def vmlinux() -> Spec:
+    return load_vmlinux()
+
+
+def _field_names(spec: Spec, t: Composite) -> set[str]:
+    """Every member name of ``t``, including those inside anonymous structs/unions."""
+    names: set[str] = set()
+    for m in t.members:
+        if m.name:
+            names.add(m.name)
+        else:
+            inner = spec.resolve(m.type_id)
+            if isinstance(inner, Composite):
+                names |= _field_names(spec, inner)
+    return names
+
+
+def _first_field(spec: Spec, t: Composite) -> str | None:
+    for m in t.members:
+        if m.name:
+            return m.name
+        inner = spec.resolve(m.type_id)
+        if isinstance(inner, Composite):
+            return _first_field(spec, inner)  # e.g. a leading anonymous union
+        return None
+    return None
+
+
+def kernel_struct(spec: Spec, kernel_type: str, key: str | None) -> Composite:
+    """The kernel struct a LAYOUTS entry names: a whole struct, or one member of ``union bpf_attr``."""
+    whole = spec.find(kernel_type)
+    assert isinstance(whole, Composite)
+    if key is None:
+        return whole
+    candidates: list[tuple[Member, Composite]] = []
+    for m in whole.members:
+        inner = spec.resolve(m.type_id)
+        if isinstance(inner, Composite):
+            candidates.append((m, inner))
+    for m, inner in candidates:  # a named member: bpf_attr.test, .query, .link_create ...
+        if m.name == key:
+            return inner
+    for _, inner in candidates:  # an anonymous (or named) struct whose first field is `key`
+        if _first_field(spec, inner) == key:
+            return inner
+    for _, inner in candidates:  # ... or that has a field `key` at all
+        if key in _field_names(spec, inner):
+            return inner
+    raise AssertionError(f"{kernel_type} has no member identified by {key!r}")
+
+
+def _alias_fields(cls: type[ctypes.Structure]) -> set[str]:
+    doc = cls.__doc__ or ""
+    return {name for name, *_ in cls._fields_ if f"``{name}" in doc}
+
+
+@pytest.mark.parametrize("cls", list(LAYOUTS), ids=lambda c: c.__name__)
+def test_attr_layout_matches_kernel(vmlinux: Spec, cls: type[ctypes.Structure]) -> None:
+    kernel_type, key = LAYOUTS[cls]
+    kstruct = kernel_struct(vmlinux, kernel_type, key)
+    assert ctypes.sizeof(cls) == kstruct.size, f"{cls.__name__}: sizeof {ctypes.sizeof(cls)} != kernel {kstruct.size}"
+    aliases = _alias_fields(cls)
+    problems = []
+    for name, *_ in cls._fields_:
+        if name.startswith("_pad"):
+            continue
+        field = getattr(cls, name)
+        try:
+            member = vmlinux.find_member(kstruct, name)
+        except BTFError:
+            if name not in aliases:
+                problems.append(f"{name}: not in the kernel's {kernel_type} ({key}) and not documented as an alias")
+                continue
+            # an alias for a union: it starts where a kernel member starts and runs to the end
+            starts = {m.bit_offset // 8 for m in kstruct.members}
+            if field.offset not in starts or field.offset + field.size != kstruct.size:
+                problems.append(f"{name}: alias at {field.offset}+{field.size} does not cover a kernel member to the end")
+            continue
+        ksize = vmlinux.sizeof(member.type_id)
+        if (field.offset, field.size) != (member.offset, ksize):
+            problems.append(f"{name}: ours at {field.offset}+{field.size}, kernel at {member.offset}+{ksize}")
+    assert not problems, f"{cls.__name__}: " + "; ".join(problems)
+
+
+_ENUMS = [
+    (ebpf_types.MapType, "bpf_map_type", "BPF_MAP_TYPE_"),
+    (ebpf_types.ProgType, "bpf_prog_type", "BPF_PROG_TYPE_"),
+    (ebpf_types.AttachType, "bpf_attach_type", "BPF_"),
+    (ebpf_types.LinkType, "bpf_link_type", "BPF_LINK_TYPE_"),
+    (ebpf_types.Helper, "bpf_func_id", "BPF_FUNC_"),
+]
+
+
+@pytest.mark.parametrize(("ours", "kernel_name", "prefix"), _ENUMS, ids=[e[1] for e in _ENUMS])
+def test_enum_values_match_kernel(vmlinux: Spec, ours: type[enum.IntEnum], kernel_name: str, prefix: str) -> None:
+    kernel = vmlinux.find(kernel_name, "enum")
+    assert isinstance(kernel, Enum)
+    kernel_values = {v.name[len(prefix) :].upper(): v.value for v in kernel.values if v.name.startswith(prefix)}
+    both = [m for m in ours if m.name in kernel_values]
+    assert len(both) >= len(ours) * 0.9, f"only {len(both)} of {len(ours)} {ours.__name__} members found in {kernel_name}"
+    wrong = [f"{m.name}: ours {m.value}, kernel {kernel_values[m.name]}" for m in both if kernel_values[m.name] != m.value]
+    assert not wrong, f"{ours.__name__}: " + "; ".join(wrong)

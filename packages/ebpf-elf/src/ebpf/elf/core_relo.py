@@ -1,0 +1,373 @@
+"""CO-RE: apply ``.BTF.ext`` relocations against the kernel's BTF, as libbpf's relo_core.c does.
+
+Each relocation names a local (object BTF) type, an access path (``"0:1:2"``) and a kind
+(field offset/size/existence/signedness/shifts, type id/existence/size/match, enum value
+existence/value).  Candidates in the target BTF share the local type's *essential name*
+(``task_struct___old`` -> ``task_struct``); the first candidate the access path matches gives
+the value patched into the instruction.  A relocation no candidate satisfies gives 0 for the
+``*_exists``/``type_matches`` kinds; for the others the instruction is *poisoned* (a call to
+an invalid helper, as libbpf does) so the program still loads when that code is dead, and a
+program that reaches it fails with a :class:`BTFError` naming the type and field.
+Also resolves ``__ksym`` variables and kfunc calls to vmlinux BTF ids.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ebpf.core.errors import BTFError
+from ebpf.elf._btf import Btf, BtfType, Kind, load_vmlinux_btf, parse_btf
+from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
+from ebpf.elf.objfile import ElfObject
+from ebpf.elf.relocations import LinkedProgram
+
+__all__ = ["essential_name", "CoreResult", "calc_relo", "patch_insn", "make_prepare_hook", "POISON_HELPER"]
+
+POISON_HELPER = 0xBAD2310  # libbpf's marker: "invalid func unknown#195896080" in the verifier log
+R = CoreReloKind
+_COMPOSITE = (Kind.STRUCT, Kind.UNION)
+_FIELD_KINDS = range(R.FIELD_BYTE_OFFSET, R.FIELD_RSHIFT_U64 + 1)
+_TYPE_KINDS = (R.TYPE_ID_LOCAL, R.TYPE_ID_TARGET, R.TYPE_EXISTS, R.TYPE_SIZE, R.TYPE_MATCHES)
+_ENUM_KINDS = (R.ENUMVAL_EXISTS, R.ENUMVAL_VALUE)
+
+
+def essential_name(name: str) -> str:
+    """``name`` without a ``___flavor`` suffix."""
+    i = name.find("___")
+    return name[:i] if i > 0 else name
+
+
+@dataclass
+class CoreResult:
+    """The value for one relocation (``poison`` when nothing matched), and sizes for loads."""
+
+    value: int
+    poison: bool = False
+    orig_size: int = 0
+    new_size: int = 0
+    reason: str = ""
+
+
+@dataclass
+class _Step:
+    name: str | None  # member name, or None for an array index
+    index: int
+
+
+def _parse_access(local: Btf, type_id: int, access: str, where: str) -> tuple[list[int], str]:
+    try:
+        idx = [int(x) for x in access.split(":")]
+    except ValueError:
+        raise BTFError(f"{where}: bad CO-RE access string {access!r}") from None
+    if not idx or any(i < 0 for i in idx):
+        raise BTFError(f"{where}: bad CO-RE access string {access!r}")
+    return idx, access
+
+
+def _local_field_path(local: Btf, root: int, idx: list[int], where: str) -> tuple[list[_Step], str]:
+    """Turn the local access indices into named steps (anonymous members are skipped, as libbpf)."""
+    steps = [_Step(None, idx[0])]
+    t = local.skip_mods(root)
+    names = [essential_name(t.name) or "(anon)"]
+    for i in idx[1:]:
+        if t.kind in _COMPOSITE:
+            members = local.members(t)
+            if i >= len(members):
+                raise BTFError(f"{where}: access index {i} past the {len(members)} members of {t.name!r}")
+            mname, mtype, _b, _bf = members[i]
+            if mname:
+                steps.append(_Step(mname, i))
+                names.append(mname)
+            t = local.skip_mods(mtype)
+        elif t.kind == Kind.ARRAY:
+            steps.append(_Step(None, i))
+            names.append(f"[{i}]")
+            t = local.skip_mods(t.extra[0])
+        else:
+            raise BTFError(f"{where}: access index {i} into a {t.kind_name}")
+    return steps, ".".join(names)
+
+
+def _compat(a: Btf, ta: int, b: Btf, tb: int, depth: int = 0) -> bool:
+    """libbpf's field compatibility: same category, recursing through pointers and arrays."""
+    if depth > 16:
+        return False
+    x, y = a.skip_mods(ta), b.skip_mods(tb)
+    ints = (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT)
+    if x.kind in ints and y.kind in ints:
+        return not ((x.kind == Kind.FLOAT) ^ (y.kind == Kind.FLOAT))
+    if x.kind in (*_COMPOSITE, Kind.FWD) and y.kind in (*_COMPOSITE, Kind.FWD):
+        return essential_name(x.name) == essential_name(y.name) or not x.name
+    if x.kind == Kind.PTR and y.kind == Kind.PTR:
+        return True
+    if x.kind == Kind.ARRAY and y.kind == Kind.ARRAY:
+        return _compat(a, x.extra[0], b, y.extra[0], depth + 1)
+    return x.kind == y.kind
+
+
+def _find_member(btf: Btf, t: BtfType, name: str, depth: int = 0) -> tuple[int, int, int] | None:
+    """(bit offset, type id, bitfield size) of member ``name``, searching anonymous members too."""
+    if depth > 16:
+        return None
+    for mname, mtype, bits, bf in btf.members(t):
+        if mname == name:
+            return bits, mtype, bf
+        if not mname:
+            inner = btf.skip_mods(mtype)
+            if inner.kind in _COMPOSITE:
+                found = _find_member(btf, inner, name, depth + 1)
+                if found is not None:
+                    return bits + found[0], found[1], found[2]
+    return None
+
+
+def _match_field(local: Btf, root: int, steps: list[_Step], target: Btf, cand: BtfType) -> tuple[int, int, int] | None:
+    """(bit offset, field type id, bitfield size) in ``target`` for the local path, or None."""
+    t = cand
+    bit = steps[0].index * target.size_of(cand.id) * 8
+    ftype, bf = cand.id, 0
+    lt = local.skip_mods(root)
+    for step in steps[1:]:
+        t = target.skip_mods(ftype)
+        if step.name is not None:
+            if t.kind not in _COMPOSITE:
+                return None
+            found = _find_member(target, t, step.name)
+            if found is None:
+                return None
+            lfound = _find_member(local, lt, step.name) if lt.kind in _COMPOSITE else None
+            if lfound is not None and not _compat(local, lfound[1], target, found[1]):
+                return None
+            bit += found[0]
+            ftype, bf = found[1], found[2]
+            lt = local.skip_mods(lfound[1]) if lfound is not None else lt
+        else:
+            if t.kind != Kind.ARRAY:
+                return None
+            elem = t.extra[0]
+            if t.extra[2] and step.index >= t.extra[2] and t.extra[2] != 1:
+                return None
+            bit += step.index * target.size_of(elem) * 8
+            ftype, bf = elem, 0
+            lt = local.skip_mods(lt.extra[0]) if lt.kind == Kind.ARRAY else lt
+    return bit, ftype, bf
+
+
+def _field_value(kind: int, btf: Btf, bit: int, ftype: int, bf: int) -> tuple[int, int]:
+    """(value, byte size) of a matched field for ``kind``."""
+    mt = btf.skip_mods(ftype)
+    if bf:
+        byte_sz = mt.size_type if mt.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64) else 4
+        byte_off = bit // 8 // byte_sz * byte_sz
+        while bit + bf - byte_off * 8 > byte_sz * 8:
+            if byte_sz >= 8:
+                raise BTFError(f"bitfield at bit {bit} (size {bf}) spans more than 8 bytes")
+            byte_sz *= 2
+            byte_off = bit // 8 // byte_sz * byte_sz
+        bit_sz = bf
+    else:
+        byte_sz = btf.size_of(ftype)
+        byte_off = bit // 8
+        bit_sz = byte_sz * 8
+    if kind == R.FIELD_BYTE_OFFSET:
+        return byte_off, byte_sz
+    if kind == R.FIELD_BYTE_SIZE:
+        return byte_sz, byte_sz
+    if kind == R.FIELD_EXISTS:
+        return 1, byte_sz
+    if kind == R.FIELD_SIGNED:
+        if mt.kind in (Kind.ENUM, Kind.ENUM64):
+            return mt.kflag, byte_sz
+        return int(mt.kind == Kind.INT and bool((mt.extra[0] >> 24) & 1)), byte_sz
+    if kind == R.FIELD_LSHIFT_U64:
+        return 64 - (bit + bit_sz - byte_off * 8), byte_sz
+    return 64 - bit_sz, byte_sz  # FIELD_RSHIFT_U64
+
+
+def _candidates(local_t: BtfType, target: Btf) -> list[BtfType]:
+    name = essential_name(local_t.name)
+    if not name:
+        return []
+    kinds = {Kind.STRUCT, Kind.UNION} if local_t.kind in _COMPOSITE else (
+        {Kind.ENUM, Kind.ENUM64} if local_t.kind in (Kind.ENUM, Kind.ENUM64) else {local_t.kind})
+    out = []
+    for tid in target.by_name(name):
+        t = target[tid]
+        if t.kind in kinds:
+            out.append(t)
+    return out
+
+
+def calc_relo(local: Btf, target: Btf, relo: CoreRelo, where: str = "") -> CoreResult:
+    """Compute the value of one CO-RE relocation.
+
+    :raises BTFError: malformed relocation (bad type id or access string).
+    """
+    local_t = local[relo.type_id]
+    access = local.string(relo.access_str_off)
+    idx, _ = _parse_access(local, relo.type_id, access, where)
+    kind = relo.kind
+    if kind == R.TYPE_ID_LOCAL:
+        return CoreResult(relo.type_id)
+    root = local.skip_mods(relo.type_id)
+    if kind in _FIELD_KINDS:
+        steps, path = _local_field_path(local, relo.type_id, idx, where)
+        desc = f"{local_t.kind_name} {local_t.name}: field {path}"
+        for cand in _candidates(root, target):
+            found = _match_field(local, relo.type_id, steps, target, cand)
+            if found is not None:
+                value, new_size = _field_value(kind, target, *found)
+                lfound = _match_field(local, relo.type_id, steps, local, root)
+                orig_size = _field_value(R.FIELD_BYTE_SIZE, local, *lfound)[0] if lfound else 0
+                return CoreResult(value, orig_size=orig_size, new_size=new_size)
+        if kind == R.FIELD_EXISTS:
+            return CoreResult(0)
+        return CoreResult(0, True, reason=f"{desc} not found in the kernel's BTF")
+    if kind in _TYPE_KINDS:
+        cands = [c for c in _candidates(root, target) if _compat(local, root.id, target, c.id)]
+        if not cands:
+            if kind in (R.TYPE_EXISTS, R.TYPE_MATCHES):
+                return CoreResult(0)
+            return CoreResult(0, True, reason=f"type {local_t.kind_name} {local_t.name!r} not found in the kernel's BTF")
+        c = cands[0]
+        if kind == R.TYPE_ID_TARGET:
+            return CoreResult(c.id)
+        if kind == R.TYPE_SIZE:
+            return CoreResult(target.size_of(c.id))
+        return CoreResult(1)
+    if kind in _ENUM_KINDS:
+        if root.kind not in (Kind.ENUM, Kind.ENUM64) or idx[0] >= len(root.entries):
+            raise BTFError(f"{where}: enum relocation on {root.kind_name} {root.name!r} index {idx[0]}")
+        ename = local.string(root.entries[idx[0]][0])
+        for cand in _candidates(root, target):
+            for entry in cand.entries:
+                if target.string(entry[0]) == ename:
+                    if kind == R.ENUMVAL_EXISTS:
+                        return CoreResult(1)
+                    val = entry[1] if cand.kind == Kind.ENUM else entry[1] | (entry[2] << 32)
+                    if cand.kind == Kind.ENUM and cand.kflag and val >= 1 << 31:
+                        val -= 1 << 32
+                    return CoreResult(val)
+        if kind == R.ENUMVAL_EXISTS:
+            return CoreResult(0)
+        return CoreResult(0, True, reason=f"enum {root.name!r} value {ename!r} not found in the kernel's BTF")
+    raise BTFError(f"{where}: unknown CO-RE relocation kind {kind}")
+
+
+_SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
+
+
+def patch_insn(insns: bytearray, idx: int, res: CoreResult, where: str) -> None:
+    """Write ``res`` into instruction ``idx`` (imm, memory offset, or ld_imm64 value; poison)."""
+    pos = idx * 8
+    if pos + 8 > len(insns):
+        raise BTFError(f"{where}: CO-RE relocation at instruction {idx} is past the program")
+    code = insns[pos]
+    cls = code & 0x07
+    if res.poison:
+        # call POISON_HELPER: the verifier refuses it only if the code is reachable.
+        insns[pos : pos + 8] = struct.pack("<BBhi", 0x85, 0, 0, POISON_HELPER)
+        if code == 0x18 and pos + 16 <= len(insns):
+            insns[pos + 8 : pos + 16] = struct.pack("<BBhi", 0x05, 0, -1, 0)  # ja -1 -> never reached anyway
+        return
+    if code == 0x18:  # ld_imm64
+        if pos + 16 > len(insns):
+            raise BTFError(f"{where}: truncated ld_imm64 at instruction {idx}")
+        struct.pack_into("<I", insns, pos + 4, res.value & 0xFFFFFFFF)
+        struct.pack_into("<I", insns, pos + 12, (res.value >> 32) & 0xFFFFFFFF)
+        return
+    if cls in (0x04, 0x07, 0x05, 0x06) and not (code & 0x08):  # ALU/ALU64/JMP/JMP32 with K
+        if not -(1 << 31) <= res.value < (1 << 32):
+            raise BTFError(f"{where}: value {res.value} does not fit a 32-bit immediate")
+        struct.pack_into("<i", insns, pos + 4, res.value - (1 << 32) if res.value >= (1 << 31) else res.value)
+        return
+    if cls in (0x01, 0x02, 0x03):  # LDX, ST, STX: memory offset
+        if not -(1 << 15) <= res.value < (1 << 15):
+            raise BTFError(f"{where}: offset {res.value} does not fit a 16-bit memory offset")
+        struct.pack_into("<h", insns, pos + 2, res.value)
+        if res.new_size and res.orig_size and res.new_size != res.orig_size and cls == 0x01:
+            if res.new_size not in _SIZES:
+                raise BTFError(f"{where}: field size changed to {res.new_size} bytes, which one load cannot read")
+            insns[pos] = (code & ~0x18) | _SIZES[res.new_size]
+        return
+    raise BTFError(f"{where}: cannot apply a CO-RE relocation to instruction {idx} (opcode {code:#04x})")
+
+
+def _target_btf(options: dict[str, Any]) -> Btf:
+    path = options.get("btf_path")
+    if path is None:
+        return load_vmlinux_btf()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise BTFError(f"btf_path {path!r}: cannot read: {exc.strerror or exc}") from exc
+    return parse_btf(data, str(path))
+
+
+def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list[str]) -> None:
+    vmlinux = load_vmlinux_btf()
+    for ext in lp.externs:
+        pos = ext.insn * 8
+        kind = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
+        t = vmlinux.find(ext.name, kind)
+        if t is None:
+            if not ext.weak:
+                raise BTFError(f"program {name!r}: {'kfunc' if ext.kind == 'kfunc' else '__ksym'} {ext.name!r} is not "
+                               f"in the kernel's BTF (declare it __weak to make it optional)")
+            if ext.kind == "kfunc":
+                insns[pos : pos + 8] = struct.pack("<BBhi", 0x85, 0, 0, POISON_HELPER)
+                notes.append(f"kfunc {ext.name!r} is not in the kernel's BTF")
+            else:  # a weak missing __ksym reads as NULL
+                insns[pos + 1] &= 0x0F
+                struct.pack_into("<i", insns, pos + 4, 0)
+                struct.pack_into("<i", insns, pos + 12, 0)
+            continue
+        struct.pack_into("<i", insns, pos + 4, t.id)
+        if ext.kind == "ksym":
+            struct.pack_into("<i", insns, pos + 12, 0)
+        else:
+            struct.pack_into("<h", insns, pos + 2, 0)
+
+
+def make_prepare_hook(obj: ElfObject, linked: dict[str, LinkedProgram]) -> Any:
+    """A :class:`CollectionSpec` hook applying CO-RE relocations and extern ids at load time.
+
+    Options it reads: ``btf_path`` (target BTF for CO-RE).
+    """
+    local = obj.btf
+
+    def prepare(spec: Any, options: dict[str, Any]) -> None:
+        target: Btf | None = None
+        for name, pspec in spec.programs.items():
+            lp = linked.get(name)
+            if lp is None or not (lp.core_relos or lp.externs):
+                continue
+            insns = bytearray(pspec.insns)
+            notes: list[str] = []
+            if lp.core_relos:
+                if local is None:
+                    raise BTFError(f"{obj.path}: CO-RE relocations without .BTF")
+                target = target or _target_btf(options)
+                for idx, relo in lp.core_relos:
+                    where = (f"{obj.path}: program {name!r} instruction {idx} "
+                             f"({CoreReloKind.NAMES[relo.kind]} relocation)")
+                    res = calc_relo(local, target, relo, where)
+                    patch_insn(insns, idx, res, where)
+                    if res.poison:
+                        notes.append(res.reason)
+            if lp.externs:
+                _resolve_externs(lp, insns, name, notes)
+            spec.programs[name] = _replace_insns(pspec, bytes(insns))
+            if notes:
+                spec.load_notes.setdefault(name, []).extend(notes)
+
+    return prepare
+
+
+def _replace_insns(pspec: Any, insns: bytes) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(pspec, insns=insns)

@@ -1,0 +1,287 @@
+"""ELF object -> :class:`~ebpf.core.collection.CollectionSpec` -> loaded :class:`Collection`.
+
+The public functions of ``ebpf.elf`` (:func:`load_elf`, :func:`load_spec`, ...) live here.
+Building the spec touches no kernel object; CO-RE relocations and ``__ksym``/kfunc externs
+are resolved against the kernel's BTF (or ``btf_path=``) when the spec is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from ebpf.core.collection import Collection, CollectionSpec, VariableSpec
+from ebpf.core.errors import BTFError, EBPFError, ELFError
+from ebpf.core.types import MapType, ProgType
+from ebpf.elf._btf import Kind
+from ebpf.elf.btf_fixup import fixup_btf, kconfig_size
+from ebpf.elf.mapdefs import LIBBPF_PIN_BY_NAME, MapDef, collect_maps
+from ebpf.elf.objfile import ElfObject, parse_object
+from ebpf.elf.relocations import KCONFIG_MAP, LinkedProgram, link_program
+
+__all__ = [
+    "load_spec",
+    "load_elf",
+    "load_program_from_elf",
+    "create_maps_from_elf",
+    "load_elf_program_and_maps",
+    "link_object",
+]
+
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_MMAPABLE = 1 << 10
+
+
+def _path(path: str | os.PathLike[str]) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ELFError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    return os.fspath(path)
+
+
+def _map_spec(md: MapDef, obj: ElfObject) -> Any:
+    from ebpf.core.maps import MapSpec
+
+    try:
+        mtype = MapType.parse(md.map_type)
+    except EBPFError:
+        raise ELFError(f"{obj.path}: map {md.name!r}: unknown map type {md.map_type}") from None
+    max_entries = md.max_entries
+    key_size, value_size = md.key_size, md.value_size
+    if mtype == MapType.PERF_EVENT_ARRAY:
+        key_size, value_size = key_size or 4, value_size or 4
+        if not max_entries:
+            from ebpf.core.system import cpu_count
+
+            max_entries = cpu_count()
+    inner = None
+    if md.inner is not None:  # the template needs no BTF (it is not kept by the kernel)
+        inner = _map_spec(md.inner, obj).copy(btf_key_type_id=0, btf_value_type_id=0)
+    return MapSpec(
+        map_type=mtype,
+        key_size=key_size,
+        value_size=value_size,
+        max_entries=max_entries,
+        name=md.name[:15],
+        flags=md.flags,
+        inner_map=inner,
+        btf_key_type_id=md.key_type_id,
+        btf_value_type_id=md.value_type_id,
+        map_extra=md.map_extra,
+        numa_node=md.numa_node,
+    )
+
+
+def _int_signed(obj: ElfObject, type_id: int) -> tuple[bool, str]:
+    btf = obj.btf
+    if btf is None or not type_id:
+        return False, ""
+    try:
+        t = btf.skip_mods(type_id)
+        if t.kind == Kind.INT:
+            return bool((t.extra[0] >> 24) & 1), t.name
+        if t.kind == Kind.ARRAY:
+            elem = btf.skip_mods(t.extra[0])
+            return False, f"{elem.name}[{t.extra[2]}]"
+        if t.kind == Kind.ENUM:
+            return bool(t.kflag), f"enum {t.name}"
+        return False, t.name
+    except BTFError:
+        return False, ""
+
+
+def _add_data_maps(obj: ElfObject, spec: CollectionSpec) -> None:
+    from ebpf.core.maps import MapSpec
+
+    for d in obj.data.values():
+        # .rodata is not mmapable: a writable mapping of a BPF_F_RDONLY_PROG map is refused,
+        # and it is read with lookups (it is frozen after load anyway).
+        flags = BPF_F_RDONLY_PROG if d.readonly else BPF_F_MMAPABLE
+        spec.maps[d.name] = MapSpec(
+            map_type=MapType.ARRAY, key_size=4, value_size=d.section.size, max_entries=1,
+            name=d.name[:15], flags=flags, btf_value_type_id=d.datasec_id,
+        )
+        spec.map_contents[d.name] = [(bytes(4), bytes(d.section.data))]
+        if d.readonly:
+            spec.freeze.add(d.name)
+        for vname, (off, size, type_id) in d.variables.items():
+            signed, tname = _int_signed(obj, type_id)
+            spec.variables[vname] = VariableSpec(vname, d.name, off, size, d.readonly, signed, tname)
+    size = kconfig_size(obj)
+    if size:
+        spec.maps[KCONFIG_MAP] = MapSpec(map_type=MapType.ARRAY, key_size=4, value_size=size, max_entries=1,
+                                         name=KCONFIG_MAP, flags=BPF_F_RDONLY_PROG)
+        spec.map_contents[KCONFIG_MAP] = [(bytes(4), _kconfig_values(obj, size))]
+        spec.freeze.add(KCONFIG_MAP)
+
+
+def _kconfig_values(obj: ElfObject, size: int) -> bytes:
+    from ebpf.elf.kconfig import kconfig_value
+
+    blob = bytearray(size)
+    for ext in obj.externs.values():
+        if ext.kind == "kconfig":
+            value = kconfig_value(ext.name, ext.size, ext.weak, obj.path)
+            blob[ext.offset : ext.offset + ext.size] = value
+    return bytes(blob)
+
+
+def _program_spec(obj: ElfObject, linked: LinkedProgram) -> Any:
+    from ebpf.core.programs import ProgramSpec
+
+    fn = linked.function
+    m = fn.match
+    if m is None:
+        raise ELFError(f"{obj.path}: program {fn.name!r}: unknown section {fn.section.name!r} (no known prefix; "
+                       f"plugins add prefixes through the ebpf_section_types hook)")
+    func_info = b"".join(struct.pack("<II", i, t) for i, t in linked.func_info)
+    line_info = b"".join(struct.pack("<IIII", *rec) for rec in linked.line_info)
+    kernel_version = obj.kernel_version
+    if m.prog_type == ProgType.KPROBE and not kernel_version:
+        from ebpf.core.system import kernel_version as kv
+
+        major, minor, patch = (list(kv()) + [0, 0, 0])[:3]
+        kernel_version = (major << 16) | (minor << 8) | min(patch, 255)
+    return ProgramSpec(
+        prog_type=m.prog_type,
+        insns=bytes(linked.insns),
+        license=obj.license or "GPL",
+        name=fn.name,
+        expected_attach_type=m.attach_type,
+        attach_to=m.attach_to,
+        kernel_version=kernel_version,
+        flags=m.prog_flags,
+        func_info=func_info if linked.func_info else b"",
+        line_info=line_info if linked.func_info else b"",
+    )
+
+
+def link_object(obj: ElfObject) -> tuple[dict[str, MapDef], list[LinkedProgram]]:
+    """The object's map definitions and its linked programs (no kernel objects).
+
+    :raises ELFError: bad relocations, unknown symbols.
+    """
+    maps = collect_maps(obj)
+    names = [fn.name for fn in obj.programs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ELFError(f"{obj.path}: several programs called {sorted(dup)}")
+    return maps, [link_program(obj, fn, maps) for fn in obj.programs]
+
+
+def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
+    """Read an object file into a :class:`CollectionSpec` (no kernel objects yet).
+
+    :param path: the ``.o`` file.
+    :param options: ignored here (accepted so loaders share one signature); give them to
+        ``spec.load(**options)``.
+    :returns: the spec: programs, maps, variables, references, initial data.
+    :raises ELFError: malformed or unusable ELF.
+    :raises BTFError: malformed BTF or BTF map definitions.
+    """
+    name = _path(path)
+    obj = parse_object(name)
+    maps, linked = link_object(obj)
+    spec = CollectionSpec(btf=fixup_btf(obj))
+    for md in maps.values():
+        if md.inner is not None and md.name.endswith(".inner"):
+            continue
+        spec.maps[md.name] = _map_spec(md, obj)
+        if md.pinning == LIBBPF_PIN_BY_NAME:
+            spec.pin_by_name.add(md.name)
+    _add_data_maps(obj, spec)
+    program_names = {fn.name for fn in obj.programs}
+    for md in maps.values():
+        entries: list[tuple[bytes, bytes | str]] = []
+        for index, target in md.values:
+            if target not in spec.maps and target not in program_names:
+                raise ELFError(f"{obj.path}: map {md.name!r}: initial value {index} refers to {target!r}, "
+                               f"which is neither a map nor a program")
+            entries.append((index.to_bytes(4, "little"), target))
+        if entries:
+            spec.map_contents[md.name] = entries
+    for lp in linked:
+        pname = lp.function.name
+        spec.programs[pname] = _program_spec(obj, lp)
+        spec.references[pname] = list(lp.references)
+        spec.attach_targets[pname] = lp.function.match.attach_target if lp.function.match else None
+        spec.sections[pname] = lp.function.section.name
+    if any(lp.core_relos or lp.externs for lp in linked):
+        from ebpf.elf.core_relo import make_prepare_hook
+
+        spec.hooks.append(make_prepare_hook(obj, {lp.function.name: lp for lp in linked}))
+    return spec
+
+
+def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
+    """Load every map and program of an object file.
+
+    :param path: the ``.o`` file.
+    :param options: ``constants={name: value}`` (``.rodata`` and other globals set before load),
+        ``btf_path=`` (kernel BTF for CO-RE instead of ``/sys/kernel/btf/vmlinux``),
+        ``pin_root=`` (for maps pinned by name; default ``/sys/fs/bpf``), ``log_level=``,
+        ``keep_log=``, ``programs=[names]`` (load only these programs).
+    :returns: the :class:`Collection` (``programs``, ``maps``, ``variables``); close it or use ``with``.
+    :raises ELFError: malformed object.  :raises BTFError: bad BTF or an unsatisfiable CO-RE relocation.
+    :raises VerifierError: the verifier rejected a program (``.log`` points at source lines).
+    """
+    spec = load_spec(path)
+    wanted = options.pop("programs", None)
+    if wanted is not None:
+        missing = [p for p in wanted if p not in spec.programs]
+        if missing:
+            raise ELFError(f"{os.fspath(path)}: no program(s) {missing} (programs: {sorted(spec.programs)})")
+        for pname in list(spec.programs):
+            if pname not in wanted:
+                del spec.programs[pname]
+                spec.references.pop(pname, None)
+                for entries in spec.map_contents.values():
+                    entries[:] = [(k, v) for k, v in entries if v != pname]
+    return spec.load(**options)
+
+
+def load_program_from_elf(path: str | os.PathLike[str], name: str, **options: Any) -> Any:
+    """Load one program (and the maps it uses) from an object file.
+
+    The returned program keeps its maps alive; closing it releases everything.
+
+    :returns: the :class:`~ebpf.core.programs.Program`.
+    """
+    prog, maps = load_elf_program_and_maps(path, name, **options)
+    return prog
+
+
+def load_elf_program_and_maps(path: str | os.PathLike[str], name: str, **options: Any) -> tuple[Any, dict[str, Any]]:
+    """Load program ``name`` and every map of the object.
+
+    :returns: ``(program, {map name: Map})``; the caller owns them (close each).
+    :raises ELFError: when the object has no program ``name``.
+    """
+    coll = load_elf(path, programs=[name], **options)
+    prog = coll.programs.pop(name)
+    maps = dict(coll.maps)
+    for var in coll.variables.values():
+        var.close()
+    coll.maps.clear()
+    coll.close()  # closes only what is left (BTF fd); maps and program were handed over
+    return prog, maps
+
+
+def create_maps_from_elf(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """Create every map an object defines (global data included), with their initial contents.
+
+    :returns: ``{name: Map}``; the caller owns them.
+    """
+    spec = load_spec(path)
+    spec.programs.clear()
+    spec.references.clear()
+    for entries in spec.map_contents.values():
+        entries[:] = [(k, v) for k, v in entries if not isinstance(v, str) or v in spec.maps]
+    coll = spec.load(**options)
+    maps = dict(coll.maps)
+    for var in coll.variables.values():
+        var.close()
+    coll.maps.clear()
+    coll.close()
+    return maps
+

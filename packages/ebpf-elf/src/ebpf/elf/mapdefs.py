@@ -1,0 +1,217 @@
+"""Map definitions of an object: BTF-defined ``.maps`` and the legacy ``maps`` section.
+
+``__uint(name, val)`` is ``int (*name)[val]`` in BTF (a pointer to an array of ``val``
+elements), ``__type(name, T)`` a pointer to ``T`` and ``__array(values, struct inner)`` an
+array of pointers to the inner map's definition, exactly as libbpf reads them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ebpf.core.errors import BTFError, ELFError
+from ebpf.core.types import MapType
+from ebpf.elf._btf import Btf, BtfType, Kind
+from ebpf.elf.objfile import ElfObject
+
+__all__ = ["MapDef", "collect_maps", "LIBBPF_PIN_BY_NAME"]
+
+LIBBPF_PIN_BY_NAME = 1
+
+# The kernel takes no BTF key/value types for these (libbpf clears them too).
+NO_BTF_TYPES = {
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP,
+    MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.ARENA, MapType.PROG_ARRAY,
+    MapType.RINGBUF, MapType.USER_RINGBUF, MapType.BLOOM_FILTER, MapType.REUSEPORT_SOCKARRAY,
+}
+
+
+@dataclass
+class MapDef:
+    """One map as the object defines it."""
+
+    name: str
+    map_type: int = 0
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    flags: int = 0
+    numa_node: int | None = None
+    map_extra: int = 0
+    pinning: int = 0
+    key_type_id: int = 0
+    value_type_id: int = 0
+    inner: MapDef | None = None
+    values: list[tuple[int, str]] = field(default_factory=list)  # (index, symbol) initial contents
+    offset: int = 0  # of its symbol in the maps section
+    size: int = 0
+
+
+def collect_maps(obj: ElfObject) -> dict[str, MapDef]:
+    """Every map the object defines, by name (BTF ``.maps`` first, then legacy ``maps``).
+
+    :raises ELFError: a ``.maps`` section without BTF, or a legacy definition that is too short.
+    :raises BTFError: a map definition whose BTF is not a map definition.
+    """
+    out: dict[str, MapDef] = {}
+    if obj.maps_section >= 0:
+        out.update(_btf_maps(obj))
+    if obj.legacy_maps_section >= 0:
+        for name, m in _legacy_maps(obj).items():
+            if name in out:
+                raise ELFError(f"{obj.path}: map {name!r} defined twice")
+            out[name] = m
+    return out
+
+
+def _symbols_in(obj: ElfObject, shndx: int) -> dict[str, tuple[int, int]]:
+    return {s.name: (s.value, s.size) for s in obj.raw.symbols
+            if s.shndx == shndx and s.name and s.type in ("STT_OBJECT", "STT_NOTYPE")}
+
+
+def _legacy_maps(obj: ElfObject) -> dict[str, MapDef]:
+    sec = obj.raw.sections[obj.legacy_maps_section]
+    syms = sorted(_symbols_in(obj, sec.index).items(), key=lambda kv: kv[1][0])
+    if not syms:
+        return {}
+    size = sec.size // len(syms)
+    if size < 20:
+        raise ELFError(f"{obj.path}: section 'maps': {len(syms)} maps in {sec.size} bytes: "
+                       f"a bpf_map_def needs at least 20")
+    out = {}
+    for name, (off, _sz) in syms:
+        if off + 20 > len(sec.data):
+            raise ELFError(f"{obj.path}: section 'maps': map {name!r} at offset {off:#x} is truncated")
+        mt, ks, vs, me, fl = struct.unpack_from("<5I", sec.data, off)
+        pinning = struct.unpack_from("<I", sec.data, off + 24)[0] if size >= 28 and off + 28 <= len(sec.data) else 0
+        out[name] = MapDef(name, mt, ks, vs, me, fl, pinning=pinning, offset=off, size=size)
+    return out
+
+
+def _uint(btf: Btf, type_id: int, where: str) -> int:
+    """Value of ``__uint(name, val)``: a pointer to an array of ``val`` elements."""
+    t = btf.skip_mods(type_id)
+    if t.kind != Kind.PTR:
+        raise BTFError(f"{where}: expected __uint() (a pointer to an array), found {t.kind_name}")
+    arr = btf.skip_mods(t.size_type)
+    if arr.kind != Kind.ARRAY:
+        raise BTFError(f"{where}: expected __uint() (a pointer to an array), found pointer to {arr.kind_name}")
+    return arr.extra[2]
+
+
+def _btf_maps(obj: ElfObject) -> dict[str, MapDef]:
+    btf = obj.btf
+    if btf is None:
+        raise ELFError(f"{obj.path}: section '.maps' needs BTF (compile with -g)")
+    ds = btf.find(".maps", Kind.DATASEC)
+    if ds is None:
+        raise ELFError(f"{obj.path}: section '.maps' has no DATASEC in .BTF")
+    syms = _symbols_in(obj, obj.maps_section)
+    out = {}
+    for var_id, _off, _size in ds.entries:
+        var = btf[var_id]
+        if var.kind != Kind.VAR:
+            raise BTFError(f"{obj.path}: .maps entry type {var_id} is a {var.kind_name}, not a variable")
+        where = f"{obj.path}: map {var.name!r}"
+        m = _parse_def(btf, btf.skip_mods(var.size_type), var.name, where)
+        off, size = syms.get(var.name, (0, 0))
+        m.offset, m.size = off, size
+        out[var.name] = m
+    _collect_values(obj, out)
+    return out
+
+
+def _parse_def(btf: Btf, t: BtfType, name: str, where: str, inner: bool = False) -> MapDef:
+    if t.kind != Kind.STRUCT:
+        raise BTFError(f"{where}: a map definition must be a struct, found {t.kind_name}")
+    m = MapDef(name)
+    for mname, mtype, _bits, _bf in btf.members(t):
+        w = f"{where}.{mname}"
+        if mname == "type":
+            m.map_type = _uint(btf, mtype, w)
+        elif mname == "max_entries":
+            m.max_entries = _uint(btf, mtype, w)
+        elif mname == "map_flags":
+            m.flags = _uint(btf, mtype, w)
+        elif mname == "numa_node":
+            m.numa_node = _uint(btf, mtype, w)
+        elif mname == "map_extra":
+            m.map_extra = _uint(btf, mtype, w)
+        elif mname == "pinning":
+            m.pinning = _uint(btf, mtype, w)
+            if m.pinning not in (0, LIBBPF_PIN_BY_NAME):
+                raise BTFError(f"{w}: unsupported pinning {m.pinning} (0 = none, 1 = by name)")
+        elif mname == "key_size":
+            m.key_size = _uint(btf, mtype, w)
+        elif mname == "value_size":
+            m.value_size = _uint(btf, mtype, w)
+        elif mname in ("key", "value"):
+            ptr = btf.skip_mods(mtype)
+            if ptr.kind != Kind.PTR:
+                raise BTFError(f"{w}: expected __type() (a pointer), found {ptr.kind_name}")
+            size = btf.size_of(ptr.size_type)
+            if mname == "key":
+                m.key_size, m.key_type_id = size, ptr.size_type
+            else:
+                m.value_size, m.value_type_id = size, ptr.size_type
+        elif mname == "values":
+            arr = btf.skip_mods(mtype)
+            if arr.kind != Kind.ARRAY:
+                raise BTFError(f"{w}: expected __array(values, ...), found {arr.kind_name}")
+            elem = btf.skip_mods(arr.extra[0])
+            if elem.kind != Kind.PTR:
+                raise BTFError(f"{w}: __array elements must be pointers, found {elem.kind_name}")
+            target = btf.skip_mods(elem.size_type)
+            if inner:
+                raise BTFError(f"{w}: an inner map cannot have values (maps nest one level)")
+            if target.kind == Kind.STRUCT:
+                m.inner = _parse_def(btf, target, f"{name}.inner", w, inner=True)
+            elif target.kind != Kind.FUNC_PROTO:  # prog arrays: __array(values, int (void *))
+                raise BTFError(f"{w}: __array elements must point to a map definition or a function prototype")
+        else:
+            raise BTFError(f"{w}: unknown map attribute {mname!r}")
+    if m.map_type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+        if m.inner is None:
+            raise BTFError(f"{where}: map-in-map needs __array(values, struct ...) for its inner map")
+        m.value_size = m.value_size or 4
+    if m.map_type == MapType.PROG_ARRAY:
+        m.key_size, m.value_size = m.key_size or 4, m.value_size or 4
+    if m.map_type in NO_BTF_TYPES:
+        m.key_type_id = m.value_type_id = 0
+    return m
+
+
+def _collect_values(obj: ElfObject, maps: dict[str, MapDef]) -> None:
+    """Initial ``values = { [i] = &inner_map }`` / ``{ [i] = &prog }`` from the .maps relocations."""
+    relocs = obj.raw.relocations.get(obj.maps_section, [])
+    for r in relocs:
+        sym = obj.symbol(r.symbol, f"section '.maps' offset {r.offset:#x}")
+        owner = next((m for m in maps.values() if m.offset <= r.offset < m.offset + max(m.size, 1)), None)
+        if owner is None or owner.map_type not in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY):
+            raise ELFError(f"{obj.path}: section '.maps': relocation at offset {r.offset:#x} (to {sym.name!r}) "
+                           f"is not inside a map-in-map or program array values")
+        values_off = _values_offset(obj, owner)
+        index = (r.offset - owner.offset - values_off) // 8
+        if index < 0:
+            raise ELFError(f"{obj.path}: map {owner.name!r}: relocation at offset {r.offset:#x} is before its values")
+        if owner.max_entries and index >= owner.max_entries:
+            raise ELFError(f"{obj.path}: map {owner.name!r}: initial value index {index} >= max_entries "
+                           f"{owner.max_entries}")
+        owner.values.append((index, sym.name))
+
+
+def _values_offset(obj: ElfObject, m: MapDef) -> int:
+    btf = obj.btf
+    assert btf is not None
+    ds = btf.find(".maps", Kind.DATASEC)
+    assert ds is not None
+    for var_id, _o, _s in ds.entries:
+        var = btf[var_id]
+        if var.name == m.name:
+            t = btf.skip_mods(var.size_type)
+            for mname, _mt, bits, _bf in btf.members(t):
+                if mname == "values":
+                    return bits // 8
+    raise ELFError(f"{obj.path}: map {m.name!r} has no values member")

@@ -1,0 +1,92 @@
+"""ebpf-net: attach eBPF programs to the network stack.
+
+Modules: :mod:`ebpf.net.xdp` (XDP through links or netlink), :mod:`ebpf.net.tc` (clsact
+filters and TCX links), :mod:`ebpf.net.cgroup` (cgroup v2 programs),
+:mod:`ebpf.net.socket_filter`, :mod:`ebpf.net.sk_lookup` and :mod:`ebpf.net.netfilter`.
+Netlink goes through pyroute2, wrapped in a private module; every error is one of
+:mod:`ebpf.core.errors`.  Installing the package also registers attach backends, so
+``program.attach("eth0")`` or ``program.attach("/sys/fs/cgroup/app")`` just works.
+"""
+
+from __future__ import annotations
+
+from ebpf.net import cgroup, netfilter, sk_lookup, socket_filter, tc, xdp
+from ebpf.net.cgroup import (
+    CgroupSetup,
+    attach_cgroup_program,
+    cgroup_exists,
+    cgroup_program,
+    cgroup_root,
+    create_cgroup,
+    detach_cgroup_program,
+    get_current_cgroup,
+    list_cgroup_children,
+    load_cgroup_device_program,
+    load_cgroup_skb_program,
+    load_cgroup_sock_addr_program,
+    load_cgroup_sock_program,
+    load_cgroup_sockopt_program,
+    load_cgroup_sysctl_program,
+    query_cgroup_programs,
+    remove_cgroup,
+    setup_cgroup_skb,
+    teardown_cgroup_program,
+)
+from ebpf.net.netfilter import NfVerdict, attach_netfilter, load_netfilter_program
+from ebpf.net.sk_lookup import SkAction, attach_sk_lookup, load_sk_lookup_program
+from ebpf.net.socket_filter import (
+    attach_raw_socket,
+    attach_socket_filter,
+    detach_socket_filter,
+    load_socket_filter,
+    open_raw_socket,
+)
+from ebpf.net.tc import (
+    TcAction,
+    TcFilter,
+    TcSetup,
+    add_clsact_qdisc,
+    attach_tc_filter,
+    attach_tcx,
+    detach_tc_filter,
+    has_clsact_qdisc,
+    list_tc_filters,
+    load_tc_program,
+    query_tcx,
+    remove_clsact_qdisc,
+    setup_tc_egress,
+    setup_tc_ingress,
+    tc_filter,
+    teardown_tc_filter,
+)
+from ebpf.net.xdp import (
+    XdpAction,
+    XdpState,
+    attach_xdp,
+    create_cpumap,
+    create_devmap,
+    create_xskmap,
+    detach_xdp,
+    interface_index_to_name,
+    interface_name_to_index,
+    load_xdp_program,
+    query_xdp,
+    xdp_program,
+)
+
+__all__ = [
+    "xdp", "tc", "cgroup", "socket_filter", "sk_lookup", "netfilter",
+    "XdpAction", "XdpState", "attach_xdp", "create_cpumap", "create_devmap", "create_xskmap", "detach_xdp",
+    "interface_index_to_name", "interface_name_to_index", "load_xdp_program", "query_xdp", "xdp_program",
+    "TcAction", "TcFilter", "TcSetup", "add_clsact_qdisc", "attach_tc_filter", "attach_tcx", "detach_tc_filter",
+    "has_clsact_qdisc", "list_tc_filters", "load_tc_program", "query_tcx", "remove_clsact_qdisc",
+    "setup_tc_egress", "setup_tc_ingress", "tc_filter", "teardown_tc_filter",
+    "CgroupSetup", "attach_cgroup_program", "cgroup_exists", "cgroup_program", "cgroup_root", "create_cgroup",
+    "detach_cgroup_program", "get_current_cgroup", "list_cgroup_children", "load_cgroup_device_program",
+    "load_cgroup_skb_program", "load_cgroup_sock_addr_program", "load_cgroup_sock_program",
+    "load_cgroup_sockopt_program", "load_cgroup_sysctl_program", "query_cgroup_programs", "remove_cgroup",
+    "setup_cgroup_skb", "teardown_cgroup_program",
+    "attach_raw_socket", "attach_socket_filter", "detach_socket_filter", "load_socket_filter", "open_raw_socket",
+    "SkAction", "attach_sk_lookup", "load_sk_lookup_program",
+    "NfVerdict", "attach_netfilter", "load_netfilter_program",
+]  # fmt: skip

@@ -1,0 +1,188 @@
+"""ebpf-net's pluggy hook implementations: attach backends and ELF section names for network programs.
+
+With ebpf-net installed, ``program.attach(target, **options)`` dispatches by program type:
+
+- XDP → :func:`ebpf.net.xdp.attach_xdp` (target: interface name/index; options mode, method, replace)
+- sched_cls/sched_act → a tc filter (options direction, priority, handle, name) or, for
+  programs loaded with a TCX attach type or with ``method="tcx"``, :func:`ebpf.net.tc.attach_tcx`
+- cgroup_* / sock_ops → :func:`ebpf.net.cgroup.attach_cgroup_program` (target: cgroup path)
+- socket_filter → :func:`ebpf.net.socket_filter.attach_socket_filter` (target: socket or fd)
+- sk_lookup → :func:`ebpf.net.sk_lookup.attach_sk_lookup` (target: None or a netns)
+- netfilter → :func:`ebpf.net.netfilter.attach_netfilter` (target None; options pf, hook, priority)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ebpf.core.errors import AttachError
+from ebpf.core.plugins import AttachBackend, SectionType, hookimpl
+from ebpf.core.types import AttachType, ProgType
+
+if TYPE_CHECKING:
+    from ebpf.core.links import Link
+
+__all__ = ["ebpf_attach_backends", "ebpf_section_types"]
+
+_DIST = "ebpf-net"
+
+
+def _is_interface(target: object) -> bool:
+    return isinstance(target, (str, int)) and not isinstance(target, bool)
+
+
+def _is_path(target: object) -> bool:
+    return isinstance(target, (str, os.PathLike))
+
+
+def _is_socket(target: object) -> bool:
+    return (isinstance(target, int) and not isinstance(target, bool)) or hasattr(target, "fileno")
+
+
+def _attach_xdp(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.xdp import attach_xdp
+
+    return attach_xdp(target, program, **options)
+
+
+def _attach_tc(
+    program: Any, target: Any, direction: str | None = None, method: str | None = None, **options: Any
+) -> Link:
+    from ebpf.net.tc import attach_tc_filter, attach_tcx
+
+    expected = getattr(program, "expected_attach_type", None)
+    tcx_dir = (
+        {AttachType.TCX_INGRESS: "ingress", AttachType.TCX_EGRESS: "egress"}.get(expected)
+        if expected is not None
+        else None
+    )
+    if method not in (None, "tcx", "filter"):
+        raise AttachError(f"tc attach method must be 'tcx' or 'filter', not {method!r}")
+    if method == "tcx" or (method is None and tcx_dir is not None):
+        return attach_tcx(target, program, direction or tcx_dir or "ingress", **options)
+    return attach_tc_filter(target, program, direction or "ingress", **options)
+
+
+def _attach_cgroup(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.cgroup import attach_cgroup_program
+
+    return attach_cgroup_program(target, program, **options)
+
+
+def _attach_socket(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.socket_filter import attach_socket_filter
+
+    if options:
+        raise AttachError(f"socket filters take no attach options, got {', '.join(options)}")
+    return attach_socket_filter(target, program)
+
+
+def _attach_sk_lookup(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.sk_lookup import attach_sk_lookup
+
+    if options:
+        raise AttachError(f"sk_lookup takes no attach options, got {', '.join(options)}")
+    return attach_sk_lookup(program, target)
+
+
+def _attach_netfilter(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.netfilter import attach_netfilter
+
+    if target is not None:
+        raise AttachError("netfilter programs attach to no target: pass pf=, hook=, priority= options")
+    return attach_netfilter(program, **options)
+
+
+_CGROUP_TYPES = (
+    ProgType.CGROUP_SKB,
+    ProgType.CGROUP_SOCK,
+    ProgType.CGROUP_SOCK_ADDR,
+    ProgType.CGROUP_DEVICE,
+    ProgType.CGROUP_SYSCTL,
+    ProgType.CGROUP_SOCKOPT,
+    ProgType.SOCK_OPS,
+)
+
+
+@hookimpl
+def ebpf_attach_backends() -> list[AttachBackend]:
+    """Attach backends for XDP, TC/TCX, cgroup, socket filter, sk_lookup and netfilter programs."""
+    return [
+        AttachBackend("xdp", ((ProgType.XDP, AttachType.XDP), (ProgType.XDP, None)), _attach_xdp, _DIST, _is_interface),
+        AttachBackend(
+            "tc",
+            (
+                (ProgType.SCHED_CLS, AttachType.TCX_INGRESS),
+                (ProgType.SCHED_CLS, AttachType.TCX_EGRESS),
+                (ProgType.SCHED_CLS, None),
+                (ProgType.SCHED_ACT, None),
+            ),
+            _attach_tc,
+            _DIST,
+            _is_interface,
+        ),
+        AttachBackend("cgroup", tuple((t, None) for t in _CGROUP_TYPES), _attach_cgroup, _DIST, _is_path),
+        AttachBackend("socket_filter", ((ProgType.SOCKET_FILTER, None),), _attach_socket, _DIST, _is_socket),
+        AttachBackend(
+            "sk_lookup",
+            ((ProgType.SK_LOOKUP, AttachType.SK_LOOKUP), (ProgType.SK_LOOKUP, None)),
+            _attach_sk_lookup,
+            _DIST,
+        ),
+        AttachBackend(
+            "netfilter",
+            ((ProgType.NETFILTER, AttachType.NETFILTER), (ProgType.NETFILTER, None)),
+            _attach_netfilter,
+            _DIST,
+        ),
+    ]
+
+
+_SECTIONS: tuple[tuple[str, ProgType, AttachType | None], ...] = (
+    ("xdp", ProgType.XDP, AttachType.XDP),
+    ("tc", ProgType.SCHED_CLS, None),
+    ("classifier", ProgType.SCHED_CLS, None),
+    ("action", ProgType.SCHED_ACT, None),
+    ("tcx/ingress", ProgType.SCHED_CLS, AttachType.TCX_INGRESS),
+    ("tcx/egress", ProgType.SCHED_CLS, AttachType.TCX_EGRESS),
+    ("cgroup_skb/ingress", ProgType.CGROUP_SKB, AttachType.CGROUP_INET_INGRESS),
+    ("cgroup_skb/egress", ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS),
+    ("cgroup/skb", ProgType.CGROUP_SKB, None),
+    ("cgroup/sock_create", ProgType.CGROUP_SOCK, AttachType.CGROUP_INET_SOCK_CREATE),
+    ("cgroup/sock_release", ProgType.CGROUP_SOCK, AttachType.CGROUP_INET_SOCK_RELEASE),
+    ("cgroup/sock", ProgType.CGROUP_SOCK, AttachType.CGROUP_INET_SOCK_CREATE),
+    ("cgroup/post_bind4", ProgType.CGROUP_SOCK, AttachType.CGROUP_INET4_POST_BIND),
+    ("cgroup/post_bind6", ProgType.CGROUP_SOCK, AttachType.CGROUP_INET6_POST_BIND),
+    ("cgroup/dev", ProgType.CGROUP_DEVICE, AttachType.CGROUP_DEVICE),
+    ("cgroup/sysctl", ProgType.CGROUP_SYSCTL, AttachType.CGROUP_SYSCTL),
+    ("cgroup/getsockopt", ProgType.CGROUP_SOCKOPT, AttachType.CGROUP_GETSOCKOPT),
+    ("cgroup/setsockopt", ProgType.CGROUP_SOCKOPT, AttachType.CGROUP_SETSOCKOPT),
+    ("sockops", ProgType.SOCK_OPS, AttachType.CGROUP_SOCK_OPS),
+    ("socket", ProgType.SOCKET_FILTER, None),
+    ("sk_lookup", ProgType.SK_LOOKUP, AttachType.SK_LOOKUP),
+    ("netfilter", ProgType.NETFILTER, AttachType.NETFILTER),
+    ("sk_skb/stream_parser", ProgType.SK_SKB, AttachType.SK_SKB_STREAM_PARSER),
+    ("sk_skb/stream_verdict", ProgType.SK_SKB, AttachType.SK_SKB_STREAM_VERDICT),
+    ("sk_skb", ProgType.SK_SKB, None),
+    ("sk_msg", ProgType.SK_MSG, AttachType.SK_MSG_VERDICT),
+    ("flow_dissector", ProgType.FLOW_DISSECTOR, AttachType.FLOW_DISSECTOR),
+)
+
+
+def _sock_addr_sections() -> list[tuple[str, ProgType, AttachType | None]]:
+    out: list[tuple[str, ProgType, AttachType | None]] = []
+    for v in ("4", "6"):
+        for op in ("connect", "bind", "getpeername", "getsockname"):
+            out.append((f"cgroup/{op}{v}", ProgType.CGROUP_SOCK_ADDR, AttachType[f"CGROUP_INET{v}_{op.upper()}"]))
+        out.append((f"cgroup/sendmsg{v}", ProgType.CGROUP_SOCK_ADDR, AttachType[f"CGROUP_UDP{v}_SENDMSG"]))
+        out.append((f"cgroup/recvmsg{v}", ProgType.CGROUP_SOCK_ADDR, AttachType[f"CGROUP_UDP{v}_RECVMSG"]))
+    for op in ("connect", "sendmsg", "recvmsg", "getpeername", "getsockname"):
+        out.append((f"cgroup/{op}_unix", ProgType.CGROUP_SOCK_ADDR, AttachType[f"CGROUP_UNIX_{op.upper()}"]))
+    return out
+
+
+@hookimpl
+def ebpf_section_types() -> list[SectionType]:
+    """libbpf's section names for network programs (``xdp``, ``tc``, ``tcx/ingress``, ``cgroup/connect4``, ...)."""
+    return [SectionType(prefix, prog, att) for prefix, prog, att in (*_SECTIONS, *_sock_addr_sections())]
