@@ -120,10 +120,21 @@ def test_prog_show(prog: Program, capsys: pytest.CaptureFixture[str]) -> None:
     assert shown["id"] == prog_id and shown["xlated_size"] == 16
 
 
+def test_prog_dump_disassembles_what_the_kernel_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    with load_program(prog_type="socket_filter", insns=_keep(7), name="cli_dump") as p:
+        prog_id = p.info().id
+        status, out, _ = run(capsys, "prog", "dump", str(prog_id))
+        assert status == 0
+        assert [line.split("\t")[-1] for line in out.splitlines()] == ["r0 = 7", "exit"]
+        doc = run_json(capsys, "prog", "dump", str(prog_id), "--json")
+    assert doc == {"id": prog_id, "xlated": _keep(7).hex(), "text": ["r0 = 7", "exit"]}
+
+
 def test_prog_show_unknown_id_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "prog", "show", str(2**31 - 1))
-    assert status == 1 and out == ""
-    assert err.startswith("ebpf: error: no prog with id 2147483647")
+    for command in ("show", "dump"):
+        status, out, err = run(capsys, "prog", command, str(2**31 - 1))
+        assert status == 1 and out == ""
+        assert err.startswith("ebpf: error: no prog with id 2147483647")
 
 
 def test_prog_list_in_a_subprocess_sees_our_program(prog: Program) -> None:

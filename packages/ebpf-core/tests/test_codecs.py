@@ -6,11 +6,10 @@ import ctypes
 import struct
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ebpf.core import codecs
 from ebpf.core.errors import EBPFError
+from hypothesis import given
+from hypothesis import strategies as st
 
 INTS = [codecs.u8, codecs.u16, codecs.u32, codecs.u64, codecs.i8, codecs.i16, codecs.i32, codecs.i64]
 

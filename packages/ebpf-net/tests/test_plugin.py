@@ -99,3 +99,10 @@ def test_xdp_state_views():
     state = xdp.XdpState(3, "eth9", "skb", 7, 0, 0)
     assert state.prog_ids == {"skb": 7} and state.attached
     assert not xdp.XdpState(3, "eth9", None, 0, 0, 0).attached
+
+
+@pytest.mark.privileged
+def test_feature_probes_are_registered_and_answer():
+    probes = {p.name: p for p in plugins.feature_probes()}
+    for name in ("net.xdp_link", "net.tcx", "net.netfilter_link", "net.sk_lookup"):
+        assert probes[name].probe() is None  # all present on the kernels we test on (6.18)

@@ -10,7 +10,8 @@ import pytest
 from ebpf.core.errors import AttachError
 from ebpf.core.maps import create_map
 from ebpf.core.programs import load_program
-from ebpf.net import netfilter, sk_lookup, socket_filter
+from ebpf.core.testing import require
+from ebpf.net import features, netfilter, sk_lookup, socket_filter
 
 pytestmark = pytest.mark.privileged
 
@@ -87,6 +88,7 @@ def _steer_to_map0(asm, map_fd: int, port: int) -> bytes:
 
 
 def test_sk_lookup_steers_connection_to_chosen_socket(veth, asm):
+    require(features.probe_sk_lookup)
     steer_port = 7777  # nothing listens here: the program hands connections to `target`
     with veth.a():
         target = socket.socket()
@@ -122,6 +124,7 @@ def test_sk_lookup_bad_input(asm):
 
 
 def test_netfilter_link_drops_local_in_of_one_namespace(veth, asm, counter):
+    require(features.probe_netfilter_link)
     with netfilter.load_netfilter_program(asm.count(counter.fd) + asm.ret(netfilter.NfVerdict.DROP)) as prog:
         with veth.a():
             link = netfilter.attach_netfilter(prog, "ipv4", "local_in", priority=-100)
@@ -135,6 +138,7 @@ def test_netfilter_link_drops_local_in_of_one_namespace(veth, asm, counter):
 
 
 def test_netfilter_bad_input(asm):
+    require(features.probe_netfilter_link)
     with netfilter.load_netfilter_program(asm.ret(1)) as prog:
         with pytest.raises(AttachError, match="protocol family"):
             netfilter.attach_netfilter(prog, pf="ipx")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from ebpf.core.errors import AttachError
 from ebpf.core.programs import load_program
-from ebpf.net import tc
+from ebpf.core.testing import require
+from ebpf.net import features, tc
 from ebpf.net.tc import TcAction
 
 pytestmark = pytest.mark.privileged
@@ -102,6 +103,7 @@ def _append_digit(asm, map_fd: int, digit: int) -> bytes:
 
 
 def test_tcx_programs_run_in_the_requested_order(veth, asm, counter):
+    require(features.probe_tcx)
     one = load_program(prog_type="sched_cls", insns=_append_digit(asm, counter.fd, 1), name="tcx_one",
                        expected_attach_type="tcx_ingress")  # fmt: skip
     two = load_program(prog_type="sched_cls", insns=_append_digit(asm, counter.fd, 2), name="tcx_two",
@@ -120,6 +122,7 @@ def test_tcx_programs_run_in_the_requested_order(veth, asm, counter):
 
 
 def test_tcx_after_by_program_id_and_plugin_dispatch(veth, asm, counter):
+    require(features.probe_tcx)
     one = load_program(
         prog_type="sched_cls", insns=_append_digit(asm, counter.fd, 1), expected_attach_type="tcx_ingress"
     )

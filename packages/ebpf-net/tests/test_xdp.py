@@ -165,3 +165,36 @@ def test_redirect_maps():
         assert h.map_type.name == "DEVMAP_HASH"
     with pytest.raises(Exception, match="max_entries"):
         xdp.create_devmap(0)
+
+
+def test_program_written_with_the_core_assembler_counts_and_drops(veth, counter):
+    from ebpf.core.asm import (
+        DW,
+        R0,
+        R1,
+        R2,
+        R10,
+        W,
+        add64,
+        atomic_add,
+        call,
+        exit_,
+        jeq,
+        label,
+        ld_map_fd,
+        mov64,
+        stx_mem,
+    )
+
+    insns = [
+        mov64(R0, 0), stx_mem(W, R10, R0, -4),
+        ld_map_fd(R1, counter.fd), mov64(R2, R10), add64(R2, -4), call("map_lookup_elem"),
+        jeq(R0, 0, "out"), mov64(R1, 1), atomic_add(DW, R0, R1),
+        label("out"), mov64(R0, XdpAction.DROP), exit_(),
+    ]  # fmt: skip
+    with xdp.load_xdp_program(insns, name="asm_drop") as prog:
+        with veth.a():
+            link = xdp.attach_xdp(veth.a_if, prog)
+        with link:
+            assert veth.send_udp("a", 4005, count=3) == 0
+    assert counter.value() >= 3

@@ -372,7 +372,7 @@ class EventSerializer:
                 raise EBPFError(f"event record is missing field {exc.args[0]!r}") from None
         else:
             values = list(record)
-        n = self.names and len(self.names) or len(self._lengths)
+        n = (self.names and len(self.names)) or len(self._lengths)
         if len(values) != n:
             raise EBPFError(f"event record has {len(values)} fields, the spec has {n}")
         for i in self._strings:

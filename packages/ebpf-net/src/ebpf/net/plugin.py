@@ -17,13 +17,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError
-from ebpf.core.plugins import AttachBackend, SectionType, hookimpl
+from ebpf.core.plugins import AttachBackend, FeatureProbe, SectionType, hookimpl
 from ebpf.core.types import AttachType, ProgType
 
 if TYPE_CHECKING:
     from ebpf.core.links import Link
 
-__all__ = ["ebpf_attach_backends", "ebpf_section_types"]
+__all__ = ["ebpf_attach_backends", "ebpf_section_types", "ebpf_features"]
 
 _DIST = "ebpf-net"
 
@@ -186,3 +186,16 @@ def _sock_addr_sections() -> list[tuple[str, ProgType, AttachType | None]]:
 def ebpf_section_types() -> list[SectionType]:
     """libbpf's section names for network programs (``xdp``, ``tc``, ``tcx/ingress``, ``cgroup/connect4``, ...)."""
     return [SectionType(prefix, prog, att) for prefix, prog, att in (*_SECTIONS, *_sock_addr_sections())]
+
+
+@hookimpl
+def ebpf_features() -> list[FeatureProbe]:
+    """Probes for XDP links, TCX, netfilter links and sk_lookup."""
+    from ebpf.net import features
+
+    return [
+        FeatureProbe("net.xdp_link", features.probe_xdp_link, "XDP attachments through BPF links (Linux >= 5.9)"),
+        FeatureProbe("net.tcx", features.probe_tcx, "TCX links for TC programs (Linux >= 6.6)"),
+        FeatureProbe("net.netfilter_link", features.probe_netfilter_link, "netfilter BPF links (Linux >= 6.4)"),
+        FeatureProbe("net.sk_lookup", features.probe_sk_lookup, "sk_lookup programs (Linux >= 5.9)"),
+    ]

@@ -68,6 +68,42 @@ def _prog_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def xlated_insns(prog_id: int) -> bytes:
+    """The instructions of program ``prog_id`` as the kernel holds them (after the verifier's rewrites).
+
+    :raises EBPFError: when there is no such program.
+    """
+    import ctypes
+
+    from ebpf.core._sys import commands
+    from ebpf.core._sys.attrs import ProgInfo
+    from ebpf.core._sys.syscall import close_fd
+
+    try:
+        fd = commands.fd_by_id("prog", prog_id)
+    except BPFSyscallError as exc:
+        raise _not_found(exc, f"prog with id {prog_id}") from exc
+    try:
+        size = commands.prog_info(fd).xlated_prog_len
+        buf = ctypes.create_string_buffer(max(size, 1))
+        info = commands.obj_info(fd, ProgInfo, ProgInfo(xlated_prog_len=size, xlated_prog_insns=ctypes.addressof(buf)))
+        return buf.raw[: min(size, info.xlated_prog_len)]
+    finally:
+        close_fd(fd)
+
+
+def _prog_dump(args: argparse.Namespace) -> int:
+    from ebpf.core.asm import disassemble
+
+    code = xlated_insns(args.id)
+    text = disassemble(code, objdump=not args.json, helper_names=True)
+    if args.json:
+        print_json({"id": args.id, "xlated": code, "text": text.splitlines()})
+    else:
+        print(text, end="")
+    return 0
+
+
 def _map_list(args: argparse.Namespace) -> int:
     from ebpf.core.maps import maps
 
@@ -128,7 +164,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``prog``, ``map`` and ``link`` to the ``ebpf`` parser."""
     prog = sub.add_parser("prog", help="programs loaded on the system")
-    prog_sub = prog.add_subparsers(dest="prog_command", metavar="{list,show}", required=True)
+    prog_sub = prog.add_subparsers(dest="prog_command", metavar="{list,show,dump}", required=True)
     p = prog_sub.add_parser("list", help="list every loaded program")
     _json_flag(p)
     p.set_defaults(func=_prog_list)
@@ -136,6 +172,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("id", type=int, help="program id (see `ebpf prog list`)")
     _json_flag(p)
     p.set_defaults(func=_prog_show)
+
+    p = prog_sub.add_parser("dump", help="disassemble a program's instructions as the kernel holds them")
+    p.add_argument("id", type=int, help="program id (see `ebpf prog list`)")
+    _json_flag(p)
+    p.set_defaults(func=_prog_dump)
 
     mp = sub.add_parser("map", help="maps on the system")
     map_sub = mp.add_subparsers(dest="map_command", metavar="{list,dump}", required=True)

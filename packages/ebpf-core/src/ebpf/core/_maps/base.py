@@ -122,7 +122,7 @@ class MapInfo:
 class _State:
     """Mutable per-map state shared with the generated hot path (kept apart from the Map: no cycles)."""
 
-    __slots__ = ("closed", "batch", "name", "max_entries", "spare")
+    __slots__ = ("batch", "closed", "max_entries", "name", "spare")
 
     def __init__(self, name: str, max_entries: int) -> None:
         self.spare: list[Any] = []  # reusable batch buffers

@@ -1,8 +1,8 @@
 """BPF_MAP_*_BATCH operations, with the single-element fallback for kernels (or map types) without them.
 
-A batch command the kernel does not have for a map answers EINVAL, ENOTSUPP (524) or
-EOPNOTSUPP before touching anything (``count`` stays 0); the map then remembers to use
-one-element commands from then on.
+A batch command the kernel does not have answers EINVAL (unknown command) or, for a map
+type without batch operations, ENOTSUPP (524) / EOPNOTSUPP, before touching anything
+(``count`` is left as it was); the map then remembers to use one-element commands.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _batch_chunks(m: Map, delete: bool) -> Iterator[tuple[list[Any], list[Any]]]
                     attr = bufs.attr
                     attr.map_fd = m.fd
                     continue
-                if first and got == 0 and err in NO_BATCH_ERRNOS:
+                # no such command / no batch op for this map type: the kernel leaves count alone
+                if first and got in (0, bufs.n) and err in NO_BATCH_ERRNOS:
                     raise _NoBatch
                 raise syscall_error(err, cmd_name(cmd))
             if got:
@@ -196,7 +197,7 @@ def update_batch(m: Map, keys: Sequence[Any], values: Sequence[Any], flags: int)
             err = get_errno() if ret < 0 else 0
         if ret >= 0:
             return len(keys)
-        if not (attr.count == 0 and err in NO_BATCH_ERRNOS):
+        if not (attr.count in (0, len(keys)) and err in NO_BATCH_ERRNOS):
             if err == errno.E2BIG:
                 raise MapFullError("BPF_MAP_UPDATE_BATCH", m.max_entries)
             raise syscall_error(err, "BPF_MAP_UPDATE_BATCH", f"failed after {attr.count} of {len(keys)} entries")
@@ -230,7 +231,7 @@ def delete_batch(m: Map, keys: Sequence[Any]) -> int:
                 deleted += attr.count
                 start += attr.count + 1
                 continue
-            if start == 0 and attr.count == 0 and err in NO_BATCH_ERRNOS:
+            if start == 0 and attr.count in (0, total) and err in NO_BATCH_ERRNOS:
                 m._state.batch = False
                 break
             raise syscall_error(err, "BPF_MAP_DELETE_BATCH")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ebpf.core.asm.insn import Instruction, Label
 from ebpf.core.asm.opcodes import (
@@ -246,7 +247,14 @@ def _parse(line: str, labels: frozenset[str]) -> list[Item]:
     if m:
         rest = _parse(m.group(2), labels) if m.group(2) else []
         return [Label(m.group(1)), *rest]
-    return [_instruction(text, labels)]
+    insn = _instruction(text, labels)
+    if raw is not None and insn.code in (JMP | CALL, LD | IMM | DW) and insn.target is None:
+        # llvm-objdump does not show src_reg of calls and ld_imm64 (``call 3`` may be a
+        # bpf-to-bpf call, ``r1 = 0 ll`` a map fd); the line's bytes say which.
+        decoded = Instruction.decode(raw)
+        if decoded != insn and replace(decoded, src=insn.src) == insn:
+            return [decoded]
+    return [insn]
 
 
 def _instruction(s: str, labels: frozenset[str]) -> Instruction:

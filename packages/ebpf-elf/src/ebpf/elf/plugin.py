@@ -1,0 +1,103 @@
+"""ebpf-elf's pluggy hooks: the ELF object loader (``ebpf.core.load("x.o")``) and the
+``ebpf inspect`` / ``ebpf compile`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+from typing import Any
+
+from ebpf.core.plugins import ObjectLoader, hookimpl
+
+__all__ = ["ebpf_object_loaders", "ebpf_cli_commands", "recognizes"]
+
+EM_BPF = 247
+
+
+def recognizes(path: str, head: bytes) -> bool:
+    """True for a little-endian ELF64 object for EM_BPF (by its first bytes)."""
+    return (
+        len(head) >= 20 and head[:4] == b"\x7fELF" and head[4] == 2 and head[5] == 1
+        and struct.unpack_from("<H", head, 18)[0] == EM_BPF
+    )
+
+
+def _load_spec(path: str, **options: Any) -> Any:
+    from ebpf.elf.loader import load_spec
+
+    return load_spec(path, **options)
+
+
+@hookimpl
+def ebpf_object_loaders() -> list[ObjectLoader]:
+    """The ELF loader."""
+    return [ObjectLoader("elf", recognizes, _load_spec)]
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from ebpf.core.errors import EBPFError
+    from ebpf.elf.info import inspect_elf
+
+    try:
+        info = inspect_elf(args.file)
+    except EBPFError as exc:
+        print(f"ebpf inspect: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    out = [f"{info.path}: license {info.license!r}, BTF {'yes' if info.btf else 'no'} ({info.btf_types} types), "
+           f".BTF.ext {'yes' if info.btf_ext else 'no'}", "", "programs:"]
+    for p in info.programs:
+        extra = f" -> {p.attach_target}" if p.attach_target else ""
+        subs = f" (calls {', '.join(p.subprograms)})" if p.subprograms else ""
+        out.append(f"  {p.name:<24} {p.type:<16} {p.section}{extra}  {p.insn_count} insns{subs}")
+    out.append("maps:")
+    for m in info.maps:
+        inner = f" inner={m.inner}" if m.inner else ""
+        pin = " pinned by name" if m.pinning != "none" else ""
+        out.append(f"  {m.name:<24} {m.type:<16} key {m.key_size} value {m.value_size} max {m.max_entries} "
+                   f"flags {m.flags:#x} [{m.kind}]{inner}{pin}")
+    if info.variables:
+        out.append("globals:")
+        for v in info.variables:
+            ro = " (const)" if v.readonly else ""
+            out.append(f"  {v.name:<24} {v.section}+{v.offset} {v.size} bytes{ro}")
+    if info.externs:
+        out.append("externs: " + ", ".join(info.externs))
+    if info.relocations:
+        out.append("relocations:")
+        for r in info.relocations:
+            out.append(f"  {r.program}[{r.insn}] {r.kind:<6} {r.target}")
+    print("\n".join(out))
+    return 0
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from ebpf.core.errors import EBPFError
+    from ebpf.elf.compile import compile_c
+
+    try:
+        out = compile_c(args.file, args.output, tuple(args.cflag or ()), compiler=args.compiler)
+    except EBPFError as exc:
+        print(f"ebpf compile: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+@hookimpl
+def ebpf_cli_commands(subparsers: Any) -> None:
+    """``ebpf inspect FILE.o`` and ``ebpf compile FILE.c``."""
+    p = subparsers.add_parser("inspect", help="show the programs, maps, globals, BTF and relocations of a .o")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_inspect)
+    c = subparsers.add_parser("compile", help="compile BPF C to an object (clang, or the ziglang toolchain)")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", default=None)
+    c.add_argument("--compiler", choices=("auto", "clang", "zig"), default="auto")
+    c.add_argument("-C", "--cflag", action="append", help="extra compiler flag (repeatable)")
+    c.set_defaults(func=_cmd_compile)
