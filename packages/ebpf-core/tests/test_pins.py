@@ -140,11 +140,27 @@ def test_dump_map_shows_entries() -> None:
         assert "no keys" in dump_map(q)
 
 
+def test_dump_map_uses_btf() -> None:
+    from ebpf.core import btf
+
+    spec, key_id, value_id = btf.map_btf("u32", [("count", "u64"), ("comm", "char[16]")])
+    with spec.load() as handle, create_hash_map(4, key_size=4, value_size=24, btf=handle, btf_key_type_id=key_id,
+                                                btf_value_type_id=value_id, name="typed") as m:
+        m[7] = (5).to_bytes(8, "little") + b"bash".ljust(16, b"\0")
+        text = dump_map(m)
+        assert "'count': 5" in text and "'comm': 'bash'" in text, text
+        with Map.from_id(m.info().id) as again:  # no BTF handle here: read back from the kernel by id
+            assert "'comm': 'bash'" in dump_map(again)
+
+
 def test_maps_lists_every_map() -> None:
     with create_hash_map(3, name="listed_a") as a, create_queue_map(2, name="listed_b") as b:
         found = {info.id: info for info in maps()}
         assert found[a.info().id].name == "listed_a"
         assert found[b.info().id].type is MapType.QUEUE
+        import ebpf.core as bpf
+
+        assert any(info.id == a.info().id for info in bpf.maps())  # the facade name works too
     assert all(info.id > 0 for info in maps())
 
 

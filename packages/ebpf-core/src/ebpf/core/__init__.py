@@ -78,15 +78,16 @@ _export(
     "queue_pop",
     "queue_peek",
     "dump_map",
-    "maps",
 )
 _export("codecs", "make_event_parser", "make_event_serializer")
-_export("programs", "ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "load_program", "programs")
-_export("links", "Link", "BPFLink", "PerfEventLink", "CallbackLink", "LinkInfo", "create_link", "links", "enable_stats")
+_export("programs", "ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "load_program")
+_export("links", "Link", "BPFLink", "PerfEventLink", "CallbackLink", "LinkInfo", "create_link", "enable_stats")
 _export("plugins", "hookimpl", "plugin_manager", "load", "open_events", "AttachBackend")
 _export("collection", "Collection", "CollectionSpec")
 
-_SUBMODULES = {"asm", "btf", "features", "codecs", "errors", "types", "system", "plugins", "hookspecs", "pins", "links", "maps", "programs"}
+# ``maps``, ``programs`` and ``links`` are both submodules and (callable, see _callable.py)
+# the enumeration functions API.md promises: ``bpf.maps()``.
+_SUBMODULES = {"asm", "btf", "features", "codecs", "errors", "types", "system", "plugins", "hookspecs", "pins", "maps", "programs", "links"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
@@ -108,7 +109,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ebpf.core import asm, btf, codecs, errors, features, hookspecs, links, maps, pins, plugins, programs, system, types
+    from ebpf.core import asm, btf, codecs, errors, features, hookspecs, pins, plugins, system, types
     from ebpf.core.codecs import make_event_parser, make_event_serializer
     from ebpf.core.collection import Collection, CollectionSpec
     from ebpf.core.errors import (

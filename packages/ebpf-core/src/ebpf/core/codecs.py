@@ -22,7 +22,7 @@ import ctypes
 import re
 import struct as _struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ebpf.core.errors import EBPFError
 
@@ -50,6 +50,9 @@ __all__ = [
     "make_event_parser",
     "make_event_serializer",
 ]
+
+
+IntFormat = Literal["B", "H", "I", "Q", "b", "h", "i", "q"]
 
 
 class Codec:
@@ -126,10 +129,10 @@ class IntCodec(StructCodec):
         "q": ctypes.c_int64,
     }
 
-    def __init__(self, name: str, code: str) -> None:
+    def __init__(self, name: str, code: IntFormat) -> None:
         super().__init__("=" + code)
         self.name = name
-        self.code = code
+        self.code: IntFormat = code
         self.signed = code.islower()
         self.ctype: type[ctypes._SimpleCData[int]] = self._CTYPES[code]
         bits = self.size * 8
@@ -324,7 +327,7 @@ class EventParser:
         self.record: Callable[..., Any] | None = None
         if names is not None:
             try:
-                self.record = collections.namedtuple("Event", names)._make  # type: ignore[misc]
+                self.record = getattr(collections.namedtuple("Event", names), "_make")  # noqa: B009
             except ValueError as exc:
                 raise EBPFError(f"event spec: bad field names {names}: {exc}") from None
         self._strings = strings

@@ -561,3 +561,8 @@ def enable_stats(stats_type: int = 0) -> Stats:
     :raises BPFSyscallError: EPERM without CAP_SYS_ADMIN, EINVAL before Linux 5.8.
     """
     return Stats(stats_type)
+
+
+from ebpf.core._callable import make_module_callable  # noqa: E402
+
+make_module_callable(__name__)

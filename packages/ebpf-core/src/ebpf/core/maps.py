@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import errno
 import statistics
+import sys
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -305,3 +307,17 @@ def maps() -> Iterator[MapInfo]:
             yield MapInfo.from_kernel(commands.map_info(fd))
         finally:
             close_fd(fd)
+
+
+class _MapsModule(types.ModuleType):
+    """Lets ``ebpf.core.maps()`` work although the package attribute ``maps`` is this module.
+
+    The facade promises ``bpf.maps()`` (every map on the system), but importing this submodule
+    binds ``ebpf.core.maps`` to the module; calling the module lists the maps.
+    """
+
+    def __call__(self) -> Iterator[MapInfo]:
+        return maps()
+
+
+sys.modules[__name__].__class__ = _MapsModule

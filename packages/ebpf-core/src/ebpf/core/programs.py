@@ -634,3 +634,8 @@ def programs() -> Iterator[ProgramInfo]:
         finally:
             close_fd(fd)
 
+
+
+from ebpf.core._callable import make_module_callable  # noqa: E402
+
+make_module_callable(__name__)

@@ -53,7 +53,7 @@ def fs_type(path: str) -> int | None:
     buf = _StatFs()
     if _statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         return None
-    return buf.f_type & 0xFFFFFFFF
+    return int(buf.f_type) & 0xFFFFFFFF
 
 
 @functools.cache

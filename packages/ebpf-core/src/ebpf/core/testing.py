@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+import pluggy
 import pytest
-
 from ebpf.core.errors import UnsupportedFeatureError
 
 __all__ = ["require", "open_fds"]
@@ -74,7 +74,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, pluggy.Result[None], None]:
     # A test that hits UnsupportedFeatureError outside require() is still a skip that names the feature.
     outcome = yield
     exc = outcome.excinfo

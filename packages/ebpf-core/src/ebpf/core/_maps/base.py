@@ -460,7 +460,8 @@ class Map:
         """An event reader for this map from the plugin registered for its type (ringbuf, perf)."""
         from ebpf.core import plugins
 
-        return plugins.open_events(self, **options)  # type: ignore[no-any-return]
+        reader: object = plugins.open_events(self, **options)
+        return reader
 
     def _release_extra(self) -> None:
         """Kinds free their own resources (mmaps) here."""

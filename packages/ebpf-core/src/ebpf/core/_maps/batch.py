@@ -65,7 +65,8 @@ class _BatchBuffers:
 def _take_buffers(m: Map) -> _BatchBuffers:
     # list.pop is atomic: two threads iterating one map at once each get their own buffers.
     try:
-        return m._state.spare.pop()
+        spare: _BatchBuffers = m._state.spare.pop()
+        return spare
     except IndexError:
         return _BatchBuffers(m, _batch_size(m, m._value_layout.elem_size))
 

@@ -63,8 +63,8 @@ def _enc(kind: str, obj: str, pre: str) -> str:
         bits = kind[4:]
         return f"if {obj} >> {bits}: raise OverflowError\n{pre}val.value = {obj}"
     if kind.startswith("sint"):
-        bits = int(kind[4:])
-        return f"if ({obj} + {1 << (bits - 1)}) >> {bits}: raise OverflowError\n{pre}val.value = {obj}"
+        nbits = int(kind[4:])
+        return f"if ({obj} + {1 << (nbits - 1)}) >> {nbits}: raise OverflowError\n{pre}val.value = {obj}"
     if kind == "struct1":
         return f"{pre}pack({pre}buf, 0, {obj})"
     if kind == "structN":

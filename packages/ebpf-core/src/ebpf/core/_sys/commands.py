@@ -13,7 +13,7 @@ import ctypes
 import errno
 import os
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ebpf.core._sys.attrs import (
     BtfInfo,
@@ -42,7 +42,7 @@ from ebpf.core.errors import BPFSyscallError
 _I = TypeVar("_I", bound=ctypes.Structure)
 
 
-def addr(buf: ctypes.Array[ctypes.c_char] | ctypes.Array[ctypes.c_uint8] | ctypes.Structure | None) -> int:
+def addr(buf: ctypes.Array[Any] | ctypes.Structure | None) -> int:
     """Address of a ctypes buffer as an int (0 for None)."""
     return 0 if buf is None else ctypes.addressof(buf)
 

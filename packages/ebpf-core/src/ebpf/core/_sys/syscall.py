@@ -88,7 +88,7 @@ def bpf(cmd: int, attr: ctypes.Structure, command: str | None = None) -> int:
     if ret < 0:
         err = get_errno()
         raise syscall_error(err, command or _NAMES.get(cmd, f"bpf({cmd})"))
-    return ret
+    return int(ret)
 
 
 def close_fd(fd: int) -> None:
