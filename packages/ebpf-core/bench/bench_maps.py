@@ -57,16 +57,26 @@ def c_reference() -> dict[str, float]:
     else:
         print(json.dumps({"warning": "no C compiler: C reference skipped"}), flush=True)
         return {}
-    run = subprocess.run([out], check=True, capture_output=True, text=True, timeout=600)
-    figures = {}
-    for line in run.stdout.splitlines():
-        rec = json.loads(line)
-        figures[rec["figure"]] = rec["ops_per_s"]
+    figures: dict[str, float] = {}
+    for _ in range(2):  # the C program takes its own best of 5; twice more guards against a noisy moment
+        run = subprocess.run([out], check=True, capture_output=True, text=True, timeout=600)
+        for line in run.stdout.splitlines():
+            rec = json.loads(line)
+            figures[rec["figure"]] = max(figures.get(rec["figure"], 0.0), rec["ops_per_s"])
     return figures
 
 
 def best(fn: Callable[[], float]) -> float:
     return max(fn() for _ in range(ROUNDS))
+
+
+def pair(floor: Callable[[], float], ours: Callable[[], float]) -> tuple[float, float]:
+    """Best of ROUNDS for both, interleaved so that machine noise hits both sides alike."""
+    f, o = 0.0, 0.0
+    for _ in range(ROUNDS):
+        f = max(f, floor())
+        o = max(o, ours())
+    return o, f
 
 
 def rate(n: int, fn: Callable[[], object]) -> float:
@@ -222,16 +232,11 @@ def single_ops(c: dict[str, float]) -> None:
     emit("hash_delete", max(res["d"]), max(res["fd"]), c, "hash_delete")
 
     refill()
-    fl_batch = best(floor.batch_lookup)
-    ours_batch = best(lambda: rate(N_KEYS, m.lookup_batch))
-    emit("batch_lookup", ours_batch, fl_batch, c, "batch_lookup")
+    emit("batch_lookup", *pair(floor.batch_lookup, lambda: rate(N_KEYS, m.lookup_batch)), c, "batch_lookup")
     items = {i: i for i in range(N_KEYS)}
-    fl_bu = best(floor.batch_update)
-    ours_bu = best(lambda: rate(N_KEYS, lambda: m.update_batch(items)))
-    emit("batch_update", ours_bu, fl_bu, c, "batch_update")
-    fl_it = best(floor.iterate)
-    ours_it = best(lambda: rate(N_KEYS, lambda: list(m.items())))
-    emit("items", ours_it, fl_it, c, "iterate")
+    emit("batch_update", *pair(floor.batch_update, lambda: rate(N_KEYS, lambda: m.update_batch(items))), c,
+         "batch_update")
+    emit("items", *pair(floor.iterate, lambda: rate(N_KEYS, lambda: list(m.items()))), c, "iterate")
     m.close()
 
 
@@ -244,8 +249,8 @@ def array_ops(c: dict[str, float]) -> None:
         for i in range(N_OPS):
             lookup(i % N_KEYS)
 
-    fl = best(floor.lookup)
-    emit("array_lookup", best(lambda: rate(N_OPS, ours)), fl, c, "array_lookup")
+    ours_rate, fl = pair(floor.lookup, lambda: rate(N_OPS, ours))
+    emit("array_lookup", ours_rate, fl, c, "array_lookup")
 
     mm = create_array_map(N_KEYS, value_size=8, name="bench_mmap", mmapable=True)
     mlookup = mm.lookup
@@ -269,9 +274,29 @@ def percpu_ops(c: dict[str, float]) -> None:
         for i in range(N_OPS):
             lookup(i % N_KEYS)
 
-    fl = best(floor.lookup)
-    emit("percpu_hash_lookup", best(lambda: rate(N_OPS, ours)), fl, c, "percpu_hash_lookup")
+    emit("percpu_hash_lookup", *pair(floor.lookup, lambda: rate(N_OPS, ours)), c, "percpu_hash_lookup")
     m.close()
+
+
+def lock_cost(c: dict[str, float]) -> None:
+    """What the per-map lock (thread safety) costs per operation, for reading the ratios above."""
+    import threading
+
+    lock = threading.Lock()
+    acquire, release = lock.acquire, lock.release
+
+    def run() -> None:
+        for _ in range(N_OPS):
+            acquire()
+            release()
+
+    def empty() -> None:
+        for _ in range(N_OPS):
+            pass
+
+    per_op = min(1 / rate(N_OPS, run) - 1 / rate(N_OPS, empty) for _ in range(ROUNDS))
+    print(json.dumps({"figure": "lock_acquire_release", "ns_per_op": round(per_op * 1e9, 1), "python": PYTHON}),
+          flush=True)
 
 
 def main() -> None:
@@ -281,6 +306,7 @@ def main() -> None:
     single_ops(c)
     array_ops(c)
     percpu_ops(c)
+    lock_cost(c)
     _ = commands  # the syscall layer is what both sides share
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from ebpf.core.asm import (
     ADD,
     DW,
@@ -17,13 +16,13 @@ from ebpf.core.asm import (
     R3,
     R6,
     R10,
+    AsmError,
+    Assembler,
     B,
     H,
-    W,
-    Assembler,
-    AsmError,
     Instruction,
     Reg,
+    W,
     add32,
     add64,
     addr_space_cast,
@@ -124,6 +123,7 @@ KNOWN = [
     (atomic_add(DW, R1, R2), "db 21 00 00 00 00 00 00", "lock *(u64 *)(r1 + 0) += r2"),
     (atomic_add(W, R1, R2), "c3 21 00 00 00 00 00 00", "lock *(u32 *)(r1 + 0) += r2"),
     (atomic_or(DW, R1, R2), "db 21 00 00 40 00 00 00", "lock *(u64 *)(r1 + 0) |= r2"),
+    (atomic_or(W, R1, R2), "c3 21 00 00 40 00 00 00", "lock *(u32 *)(r1 + 0) |= w2"),
     (atomic_op(DW, ADD | FETCH, R1, R2, 0), "db 21 00 00 01 00 00 00", "r2 = atomic_fetch_add((u64 *)(r1 + 0), r2)"),
     (atomic_xor(DW, R1, R2, -16, fetch=True), "db 21 f0 ff a1 00 00 00", "r2 = atomic_fetch_xor((u64 *)(r1 - 16), r2)"),
     (atomic_and(W, R1, R2, fetch=True), "c3 21 00 00 51 00 00 00", "w2 = atomic_fetch_and((u32 *)(r1 + 0), w2)"),
@@ -401,3 +401,34 @@ def test_exit_alias_and_misc_constructors() -> None:
     assert ld_imm64(R6, 1 << 63).value == 1 << 63
     assert atomic_op(DW, ADD | FETCH, R1, R2).imm == 1
     assert jne(R1, R2, 0).code == 0x5D
+
+
+def test_helper_names_and_symbolic_map_listing() -> None:
+    @dataclasses.dataclass
+    class FakeMap:
+        fd: int
+
+    prog = [ld_map_fd(R1, FakeMap(4)), call("map_lookup_elem"), call(Helper.TRACE_PRINTK), exit_()]
+    text = disassemble(prog, helper_names=True)
+    assert text.splitlines() == ["r1 = map[fd:4] ll", "call map_lookup_elem", "call trace_printk", "exit"]
+    assert assemble(text) == assemble(prog)
+    assert disassemble(assemble([add64(R1, -4)]), hex=True) == "r1 += -0x4\n"
+
+
+def test_assembler_append_accepts_mixed_items() -> None:
+    a = Assembler("r0 = 1")
+    a.append([mov64(R1, 2), "r0 += r1"], label("end"), exit_())
+    assert a.assemble() == assemble("r0 = 1\nr1 = 2\nr0 += r1\nend:\nexit")
+    assert repr(a) == "<Assembler: 4 slots>"
+    assert [type(i).__name__ for i in a].count("Label") == 1
+
+
+def test_lenient_disassembly_marks_unknown_slots_like_llvm() -> None:
+    nospec = h("c200000000000000")  # BPF_ST | BPF_NOSPEC: kernel-internal, not an instruction
+    code = mov64(R0, 0).encode() + nospec + exit_().encode()
+    with pytest.raises(AsmError, match="invalid opcode 0xc2"):
+        disassemble(code)
+    assert disassemble(code, strict=False).splitlines() == ["r0 = 0", "<unknown>", "exit"]
+    assert disassemble(code, strict=False, objdump=True).splitlines()[1] == "       1:\tc2 00 00 00 00 00 00 00\t<unknown>"
+    with pytest.raises(AsmError, match="multiple of 8"):
+        disassemble(b"\0" * 12, strict=False)

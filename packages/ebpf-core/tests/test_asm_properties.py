@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ebpf.core import asm
 from ebpf.core.asm import (
     ADD,
@@ -29,6 +26,8 @@ from ebpf.core.asm import (
     decode,
     disassemble,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 regs = st.sampled_from(list(Reg))
 imm32 = st.integers(-(1 << 31), (1 << 31) - 1)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import struct
 import subprocess
 import sys
 
 import pytest
-
 from ebpf.core import btf
 from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
@@ -394,6 +394,14 @@ def test_dump_c_header_compiles_a_bpf_program(tmp_path: object, vmlinux: Spec) -
     assert task.size == kernel_task.size
     for name in ("pid", "tgid", "comm"):
         assert obj.find_member(task, name).bit_offset == vmlinux.find_member(kernel_task, name).bit_offset
+    # What an ELF loader does: fix the DATASEC sizes/offsets clang leaves at 0, re-encode, load.
+    license_sec = obj.find("license", "datasec")
+    assert isinstance(license_sec, btf.Datasec) and license_sec.size == 0
+    builder = Builder.from_spec(obj)
+    size = len(_elf_section(out, "license"))
+    builder[license_sec.id] = dataclasses.replace(license_sec, size=size, vars=(btf.VarSecinfo(license_sec.vars[0].type_id, 0, size),))
+    with btf.load_btf(builder.encode()) as handle:
+        assert handle.fd >= 0
 
 
 def test_dump_c_header_of_small_spec() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from ebpf.core import btf
 from ebpf.core.btf import Builder, Composite, IntEncoding, Member, Spec, Struct
 from ebpf.core.errors import BTFError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _small_blob() -> bytes:

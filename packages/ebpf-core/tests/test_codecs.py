@@ -85,7 +85,7 @@ def test_ctype_codec_refuses_other_objects() -> None:
     with pytest.raises(EBPFError):
         codec.decode(b"short")
     with pytest.raises(EBPFError):
-        codecs.ctype(int)  # type: ignore[arg-type]
+        codecs.ctype(int)
 
 
 @given(st.binary(max_size=40), st.integers(0, 40))

@@ -14,6 +14,8 @@ from ebpf.core.errors import BPFSyscallError, EBPFError, KeyNotFoundError, MapFu
 from ebpf.core.maps import Map, MapSpec, create_array_map, create_hash_map, create_lru_hash_map, create_map
 from ebpf.core.testing import open_fds
 from ebpf.core.types import MapType
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.privileged
 
@@ -299,3 +301,25 @@ def test_map_flags_by_name() -> None:
         assert m.info().flags & 1
     with create_hash_map(4, flags=["no_prealloc", "BPF_F_ZERO_SEED"]) as m:
         assert m.info().flags == 1 | 64
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), max_size=50))
+def test_round_trip_through_the_kernel(entries: dict[int, int]) -> None:
+    with create_hash_map(64, value_size=8) as m:
+        for k, v in entries.items():
+            m[k] = v
+        assert all(m[k] == v for k, v in entries.items())
+        assert dict(m.items()) == entries
+        assert dict(m.lookup_batch()) == entries
+        m.clear()
+        assert m.update_batch(entries) == len(entries)
+        assert dict(m.items()) == entries
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=12, max_size=12), st.binary(min_size=5, max_size=5))
+def test_raw_round_trip_through_the_kernel(key: bytes, value: bytes) -> None:
+    with create_hash_map(4, key_size=12, value_size=5) as m:
+        m[key] = value
+        assert m[key] == value and list(m.items()) == [(key, value)]

@@ -15,6 +15,7 @@ from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import EBPFError, KeyNotFoundError, MapFullError, NotSupportedError
 from ebpf.core.maps import (
+    Map,
     MapSpec,
     MmapArrayMap,
     PerCPUMap,
@@ -263,6 +264,23 @@ def test_mmap_array_reads_and_writes_without_syscalls() -> None:
         assert s.lookup(0) == (0, 0)
 
 
+def test_mmap_array_freeze_then_read_only() -> None:
+    """The ELF loader's .rodata flow: create, fill, freeze, then read through the mmap."""
+    with create_array_map(2, value_size=8, mmapable=True) as m:
+        m[0] = 5  # maps writable on first use
+        view = m.mmap()
+        with pytest.raises(EBPFError, match="still in use"):
+            m.freeze()
+        view.release()
+        m.freeze()
+        assert m[0] == 5
+        assert bytes(m.mmap()[:8]) == (5).to_bytes(8, "little")
+        with pytest.raises(EBPFError, match="read-only"):
+            m[0] = 6
+        with Map.from_id(m.info().id) as again:  # frozen elsewhere: maps read-only
+            assert again[0] == 5
+
+
 def test_mmap_array_with_4_byte_values() -> None:
     with create_array_map(4, value_size=4, mmapable=True) as m:
         m[2] = 0xFFFFFFFF
@@ -276,7 +294,7 @@ def test_memlock_is_raised_once_on_old_kernels(monkeypatch: pytest.MonkeyPatch, 
                                                raised: bool) -> None:
     calls: list[tuple[int, tuple[int, int]]] = []
     monkeypatch.setattr(create_mod, "kernel_version", lambda: version)
-    monkeypatch.setattr(create_mod.resource, "setrlimit", lambda which, lim: calls.append((which, lim)))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, lim: calls.append((which, lim)))
     monkeypatch.setattr(create_mod, "_memlock_done", False)
     with create_hash_map(2), create_hash_map(2):
         pass

@@ -160,7 +160,7 @@ def test_maps_lists_every_map() -> None:
         assert found[b.info().id].type is MapType.QUEUE
         import ebpf.core as bpf
 
-        assert any(info.id == a.info().id for info in bpf.maps())  # the facade name works too
+        assert any(info.id == a.info().id for info in bpf.maps())  # type: ignore[attr-defined]  # facade name
     assert all(info.id > 0 for info in maps())
 
 

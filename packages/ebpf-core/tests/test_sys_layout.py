@@ -13,7 +13,6 @@ import ctypes
 import enum
 
 import pytest
-
 from ebpf.core import types as ebpf_types
 from ebpf.core._sys.attrs import LAYOUTS
 from ebpf.core.btf import Composite, Enum, Member, Spec, load_vmlinux

@@ -20,12 +20,14 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-@pytest.fixture
-def obj(fixtures: Path) -> Callable[[str], str]:
-    """``obj("xdp_counter")`` -> path of the committed object."""
+@pytest.fixture(params=["zig", "clang"])
+def obj(fixtures: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``obj("xdp_counter")`` -> path of the committed object; every test using it runs once with
+    the objects built by ziglang (``x.o``) and once with those built by Debian's clang (``x.clang.o``)."""
+    suffix = ".o" if request.param == "zig" else ".clang.o"
 
     def path(name: str) -> str:
-        p = fixtures / f"{name}.o"
+        p = fixtures / f"{name}{suffix}"
         assert p.exists(), f"missing fixture {p}: run packages/ebpf-elf/tests/fixtures/build.py"
         return str(p)
 

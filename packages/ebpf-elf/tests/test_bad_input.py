@@ -6,16 +6,15 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import ebpf.core as bpf
+import pytest
 from ebpf import elf
 from ebpf.core.errors import BTFError, EBPFError, ELFError
 from ebpf.elf._reader import read_object
 from ebpf.elf.loader import link_object
 from ebpf.elf.objfile import parse_object
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OBJECTS = sorted(p.name for p in FIXTURES.glob("*.o") if p.name != "many_progs.o")
@@ -140,11 +139,21 @@ def test_section_past_end_of_file(tmp_path):
 
 
 def _parse_everything(path: str, data: bytes) -> None:
-    obj = parse_object(path, data)
-    link_object(obj)
+    """Everything short of the kernel: parse, link, fix BTF up, build the spec, apply CO-RE."""
+    import tempfile
+
     from ebpf.elf.btf_fixup import fixup_btf
 
+    obj = parse_object(path, data)
+    link_object(obj)
     fixup_btf(obj)
+    elf.inspect_elf(obj)
+    with tempfile.NamedTemporaryFile(suffix=".o") as fh:
+        fh.write(data)
+        fh.flush()
+        spec = elf.load_spec(fh.name)
+    for hook in spec.hooks:
+        hook(spec, {})
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from ebpf import elf
 from ebpf.core.errors import EBPFError
 

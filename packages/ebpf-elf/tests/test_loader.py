@@ -7,9 +7,8 @@ import struct
 import threading
 import time
 
-import pytest
-
 import ebpf.core as bpf
+import pytest
 from ebpf import elf
 from ebpf.core.errors import BTFError, EBPFError, ELFError, VerifierError
 from ebpf.core.types import AttachType, MapType, ProgType
@@ -17,6 +16,11 @@ from ebpf.core.types import AttachType, MapType, ProgType
 pytestmark = pytest.mark.privileged
 
 PACKET = bytes(64)
+
+
+def _comm() -> bytes:
+    with open("/proc/self/comm", "rb") as fh:
+        return fh.read().strip()[:15]
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 
 
@@ -156,8 +160,10 @@ def test_several_programs_per_section_legacy_maps_and_kconfig(obj):
         assert len(coll.programs) == 6
         assert coll.programs["xdp_one"].test_run(PACKET).retval == XDP_DROP
         assert coll.programs["xdp_two"].test_run(PACKET).retval == XDP_PASS
-        major, minor, patch = (list(bpf.kernel_version()) + [0, 0, 0])[:3]
+        major, minor, patch = [*bpf.kernel_version(), 0, 0, 0][:3]
         assert coll.variables["seen_version"].value == (major << 16) | (minor << 8) | min(patch, 255)
+        assert coll.variables["seen_bpf_syscall"].value == 1  # CONFIG_BPF_SYSCALL=y in /proc/config.gz
+        assert coll.variables["seen_missing"].value == 0  # __weak and unset
         coll.programs["sock_one"].test_run(bytes(64))
         legacy = coll.maps["legacy_hash"]
         assert legacy.map_type == MapType.HASH
@@ -174,7 +180,7 @@ def test_tracepoint_ring_buffer_events_end_to_end(obj, attach, read_ringbuf):
             os.getppid()
         events = read_ringbuf(coll.maps["events"])
     assert len(events) == 3
-    comm = open("/proc/self/comm", "rb").read().strip()[:15]
+    comm = _comm()
     for raw in events:
         pid, tgid, name = struct.unpack("<II16s", raw[:24])
         assert tgid == os.getpid()
@@ -191,7 +197,7 @@ def test_core_reads_task_struct_fields(obj, attach):
     pid, tgid, comm, missing, pid_size, sid, task_exists = struct.unpack("<II16sIIII", raw)
     assert tgid == os.getpid()
     assert pid == threading.get_native_id()
-    assert comm.rstrip(b"\0") == open("/proc/self/comm", "rb").read().strip()[:15]
+    assert comm.rstrip(b"\0") == _comm()
     assert missing == 0  # bpf_core_field_exists on a field no kernel has
     assert pid_size == 4
     assert sid == 3  # the kernel's PIDTYPE_SID, not the object's 42

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ebpf.core.errors import ELFError
 from ebpf.core.types import AttachType, ProgType
 from ebpf.elf.sections import SectionDef, match_section
@@ -52,9 +51,10 @@ P, A = ProgType, AttachType
     ],
 )
 def test_known_sections(section, prog_type, attach_type, target):
-    m = match_section(section, extra=[])
-    assert m is not None
-    assert (m.prog_type, m.attach_type, m.attach_target) == (prog_type, attach_type, target)
+    for extra in ([], None):  # the built-in table alone, and with the installed plugins' prefixes
+        m = match_section(section, extra=extra)
+        assert m is not None
+        assert (m.prog_type, m.attach_type, m.attach_target) == (prog_type, attach_type, target)
 
 
 def test_btf_sections_set_attach_to_and_sleepable_flag():
@@ -75,6 +75,13 @@ def test_plugin_prefixes_win():
     extra = [SectionDef("myhook", P.KPROBE, None, 1)]
     m = match_section("myhook/target", extra=extra)
     assert m is not None and m.prog_type == P.KPROBE and m.attach_target == "target"
+
+
+def test_longer_builtin_prefix_beats_a_shorter_plugin_prefix():
+    extra = [SectionDef("xdp", P.XDP, A.XDP, 0), SectionDef("tc", P.SCHED_CLS, None, 0)]
+    assert match_section("xdp/devmap", extra=extra).attach_type == A.XDP_DEVMAP
+    assert match_section("tc/ingress", extra=extra).attach_type == A.TCX_INGRESS
+    assert match_section("xdp", extra=extra).attach_type == A.XDP
 
 
 def test_prefixes_from_the_section_types_hook():

@@ -105,7 +105,8 @@ EXACT: dict[str, str] = {
     "fib_lookup": "long (*)(void *ctx, struct bpf_fib_lookup *params, int plen, __u32 flags)",
     "sk_redirect_map": "long (*)(struct __sk_buff *skb, void *map, __u32 key, __u64 flags)",
     "msg_redirect_map": "long (*)(struct sk_msg_md *msg, void *map, __u32 key, __u64 flags)",
-    "get_current_cgroup_id_": "__u64 (*)(void)",
+    "this_cpu_ptr": "void *(*)(const void *percpu_ptr)",
+    "per_cpu_ptr": "void *(*)(const void *percpu_ptr, __u32 cpu)",
 }
 
 FORWARD = [

@@ -14,6 +14,7 @@ import copy as _copy
 import dataclasses
 import os
 import struct
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -108,14 +109,8 @@ class CollectionSpec:
 
     def copy(self) -> CollectionSpec:
         """A deep copy that can be changed without touching this one (hooks are shared)."""
-        hooks = self.hooks
-        self.hooks = []
-        try:
-            dup = _copy.deepcopy(self)
-        finally:
-            self.hooks = hooks
-        dup.hooks = list(hooks)
-        return dup
+        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "hooks"}
+        return CollectionSpec(**values, hooks=list(self.hooks))
 
     def set_constants(self, constants: Mapping[str, object]) -> None:
         """Write initial values of global variables (``.rodata`` constants included), before load.
@@ -143,7 +138,8 @@ class CollectionSpec:
 
         :param options: ``constants={name: value}`` (set globals before load), ``pin_root=``
             (directory for maps pinned by name, default ``/sys/fs/bpf``), ``log_level=``,
-            ``keep_log=``, plus whatever this spec's hooks understand (e.g. ``btf_path=``).
+            ``keep_log=``, ``require_btf=`` (fail instead of loading without the object's BTF
+            when the kernel rejects it), plus whatever this spec's hooks understand (``btf_path=``).
         :returns: the collection (owns every fd it made; close it or use ``with``).
         :raises EBPFError: bad options or spec, before any syscall.
         :raises VerifierError: a program was rejected (everything made so far is closed).
@@ -361,13 +357,15 @@ class _Loader:
             if self.options.get("require_btf"):
                 log = getattr(exc, "log", "")
                 raise BTFError(f"the kernel rejected the object's BTF: {exc}\n{log}") from exc
-            fd = -1
-            try:  # retry with a log, for the message
+            try:  # once more with a log, for the message
                 fd, _ = btf_load(self.spec.btf, log_level=1, log_size=1 << 16)
             except BPFSyscallError as exc2:
-                self.btf_error = f"{exc2}: {getattr(exc2, 'log', '').strip()[-300:]}"
-            if fd < 0:
-                return  # load maps and programs without BTF: loses func/line info only
+                log = str(getattr(exc2, "log", "")).strip()[-300:]
+                # Maps and programs still load without BTF; only typed maps and source lines are lost.
+                warnings.warn(f"the kernel rejected the object's BTF ({exc}); loading without it "
+                              f"(require_btf=True makes this an error){': ' + log if log else ''}",
+                              RuntimeWarning, stacklevel=4)
+                return
         self.btf = LoadedBTF(fd)
         self.owned.append(self.btf)
 
@@ -391,15 +389,22 @@ class _Loader:
             pin_path = os.path.join(os.fspath(root), name)
             if os.path.exists(pin_path):
                 existing = Map.from_pinned(pin_path)
-                if (int(existing.map_type), existing.key_size, existing.value_size, existing.max_entries) != (
-                    int(existing.map_type), mspec.key_size, mspec.value_size, mspec.max_entries
-                ) or int(existing.map_type) != int(_map_type(mspec.map_type)):
+                want = (_map_type(mspec.map_type), mspec.key_size, mspec.value_size, mspec.max_entries)
+                have = (int(existing.map_type), existing.key_size, existing.value_size, existing.max_entries)
+                if have != want:
                     existing.close()
-                    raise EBPFError(f"map {name!r} pinned at {pin_path} does not match the object's definition")
+                    raise EBPFError(f"map {name!r} pinned at {pin_path} does not match the object's definition "
+                                    f"(type, key, value, max_entries: pinned {have}, object {want})")
                 self.maps[name] = existing
                 return existing
             mspec = dataclasses.replace(mspec, pin_path=None)
-        m = create_map(mspec)
+        try:
+            m = create_map(mspec)
+        except BPFSyscallError:
+            if mspec.btf is None:
+                raise
+            # As libbpf: a kernel that refuses the map's BTF types may still take the map without them.
+            m = create_map(dataclasses.replace(mspec, btf=None, btf_key_type_id=0, btf_value_type_id=0))
         self.maps[name] = m
         for key, value in self.spec.map_contents.get(name, []):
             if isinstance(value, str):

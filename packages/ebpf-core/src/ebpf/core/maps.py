@@ -18,7 +18,7 @@ import statistics
 import sys
 import types
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ebpf.core._maps.base import Map, MapInfo, MapSpec, parse_update_flags
 from ebpf.core._maps.create import MAP_FLAGS, create_map, parse_map_flags, wrap_fd
@@ -51,8 +51,16 @@ __all__ = [
 ]
 
 
+_M = TypeVar("_M", bound=Map)
+
+
 def _kv(map_type: MapType, max_entries: int, key_size: int, value_size: int, **kw: Any) -> Map:
     return create_map(map_type=map_type, max_entries=max_entries, key_size=key_size, value_size=value_size, **kw)
+
+
+def _typed(kind: type[_M], m: Map) -> _M:
+    assert isinstance(m, kind)
+    return m
 
 
 def create_hash_map(max_entries: int, *, key_size: int = 4, value_size: int = 4, name: str = "", **kw: Any) -> Map:
@@ -78,79 +86,83 @@ def create_lru_hash_map(max_entries: int, *, key_size: int = 4, value_size: int 
 
 
 def create_percpu_hash_map(max_entries: int, *, key_size: int = 4, value_size: int = 4, name: str = "",
-                           **kw: Any) -> Map:
+                           **kw: Any) -> PerCPUMap:
     """A per-CPU hash map: values are lists with one entry per possible CPU."""
-    return _kv(MapType.PERCPU_HASH, max_entries, key_size, value_size, name=name, **kw)
+    return _typed(PerCPUMap, _kv(MapType.PERCPU_HASH, max_entries, key_size, value_size, name=name, **kw))
 
 
-def create_percpu_array_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> Map:
+def create_percpu_array_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> PerCPUMap:
     """A per-CPU array map: values are lists with one entry per possible CPU."""
     kw.setdefault("key_size", 4)
-    return _kv(MapType.PERCPU_ARRAY, max_entries, kw.pop("key_size"), value_size, name=name, **kw)
+    m = _kv(MapType.PERCPU_ARRAY, max_entries, kw.pop("key_size"), value_size, name=name, **kw)
+    return _typed(PerCPUMap, m)
 
 
 def create_lru_percpu_hash_map(max_entries: int, *, key_size: int = 4, value_size: int = 4, name: str = "",
-                               **kw: Any) -> Map:
+                               **kw: Any) -> PerCPUMap:
     """A per-CPU LRU hash map."""
-    return _kv(MapType.LRU_PERCPU_HASH, max_entries, key_size, value_size, name=name, **kw)
+    return _typed(PerCPUMap, _kv(MapType.LRU_PERCPU_HASH, max_entries, key_size, value_size, name=name, **kw))
 
 
-def create_stack_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> Map:
+def create_stack_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> QueueMap:
     """A stack (LIFO) map: ``push``/``pop``/``peek``. Requires Linux >= 4.20."""
-    return _kv(MapType.STACK, max_entries, 0, value_size, name=name, **kw)
+    return _typed(QueueMap, _kv(MapType.STACK, max_entries, 0, value_size, name=name, **kw))
 
 
-def create_queue_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> Map:
+def create_queue_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> QueueMap:
     """A queue (FIFO) map: ``push``/``pop``/``peek``. Requires Linux >= 4.20."""
-    return _kv(MapType.QUEUE, max_entries, 0, value_size, name=name, **kw)
+    return _typed(QueueMap, _kv(MapType.QUEUE, max_entries, 0, value_size, name=name, **kw))
 
 
 def create_lpm_trie_map(max_entries: int, *, key_size: int = 8, value_size: int = 4, name: str = "",
-                        **kw: Any) -> Map:
+                        **kw: Any) -> LPMTrieMap:
     """A longest-prefix-match trie; ``key_size`` 8 for IPv4 (4 + 4 bytes), 20 for IPv6.
 
     Keys are ``ipaddress`` networks, strings ("10.0.0.0/8") or ``(prefix_len, bytes)``.  BPF_F_NO_PREALLOC
     is added (the kernel requires it).
     """
     kw["flags"] = parse_map_flags(kw.get("flags", 0)) | MAP_FLAGS["no_prealloc"]
-    return _kv(MapType.LPM_TRIE, max_entries, key_size, value_size, name=name, **kw)
+    return _typed(LPMTrieMap, _kv(MapType.LPM_TRIE, max_entries, key_size, value_size, name=name, **kw))
 
 
-def create_ringbuf_map(size_bytes: int, *, name: str = "", **kw: Any) -> Map:
+def create_ringbuf_map(size_bytes: int, *, name: str = "", **kw: Any) -> RingBufMap:
     """A BPF ring buffer of ``size_bytes`` (a power of 2, multiple of the page size). Requires Linux >= 5.8."""
-    return _kv(MapType.RINGBUF, size_bytes, 0, 0, name=name, **kw)
+    return _typed(RingBufMap, _kv(MapType.RINGBUF, size_bytes, 0, 0, name=name, **kw))
 
 
-def create_perf_event_array(cpus: int | None = None, *, name: str = "", **kw: Any) -> Map:
+def create_perf_event_array(cpus: int | None = None, *, name: str = "", **kw: Any) -> FdArrayMap:
     """A perf event array with one slot per CPU (``cpus`` defaults to the possible CPUs)."""
-    return _kv(MapType.PERF_EVENT_ARRAY, cpus if cpus is not None else cpu_count(), 4, 4, name=name, **kw)
+    n = cpus if cpus is not None else cpu_count()
+    return _typed(FdArrayMap, _kv(MapType.PERF_EVENT_ARRAY, n, 4, 4, name=name, **kw))
 
 
-def create_prog_array(max_entries: int, *, name: str = "", **kw: Any) -> Map:
+def create_prog_array(max_entries: int, *, name: str = "", **kw: Any) -> FdArrayMap:
     """A program array for tail calls: ``m[i] = program`` (or its fd); lookups give program ids."""
-    return _kv(MapType.PROG_ARRAY, max_entries, 4, 4, name=name, **kw)
+    return _typed(FdArrayMap, _kv(MapType.PROG_ARRAY, max_entries, 4, 4, name=name, **kw))
 
 
-def create_array_of_maps(max_entries: int, inner_map: Map | MapSpec, *, name: str = "", **kw: Any) -> Map:
+def create_array_of_maps(max_entries: int, inner_map: Map | MapSpec, *, name: str = "", **kw: Any) -> FdArrayMap:
     """An array of maps; ``inner_map`` is the template of its values (``m[i] = a_map``; lookups give map ids)."""
-    return _kv(MapType.ARRAY_OF_MAPS, max_entries, 4, 4, name=name, inner_map=inner_map, **kw)
+    return _typed(FdArrayMap, _kv(MapType.ARRAY_OF_MAPS, max_entries, 4, 4, name=name, inner_map=inner_map, **kw))
 
 
 def create_hash_of_maps(max_entries: int, inner_map: Map | MapSpec, *, key_size: int = 4, name: str = "",
-                        **kw: Any) -> Map:
+                        **kw: Any) -> FdArrayMap:
     """A hash of maps; ``inner_map`` is the template of its values."""
-    return _kv(MapType.HASH_OF_MAPS, max_entries, key_size, 4, name=name, inner_map=inner_map, **kw)
+    m = _kv(MapType.HASH_OF_MAPS, max_entries, key_size, 4, name=name, inner_map=inner_map, **kw)
+    return _typed(FdArrayMap, m)
 
 
 def create_bloom_filter_map(max_entries: int, *, value_size: int = 4, hash_functions: int = 0, name: str = "",
-                            **kw: Any) -> Map:
+                            **kw: Any) -> BloomFilterMap:
     """A bloom filter: ``push(value)``, ``value in bf``. Requires Linux >= 5.16.
 
     :param hash_functions: 1..15 (``map_extra``); 0 lets the kernel choose (5).
     """
     if not isinstance(hash_functions, int) or not 0 <= hash_functions <= 15:
         raise EBPFError(f"hash_functions must be 0..15, got {hash_functions!r}")
-    return _kv(MapType.BLOOM_FILTER, max_entries, 0, value_size, name=name, map_extra=hash_functions, **kw)
+    m = _kv(MapType.BLOOM_FILTER, max_entries, 0, value_size, name=name, map_extra=hash_functions, **kw)
+    return _typed(BloomFilterMap, m)
 
 
 # -- per-CPU helpers ----------------------------------------------------------------------------

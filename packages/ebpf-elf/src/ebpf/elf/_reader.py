@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from ebpf.core.errors import ELFError
 
@@ -131,7 +132,7 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
         elf = ELFFile(io.BytesIO(data))
         shnum = elf.num_sections()
         sections: list[RawSection] = []
-        symtab = None
+        symtab: Any = None
         for index in range(shnum):
             where = f"section header {index}"
             sec = elf.get_section(index)

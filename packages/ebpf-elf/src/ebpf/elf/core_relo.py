@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from ebpf.core.errors import BTFError
+from ebpf.core.errors import BTFError, ELFError
 from ebpf.elf._btf import Btf, BtfType, Kind, load_vmlinux_btf, parse_btf
 from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
 from ebpf.elf.objfile import ElfObject
@@ -307,10 +307,32 @@ def _target_btf(options: dict[str, Any]) -> Btf:
     return parse_btf(data, str(path))
 
 
+def kallsyms_address(name: str) -> int | None:
+    """Address of kernel symbol ``name`` from ``/proc/kallsyms`` (None when absent or hidden)."""
+    try:
+        with open("/proc/kallsyms") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == name:
+                    addr = int(parts[0], 16)
+                    return addr or None
+    except OSError:
+        return None
+    return None
+
+
 def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list[str]) -> None:
     vmlinux = load_vmlinux_btf()
     for ext in lp.externs:
         pos = ext.insn * 8
+        if ext.kind == "ksym_addr":
+            addr = kallsyms_address(ext.name)
+            if addr is None and not ext.weak:
+                raise ELFError(f"program {name!r}: __ksym {ext.name!r} is not in /proc/kallsyms (or addresses are "
+                               f"hidden by kptr_restrict); declare it __weak to make it optional")
+            struct.pack_into("<I", insns, pos + 4, (addr or 0) & 0xFFFFFFFF)
+            struct.pack_into("<I", insns, pos + 12, (addr or 0) >> 32)
+            continue
         kind = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
         t = vmlinux.find(ext.name, kind)
         if t is None:

@@ -8,7 +8,7 @@ import platform
 
 from ebpf.core.errors import ELFError
 
-__all__ = ["kconfig_value", "read_kernel_config"]
+__all__ = ["kconfig_value", "read_kernel_config", "kernel_version_code"]
 
 _CONFIG: dict[str, str] | None = None
 
@@ -39,10 +39,11 @@ def read_kernel_config() -> dict[str, str]:
     return config
 
 
-def _kernel_version_code() -> int:
+def kernel_version_code() -> int:
+    """The running kernel's version as ``KERNEL_VERSION(major, minor, patch)`` (patch capped at 255)."""
     from ebpf.core.system import kernel_version
 
-    major, minor, patch = (list(kernel_version()) + [0, 0, 0])[:3]
+    major, minor, patch = [*kernel_version(), 0, 0, 0][:3]
     return (major << 16) | (minor << 8) | min(patch, 255)
 
 
@@ -54,7 +55,7 @@ def kconfig_value(name: str, size: int, weak: bool, where: str = "") -> bytes:
     :raises ELFError: a strong (non-weak) extern with no value on this kernel.
     """
     if name == "LINUX_KERNEL_VERSION":
-        value: int | bytes = _kernel_version_code()
+        value: int | bytes = kernel_version_code()
     elif name == "LINUX_HAS_SYSCALL_WRAPPER":
         value = 1 if platform.machine() in ("x86_64", "aarch64", "s390x", "riscv64") else 0
     elif name == "LINUX_HAS_BPF_COOKIE":
@@ -70,7 +71,7 @@ def kconfig_value(name: str, size: int, weak: bool, where: str = "") -> bytes:
                                f"(declare it __weak to default to 0)")
             else:
                 raw = "n"
-        value = {"y": 1, "m": 2, "n": 0}.get(raw, None)  # type: ignore[assignment]
+        value = {"y": 1, "m": 2, "n": 0}.get(raw)  # type: ignore[assignment]
         if value is None:
             if raw.startswith('"'):
                 value = raw.strip('"').encode()

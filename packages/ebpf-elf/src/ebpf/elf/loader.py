@@ -138,10 +138,9 @@ def _program_spec(obj: ElfObject, linked: LinkedProgram) -> Any:
     line_info = b"".join(struct.pack("<IIII", *rec) for rec in linked.line_info)
     kernel_version = obj.kernel_version
     if m.prog_type == ProgType.KPROBE and not kernel_version:
-        from ebpf.core.system import kernel_version as kv
+        from ebpf.elf.kconfig import kernel_version_code
 
-        major, minor, patch = (list(kv()) + [0, 0, 0])[:3]
-        kernel_version = (major << 16) | (minor << 8) | min(patch, 255)
+        kernel_version = kernel_version_code()
     return ProgramSpec(
         prog_type=m.prog_type,
         insns=bytes(linked.insns),
@@ -247,7 +246,7 @@ def load_program_from_elf(path: str | os.PathLike[str], name: str, **options: An
 
     :returns: the :class:`~ebpf.core.programs.Program`.
     """
-    prog, maps = load_elf_program_and_maps(path, name, **options)
+    prog, _maps = load_elf_program_and_maps(path, name, **options)
     return prog
 
 

@@ -70,6 +70,7 @@ class Extern:
     size: int = 8
     offset: int = 0  # in the synthetic .kconfig map
     btf_type: int = 0
+    typeless: bool = False  # ``extern const void sym __ksym``: resolved to an address (kallsyms)
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _collect_data(obj: ElfObject) -> None:
 
 def _collect_externs(obj: ElfObject) -> None:
     kconfig_ids: dict[str, int] = {}
-    ksym_names: set[str] = set()
+    ksym_names: dict[str, int] = {}  # name -> the VAR's type (0 = void: typeless)
     if obj.btf is not None:
         for sec_name, target in ((".kconfig", kconfig_ids), (".ksyms", None)):
             ds = obj.btf.find(sec_name, Kind.DATASEC)
@@ -220,8 +221,10 @@ def _collect_externs(obj: ElfObject) -> None:
                 t = obj.btf[type_id]
                 if target is not None:
                     target[t.name] = t.size_type
+                elif t.kind == Kind.VAR:
+                    ksym_names[t.name] = _resolved_id(obj.btf, t.size_type)
                 else:
-                    ksym_names.add(t.name)
+                    ksym_names[t.name] = -1
     offset = 0
     for sym in obj.raw.symbols:
         if sym.shndx != SHN_UNDEF or not sym.name or sym.type == "STT_FILE":
@@ -239,9 +242,17 @@ def _collect_externs(obj: ElfObject) -> None:
         elif sym.type == "STT_FUNC" or (sym.name in ksym_names and _is_func(obj, sym.name)):
             obj.externs[sym.name] = Extern(sym.name, "kfunc", weak)
         elif sym.name in ksym_names:
-            obj.externs[sym.name] = Extern(sym.name, "ksym", weak)
+            obj.externs[sym.name] = Extern(sym.name, "ksym", weak, typeless=ksym_names[sym.name] == 0)
         else:
             obj.externs[sym.name] = Extern(sym.name, "undefined", weak)
+
+
+def _resolved_id(btf: Btf, type_id: int) -> int:
+    """The id behind modifiers (0 for ``const void``); -1 when the BTF is broken."""
+    try:
+        return btf.skip_mods(type_id).id
+    except BTFError:
+        return -1
 
 
 def _is_func(obj: ElfObject, name: str) -> bool:

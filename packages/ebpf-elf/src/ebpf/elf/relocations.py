@@ -45,7 +45,7 @@ class ExternRef:
 
     insn: int
     name: str
-    kind: str  # "ksym" (ld_imm64) or "kfunc" (call)
+    kind: str  # "ksym" (ld_imm64 of a typed kernel variable), "ksym_addr" (typeless: address), "kfunc" (call)
     weak: bool
 
 
@@ -124,25 +124,27 @@ def link_program(obj: ElfObject, fn: Function, maps: dict[str, MapDef]) -> Linke
             where = f"section {f.section.name!r} offset {sec_off:#x} (program {fn.name!r})"
             if r is not None and r.type == R_BPF_NONE:
                 r = None
-            if code == OP_CALL and src == PSEUDO_CALL:
-                if r is not None:
-                    sym = obj.symbol(r.symbol, where)
-                    if sym.shndx == SHN_UNDEF:
-                        raise ELFError(f"{obj.path}: {where}: call to undefined function {sym.name!r}")
-                    target_sec, target = sym.shndx, sym.value + (imm + 1) * 8
+            call_sym = obj.symbol(r.symbol, where) if code == OP_CALL and r is not None else None
+            if call_sym is not None and call_sym.shndx == SHN_UNDEF:
+                ext = obj.externs.get(call_sym.name)
+                if ext is None or ext.kind not in ("kfunc", "ksym"):
+                    raise ELFError(f"{obj.path}: {where}: call to undefined function {call_sym.name!r} "
+                                   f"(not a __ksym kfunc)")
+                out[pos + 1] = (regs & 0x0F) | (PSEUDO_KFUNC_CALL << 4)
+                struct.pack_into("<hi", out, pos + 2, 0, 0)
+                linked.externs.append(ExternRef(base + j, call_sym.name, "kfunc", ext.weak))
+            elif code == OP_CALL and src == PSEUDO_CALL:
+                if call_sym is not None:
+                    target_sec, target = call_sym.shndx, call_sym.value + (imm + 1) * 8
                 else:
                     target_sec, target = f.section.index, sec_off + (imm + 1) * 8
                 callee = _function_containing(obj, target_sec, target, where)
                 cbase = ensure(callee)
                 new = cbase + (target - callee.offset) // 8 - (base + j) - 1
                 struct.pack_into("<i", out, pos + 4, new)
-            elif code == OP_CALL and r is not None:
-                sym = obj.symbol(r.symbol, where)
-                ext = obj.externs.get(sym.name)
-                if sym.shndx != SHN_UNDEF or ext is None or ext.kind not in ("kfunc", "ksym"):
-                    raise ELFError(f"{obj.path}: {where}: call relocation to {sym.name!r}, which is not a kfunc")
-                out[pos + 1] = (regs & 0x0F) | (PSEUDO_KFUNC_CALL << 4)
-                linked.externs.append(ExternRef(base + j, sym.name, "kfunc", ext.weak))
+            elif code == OP_CALL and call_sym is not None:
+                raise ELFError(f"{obj.path}: {where}: call relocation to {call_sym.name!r}, which is neither a "
+                               f"function of this object nor a kfunc")
             elif code == OP_LD_IMM64 and r is not None:
                 if pos + 16 > len(out):
                     raise ELFError(f"{obj.path}: {where}: truncated ld_imm64")
@@ -167,6 +169,8 @@ def _ld_imm64(obj: ElfObject, linked: LinkedProgram, maps: dict[str, MapDef], r:
                            f"(not a __kconfig or __ksym extern)")
         if ext.kind == "kconfig":
             linked.references.append(MapReference(idx, KCONFIG_MAP, ext.offset, "value"))
+        elif ext.typeless:  # a plain address from kallsyms, patched in at load time
+            linked.externs.append(ExternRef(idx, sym.name, "ksym_addr", ext.weak))
         else:
             out[pos + 1] = (out[pos + 1] & 0x0F) | (PSEUDO_BTF_ID << 4)
             linked.externs.append(ExternRef(idx, sym.name, "ksym", ext.weak))

@@ -183,7 +183,13 @@ def _plugin_sections() -> list[SectionDef]:
     out = []
     for st in section_types():
         prefix = st.prefix.rstrip("/")
-        out.append(SectionDef(prefix, st.prog_type, st.attach_type, TARGET if st.prefix.endswith("/") else NONE))
+        builtin = _BY_PREFIX.get(prefix)
+        flags = builtin.flags if builtin is not None else NONE
+        if st.prefix.endswith("/"):
+            flags = (flags & ~EXACT) | TARGET
+        if st.extra.get("attach_to_from_name"):
+            flags |= TARGET | BTF_TARGET
+        out.append(SectionDef(prefix, st.prog_type, st.attach_type, flags))
     return out
 
 
@@ -201,8 +207,10 @@ def _matches(name: str, d: SectionDef) -> str | None:
 def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMatch | None:
     """What the code section ``name`` holds, or None when no prefix matches (not a program).
 
-    Plugin-registered prefixes (``ebpf_section_types``) win over the built-in table; the
-    longest matching prefix wins.
+    The longest matching prefix wins; on equal prefixes a plugin-registered one
+    (``ebpf_section_types``) wins over the built-in table (keeping the built-in's handling of
+    the suffix: BTF targets, sleepable, XDP frags).  ``extra={"attach_to_from_name": True}``
+    on a plugin's SectionType makes the suffix a BTF attach target (``ProgramSpec.attach_to``).
 
     :param name: the ELF section name.
     :param extra: more definitions (tests); by default the plugins' section types.
@@ -210,13 +218,10 @@ def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMa
     """
     defs = list(extra) if extra is not None else _plugin_sections()
     best: tuple[SectionDef, str] | None = None
-    for group in (defs, SECTION_DEFS):
-        for d in group:
-            suffix = _matches(name, d)
-            if suffix is not None and (best is None or len(d.prefix) > len(best[0].prefix)):
-                best = (d, suffix)
-        if best is not None:
-            break
+    for d in (*defs, *SECTION_DEFS):  # plugins first: they win ties
+        suffix = _matches(name, d)
+        if suffix is not None and (best is None or len(d.prefix) > len(best[0].prefix)):
+            best = (d, suffix)
     if best is None:
         return None
     d, suffix = best

@@ -8,7 +8,7 @@ import errno
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ebpf.core._maps import batch as _batch
 from ebpf.core._maps.fastpath import Buffers, make_ops
@@ -28,6 +28,7 @@ UPDATE_FLAGS = {"any": 0, "noexist": 1, "exist": 2, "lock": 4}
 ARRAY_TYPES = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
                          MapType.ARRAY_OF_MAPS, MapType.CGROUP_ARRAY})
 MISSING: Any = object()
+_MapT = TypeVar("_MapT", bound="Map")
 _ELEM = ctypes.sizeof(MapElemAttr)
 
 
@@ -463,6 +464,15 @@ class Map:
         reader: object = plugins.open_events(self, **options)
         return reader
 
+    def mmap(self) -> memoryview:
+        """The shared value memory of an array map created ``mmapable=True`` (BPF_F_MMAPABLE).
+
+        :raises NotSupportedError: for every other map.
+        """
+        from ebpf.core.errors import NotSupportedError
+
+        raise NotSupportedError(f"map {self.name!r} was not created mmapable (BPF_F_MMAPABLE array maps only)")
+
     def _release_extra(self) -> None:
         """Kinds free their own resources (mmaps) here."""
 
@@ -483,7 +493,7 @@ class Map:
             self._release_extra()
             self._finalizer()
 
-    def __enter__(self) -> Map:
+    def __enter__(self: _MapT) -> _MapT:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -257,28 +257,94 @@ class FdArrayMap(Map):
             self.delete_batch(list(self.keys()))
 
 
+class _Mmap:
+    """The shared mapping of an mmapable array, made on first use.
+
+    Lazily, because a writable mapping forbids BPF_MAP_FREEZE (EBUSY) and a frozen map allows
+    only read-only mappings: the ELF loader's create -> fill -> freeze -> read flow must work.
+    """
+
+    __slots__ = ("cells", "code", "fd", "frozen", "length", "mm", "per", "readonly", "size", "view")
+
+    def __init__(self, fd: int, stride: int, n: int, code: str | None, per: int, readonly: bool) -> None:
+        self.fd = fd
+        self.size = stride * n
+        self.length = (max(self.size, 1) + _mmap.PAGESIZE - 1) // _mmap.PAGESIZE * _mmap.PAGESIZE
+        self.code, self.per, self.readonly, self.frozen = code, per, readonly, False
+        self.mm: _mmap.mmap | None = None
+        self.view: memoryview | None = None
+        self.cells: memoryview | None = None
+
+    def open(self) -> memoryview:
+        """Map (once) and return the cells view (ints) or the byte view."""
+        if self.mm is None:
+            prot = _mmap.PROT_READ
+            if not (self.readonly or self.frozen):
+                prot |= _mmap.PROT_WRITE
+            try:
+                self.mm = _mmap.mmap(self.fd, self.length, _mmap.MAP_SHARED, prot)
+            except PermissionError:  # frozen by someone else: read-only then
+                self.frozen = True
+                self.mm = _mmap.mmap(self.fd, self.length, _mmap.MAP_SHARED, _mmap.PROT_READ)
+            except OSError as exc:
+                raise EBPFError(f"cannot mmap the array map: {exc}") from None
+            self._views()
+        assert self.cells is not None
+        return self.cells
+
+    def _views(self) -> None:
+        assert self.mm is not None
+        self.view = memoryview(self.mm)[: self.size]
+        self.cells = self.view.cast(self.code) if self.code else self.view  # type: ignore[call-overload]
+
+    def release(self) -> None:
+        """Unmap; raises EBPFError while the user still holds a view from ``mmap()``."""
+        if self.mm is None:
+            return
+        for view in (self.cells, self.view):
+            if view is not None:
+                view.release()
+        self.cells = self.view = None
+        try:
+            self.mm.close()
+        except BufferError:
+            self._views()  # still mapped: keep working
+            raise EBPFError("views returned by mmap() are still in use: release them first") from None
+        self.mm = None
+
+
 class MmapArrayMap(Map):
     """An array map created with BPF_F_MMAPABLE: lookups and updates go through the mmap, no syscall.
 
-    Requires Linux >= 5.5.
+    The mapping is made on first use; :meth:`freeze` unmaps it first (the kernel refuses to freeze a
+    map with a writable mapping) and later mappings are read-only.  Requires Linux >= 5.5.
     """
 
     def _install_fast_ops(self) -> None:
         super()._install_fast_ops()  # syscall ops kept for the generic paths
         stride = round8(self.value_size)
-        length = max(stride * self.max_entries, 1)
-        length = (length + _mmap.PAGESIZE - 1) // _mmap.PAGESIZE * _mmap.PAGESIZE
-        writable = not (self.flags & 0x8)  # BPF_F_RDONLY: user space may only read
-        prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
-        self._mm = _mmap.mmap(self._fd, length, _mmap.MAP_SHARED, prot)
-        self._view = memoryview(self._mm)[: stride * self.max_entries]
         codec, n = self.value_codec, self.max_entries
-        if isinstance(codec, IntCodec) and codec.size in (4, 8):
-            per = stride // codec.size
-            cells = self._view.cast(codec.code)
-            self._cells = cells
+        ints = isinstance(codec, IntCodec) and codec.size in (4, 8)
+        st = self._mm = _Mmap(self._fd, stride, n, codec.code if isinstance(codec, IntCodec) and ints else None,
+                              stride // codec.size if ints else 1, bool(self.flags & 0x8))  # BPF_F_RDONLY
+        name = self.name
+
+        def writable() -> memoryview:
+            if st.frozen or st.readonly:
+                raise EBPFError(f"map {name!r} is read-only for user space (frozen or BPF_F_RDONLY)")
+            return st.cells if st.cells is not None else st.open()
+
+        def check_flags(flags: object) -> None:
+            if flags not in ("any", "exist", 0, 2):
+                raise EBPFError(f"array maps take update flags 'any' or 'exist', not {flags!r}")
+
+        if ints:
+            per = st.per
 
             def lookup(key: Any, default: Any = None) -> Any:
+                cells = st.cells
+                if cells is None:
+                    cells = st.open()
                 try:
                     if 0 <= key < n:
                         return cells[key * per]
@@ -287,8 +353,9 @@ class MmapArrayMap(Map):
                 return default
 
             def update(key: Any, value: Any, flags: str | int = "any") -> None:
-                if flags not in ("any", "exist", 0, 2):
-                    raise EBPFError(f"array maps take update flags 'any' or 'exist', not {flags!r}")
+                if flags != "any":
+                    check_flags(flags)
+                cells = writable()
                 try:
                     if 0 <= key < n:
                         cells[key * per] = value
@@ -297,9 +364,10 @@ class MmapArrayMap(Map):
                     raise EBPFError(f"bad map key {key!r} or value {value!r}: {exc}") from None
                 raise KeyNotFoundError(key, "mmap")
         else:
-            view, size = self._view, self.value_size
+            size = self.value_size
 
             def lookup(key: Any, default: Any = None) -> Any:
+                view = st.cells if st.cells is not None else st.open()
                 try:
                     if 0 <= key < n:
                         return codec.decode(view[key * stride : key * stride + size])
@@ -308,7 +376,10 @@ class MmapArrayMap(Map):
                 return default
 
             def update(key: Any, value: Any, flags: str | int = "any") -> None:
+                if flags != "any":
+                    check_flags(flags)
                 data = codec.encode(value)
+                view = writable()
                 try:
                     if 0 <= key < n:
                         view[key * stride : key * stride + size] = data
@@ -320,19 +391,26 @@ class MmapArrayMap(Map):
         self.__dict__.update(lookup=lookup, update=update)
 
     def mmap(self) -> memoryview:
-        """The value area (``max_entries`` slots of ``round8(value_size)`` bytes), shared with the kernel."""
+        """The value area (``max_entries`` slots of ``round8(value_size)`` bytes), shared with the kernel.
+
+        Read-only once the map is frozen.  Release the view before :meth:`freeze` or :meth:`close`.
+        """
         if self._state.closed:
             raise EBPFError(f"map {self.name!r} is closed")
-        return self._view
+        self._mm.open()
+        assert self._mm.mm is not None
+        return memoryview(self._mm.mm)[: self._mm.size]
+
+    def freeze(self) -> None:
+        """Unmap, freeze (user space read-only), and map read-only from then on. Requires Linux >= 5.2."""
+        self._mm.release()
+        super().freeze()
+        self._mm.frozen = True
 
     def _release_extra(self) -> None:
-        for attr in ("_cells", "_view"):
-            view = self.__dict__.pop(attr, None)
-            if view is not None:
-                view.release()
         try:
-            self._mm.close()
-        except BufferError:
+            self._mm.release()
+        except EBPFError:
             pass  # the user still holds a view from mmap(); the mapping goes when it does
 
 

@@ -221,8 +221,9 @@ def _atomic(insn: Instruction, f: _Fmt) -> str | None:
     r = "r" if size == DW else "w"
     base = imm & ~FETCH
     if imm in ATOMIC_SYMBOLS:
-        # llvm-objdump's default decoder shows 32-bit lock ops with r registers.
-        return f"lock *({name} *){mem} {ATOMIC_SYMBOLS[imm]} r{insn.src}"
+        # LLVM writes the old 32-bit "lock +=" (cpu v1) with an r register, and/or/xor (v3) with w.
+        lock_r = "r" if size == DW or imm == ADD else "w"
+        return f"lock *({name} *){mem} {ATOMIC_SYMBOLS[imm]} {lock_r}{insn.src}"
     if imm & FETCH and base in ATOMIC_OPS:
         return f"{r}{insn.src} = atomic_fetch_{ATOMIC_OPS[base]}(({name} *){mem}, {r}{insn.src})"
     suffix = "_64" if size == DW else "32_32"
@@ -288,6 +289,21 @@ def _reads_back(text: str, insn: Instruction) -> bool:
     return parsed == insn
 
 
+def _lenient_slots(data: bytes) -> list[tuple[int, Instruction | None]]:
+    if len(data) % 8:
+        raise AsmError(f"instruction bytes must be a multiple of 8 long, got {len(data)}")
+    out: list[tuple[int, Instruction | None]] = []
+    slot = 0
+    while slot < len(data) // 8:
+        try:
+            insn: Instruction | None = Instruction.decode(data, slot)
+        except AsmError:
+            insn = None
+        out.append((slot, insn))
+        slot += insn.slots if insn is not None else 1
+    return out
+
+
 def _objdump_line(slot: int, raw: bytes, text: str) -> str:
     return f"{slot:>8}:\t{' '.join(f'{b:02x}' for b in raw)}\t{text}"
 
@@ -298,6 +314,7 @@ def disassemble(
     hex: bool = False,
     objdump: bool = False,
     helper_names: bool = False,
+    strict: bool = True,
 ) -> str:
     """Disassemble a program to text, one instruction per line, in ``llvm-objdump -d`` syntax.
 
@@ -306,16 +323,21 @@ def disassemble(
     :param hex: immediates and offsets in hex (``r0 = 0x0``), as LLVM >= 15 prints them.
     :param objdump: prefix each line with the slot index and the raw bytes, as ``llvm-objdump -d``.
     :param helper_names: ``call map_lookup_elem`` instead of ``call 1``.
+    :param strict: when False, a slot that is not a valid instruction (e.g. a kernel-internal
+        opcode in a loaded program's xlated code) prints as ``<unknown>``, as llvm-objdump does,
+        instead of raising.
     :returns: the text; :func:`~ebpf.core.asm.assemble` turns it back into the same bytes.
-    :raises AsmError: for bytes that are not valid instructions (odd length, bad opcode).
+    :raises AsmError: for bytes that are not valid instructions (odd length; bad opcode when strict).
     """
     if isinstance(code, (bytes, bytearray, memoryview)):
         data = bytes(code)
+        decoded: list[tuple[int, Instruction | None]] = list(iter_slots(data)) if strict else _lenient_slots(data)
         lines = []
-        for slot, insn in iter_slots(data):
-            text = format_insn(insn, hex=hex, helper_names=helper_names)
+        for slot, insn in decoded:
+            width = insn.slots if insn is not None else 1
+            text = format_insn(insn, hex=hex, helper_names=helper_names) if insn is not None else "<unknown>"
             if objdump:
-                text = _objdump_line(slot, data[slot * 8 : (slot + insn.slots) * 8], text)
+                text = _objdump_line(slot, data[slot * 8 : (slot + width) * 8], text)
             lines.append(text)
         return "\n".join(lines) + ("\n" if lines else "")
     from ebpf.core.asm.builder import assemble, flatten

@@ -265,10 +265,10 @@ def _instruction(s: str, labels: frozenset[str]) -> Instruction:
     if m := _CALL.fullmatch(s):
         return _call(m.group(1), labels)
     if m := _GOTO.fullmatch(s):
-        off, name = _target(m.group(2))
+        delta, name = _target(m.group(2))
         if m.group(1) == "gotol":
-            return Instruction(JMP32 | JA, 0, 0, 0, off, target=name)
-        return Instruction(JMP | (JCOND if m.group(1) == "may_goto" else JA), 0, 0, off, 0, target=name)
+            return Instruction(JMP32 | JA, 0, 0, 0, delta, target=name)
+        return Instruction(JMP | (JCOND if m.group(1) == "may_goto" else JA), 0, 0, delta, 0, target=name)
     if m := _IF.fullmatch(s):
         return _cond_jump(m)
     if m := _LOCKOP.fullmatch(s):
@@ -289,11 +289,11 @@ def _instruction(s: str, labels: frozenset[str]) -> Instruction:
     if m := _ALUOP.fullmatch(s):
         letter, dst, op, sletter, src, imm = m.groups()
         cls = ALU if letter == "w" else ALU64
-        off = 1 if op in ("s/", "s%") else 0
+        signed = 1 if op in ("s/", "s%") else 0
         if src is not None:
             _same_width(letter, sletter)
-            return Instruction(cls | X | _ALU[op], int(dst), int(src), off)
-        return Instruction(cls | K | _ALU[op], int(dst), 0, off, _int(imm))
+            return Instruction(cls | X | _ALU[op], int(dst), int(src), signed)
+        return Instruction(cls | K | _ALU[op], int(dst), 0, signed, _int(imm))
     if m := _ASSIGN.fullmatch(s):
         return _assign(m.group(1), int(m.group(2)), m.group(3), labels)
     if m := _RAW.fullmatch(s):
@@ -347,12 +347,12 @@ def _assign(letter: str, dst: int, rhs: str, labels: frozenset[str]) -> Instruct
             raise AsmError("w registers sign-extend from s8 or s16 only")
         return Instruction(cls | X | MOV, dst, int(m.group(3)), bits)
     if m := _SWAP.fullmatch(rhs):
-        kind, bits, _letter, src = m.groups()
+        kind, width, _letter, src = m.groups()
         if int(src) != dst:
             raise AsmError("byte swaps work in place: write rN = be16 rN")
         if kind == "bswap":
-            return Instruction(ALU64 | TO_LE | END, dst, 0, 0, int(bits))
-        return Instruction(ALU | (TO_BE if kind == "be" else TO_LE) | END, dst, 0, 0, int(bits))
+            return Instruction(ALU64 | TO_LE | END, dst, 0, 0, int(width))
+        return Instruction(ALU | (TO_BE if kind == "be" else TO_LE) | END, dst, 0, 0, int(width))
     if m := _ASCAST.fullmatch(rhs):
         dst_as, src_as = _int(m.group(3)), _int(m.group(4))
         if not (0 <= dst_as <= 0xFFFF and 0 <= src_as <= 0xFFFF):

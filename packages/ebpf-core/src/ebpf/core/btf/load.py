@@ -8,9 +8,6 @@ import os
 import threading
 import weakref
 
-from ebpf.core._sys import commands
-from ebpf.core._sys.attrs import BtfInfo
-from ebpf.core._sys.syscall import close_fd
 from ebpf.core.btf.spec import Spec
 from ebpf.core.errors import BPFSyscallError, BTFError
 
@@ -27,6 +24,13 @@ _vmlinux: Spec | None = None
 _modules: dict[str, Spec] = {}
 
 
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # already closed
+
+
 class BTF:
     """A BTF object loaded into the kernel: owns ``fd``; ``close()``, ``with``, closed on GC as a last resort.
 
@@ -36,7 +40,7 @@ class BTF:
     def __init__(self, fd: int, spec: Spec | None = None) -> None:
         self._fd = fd
         self.spec = spec
-        self._finalizer = weakref.finalize(self, close_fd, fd)
+        self._finalizer = weakref.finalize(self, _close_fd, fd)
 
     @property
     def fd(self) -> int:
@@ -56,6 +60,8 @@ class BTF:
     @property
     def id(self) -> int:
         """The kernel's id of this BTF object (``bpftool btf list``)."""
+        from ebpf.core._sys import commands
+
         return int(commands.btf_info(self.fd).id)
 
     @classmethod
@@ -64,6 +70,8 @@ class BTF:
 
         :raises BPFSyscallError: when there is no such object or no permission.
         """
+        from ebpf.core._sys import commands
+
         return cls(commands.fd_by_id("btf", btf_id))
 
     def close(self) -> None:
@@ -96,6 +104,8 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
         kernel's log, ``.errno`` its errno).
     Requires Linux >= 4.18.
     """
+    from ebpf.core._sys import commands
+
     spec = data if isinstance(data, Spec) else Spec(data)
     spec.count  # builds the index: truncated records / unknown kinds fail here  # noqa: B018
     blob = spec.data
@@ -115,6 +125,8 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
 
 
 def _failure_log(blob: bytes, level: int, err: int) -> tuple[str, int]:
+    from ebpf.core._sys import commands
+
     size = _LOG_START
     while True:
         try:
@@ -125,7 +137,7 @@ def _failure_log(blob: bytes, level: int, err: int) -> tuple[str, int]:
                 size *= 4
                 continue
             return log, exc.errno or err
-        close_fd(fd)  # accepted on the retry (a transient failure): report the first error
+        _close_fd(fd)  # accepted on the retry (a transient failure): report the first error
         return log, err
 
 
@@ -189,6 +201,9 @@ def load_by_id(btf_id: int) -> Spec:
     :raises BPFSyscallError: when there is no such object.
     :raises BTFError: when its blob is malformed.
     """
+    from ebpf.core._sys import commands
+    from ebpf.core._sys.attrs import BtfInfo
+
     with BTF.from_id(btf_id) as handle:
         first = commands.btf_info(handle.fd)
         size = int(first.btf_size)

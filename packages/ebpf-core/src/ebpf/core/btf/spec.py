@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ebpf.core.btf.parse import build_index, decode_record, read_header
+from ebpf.core.btf.records import build_index, decode_record, read_header
 from ebpf.core.btf.types import (
     VOID,
     Array,
@@ -141,6 +141,8 @@ class Spec:
     def _name_offsets(self, name: bytes) -> list[int]:
         offs = self.base._name_offsets(name) if self.base is not None else []
         strings, needle = self._hdr.strings, b"\0" + name + b"\0"
+        if strings.startswith(needle[1:]):  # split BTF need not start its strings with ""
+            offs.append(self._str_base)
         pos = strings.find(needle)
         while pos != -1:
             offs.append(self._str_base + pos + 1)

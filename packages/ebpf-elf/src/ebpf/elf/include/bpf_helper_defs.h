@@ -167,8 +167,8 @@ static long (* const bpf_snprintf_btf)(char *str, __u32 str_size, struct btf_ptr
 static long (* const bpf_seq_printf_btf)() = (void *) 150;
 static long (* const bpf_skb_cgroup_classid)() = (void *) 151;
 static long (* const bpf_redirect_neigh)() = (void *) 152;
-static long (* const bpf_per_cpu_ptr)() = (void *) 153;
-static long (* const bpf_this_cpu_ptr)() = (void *) 154;
+static void * (* const bpf_per_cpu_ptr)(const void *percpu_ptr, __u32 cpu) = (void *) 153;
+static void * (* const bpf_this_cpu_ptr)(const void *percpu_ptr) = (void *) 154;
 static long (* const bpf_redirect_peer)() = (void *) 155;
 static void * (* const bpf_task_storage_get)(void *map, struct task_struct *task, void *value, __u64 flags) = (void *) 156;
 static long (* const bpf_task_storage_delete)(void *map, struct task_struct *task) = (void *) 157;

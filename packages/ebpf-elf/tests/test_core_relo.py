@@ -1,0 +1,129 @@
+"""CO-RE relocations, kfuncs and __ksym externs, checked against BTF we control and the kernel's."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ebpf import elf
+from ebpf.core.errors import BTFError
+from ebpf.elf._btf import Btf, BtfType, Kind, load_vmlinux_btf, parse_btf
+from ebpf.elf.core_relo import essential_name
+
+XDP_PASS = 2
+
+
+def _prepared(path: str, **options):
+    spec = elf.load_spec(path)
+    for hook in spec.hooks:
+        hook(spec, options)
+    return spec
+
+
+def _insn(spec, prog: str, idx: int) -> tuple[int, int, int, int]:
+    code, regs, off, imm = struct.unpack_from("<BBhi", spec.programs[prog].insns, idx * 8)
+    return code, regs >> 4, off, imm
+
+
+def _core_relos(path: str, prog: str):
+    return [r for r in elf.inspect_elf(path).relocations if r.program == prog and r.kind == "core"]
+
+
+def test_essential_names():
+    assert essential_name("task_struct___old") == "task_struct"
+    assert essential_name("task_struct") == "task_struct"
+    assert essential_name("___x") == "___x"
+
+
+def _fake_kernel_btf(tmp_path, pid_off: int, tgid_off: int, comm_off: int) -> str:
+    """A 'kernel' BTF where task_struct's fields sit at offsets we choose."""
+    t: list[BtfType] = [BtfType(0, 0, "void", 0, 0, 0, 0)]
+    btf = Btf(t, b"\0")
+    name = btf.add_string
+    t.append(BtfType(1, Kind.INT, "int", name("int"), 0, 0, 4, [(1 << 24) | 32]))
+    t.append(BtfType(2, Kind.INT, "char", name("char"), 0, 0, 1, [(1 << 24) | 8]))
+    t.append(BtfType(3, Kind.ARRAY, "", 0, 0, 0, 0, [2, 1, 16]))
+    members = [[name("comm"), 3, comm_off * 8], [name("tgid"), 1, tgid_off * 8], [name("pid"), 1, pid_off * 8]]
+    t.append(BtfType(4, Kind.STRUCT, "task_struct", name("task_struct"), 3, 0, 4096, [], members))
+    t.append(BtfType(5, Kind.ENUM, "pid_type", name("pid_type"), 1, 0, 4, [], [[name("PIDTYPE_SID"), 7]]))
+    path = tmp_path / "fake.btf"
+    path.write_bytes(btf.encode())
+    parse_btf(path.read_bytes())  # our own encoder's output parses back
+    return str(path)
+
+
+def test_field_offsets_follow_the_target_btf(obj, tmp_path):
+    path = obj("core")
+    fake = _fake_kernel_btf(tmp_path, pid_off=1000, tgid_off=2000, comm_off=3000)
+    spec = _prepared(path, btf_path=fake)
+    got = {}
+    for r in _core_relos(path, "read_task"):
+        kind, _root, access = r.target.split()
+        got[(kind, access)] = _insn(spec, "read_task", r.insn)
+    # The access strings index the object's struct: 0:0 pid, 0:1 tgid, 0:2 comm.
+    assert got[("byte_off", "0:0")][3] == 1000 or got[("byte_off", "0:0")][2] == 1000
+    assert 2000 in got[("byte_off", "0:1")][2:]
+    assert 3000 in got[("byte_off", "0:2")][2:]
+    assert got[("enumval_value", "0")][3] == 7
+    assert got[("field_exists", "0:0")][3] == 0
+    assert got[("byte_sz", "0:0")][3] == 4
+
+
+def test_field_offsets_match_the_running_kernel(obj):
+    path = obj("core")
+    vmlinux = load_vmlinux_btf()
+    task = vmlinux.find("task_struct", Kind.STRUCT)
+    offsets = {n: bits // 8 for n, _t, bits, _bf in vmlinux.members(task)}
+    spec = _prepared(path)
+    for r in _core_relos(path, "read_task"):
+        kind, _root, access = r.target.split()
+        if kind == "byte_off" and access == "0:0":
+            assert offsets["pid"] in _insn(spec, "read_task", r.insn)[2:]
+
+
+def test_unsatisfied_relocation_is_poisoned_not_fatal_until_reached(obj):
+    path = obj("core_bad")
+    spec = _prepared(path)
+    (reloc,) = _core_relos(path, "read_missing")
+    code, _src, _off, imm = _insn(spec, "read_missing", reloc.insn)
+    assert (code, imm) == (0x85, 0xBAD2310)  # libbpf's poison: a call to an invalid helper
+    assert "no_such_field_in_any_kernel" in spec.load_notes["read_missing"][0]
+
+
+def test_bad_btf_path_content(obj, tmp_path):
+    junk = tmp_path / "junk.btf"
+    junk.write_bytes(b"\x9f\xeb" + bytes(30))
+    with pytest.raises(BTFError, match="junk.btf"):
+        _prepared(obj("core"), btf_path=str(junk))
+
+
+@pytest.mark.privileged
+def test_kfunc_calls_resolve_and_run(obj):
+    with elf.load_elf(obj("ksyms"), programs=["kfunc_prog"]) as coll:
+        assert coll.programs["kfunc_prog"].test_run(bytes(64)).retval == XDP_PASS
+        assert coll.variables["seen"].value == 100
+
+
+@pytest.mark.privileged
+def test_typeless_ksym_is_the_kallsyms_address(obj):
+    from ebpf.elf.core_relo import kallsyms_address
+
+    with elf.load_elf(obj("ksyms"), programs=["typeless_prog"]) as coll:
+        coll.programs["typeless_prog"].test_run(bytes(64))
+        assert coll.variables["schedule_addr"].value == kallsyms_address("schedule") != 0
+
+
+def test_typed_ksym_gets_the_vmlinux_btf_id(obj):
+    path = obj("ksyms")
+    spec = _prepared(path)
+    (reloc,) = [r for r in elf.inspect_elf(path).relocations if r.kind == "ksym"]
+    assert reloc.target == "bpf_prog_active"
+    code, src, _off, imm = _insn(spec, reloc.program, reloc.insn)
+    assert (code, src) == (0x18, 3)  # ld_imm64 BPF_PSEUDO_BTF_ID
+    assert imm == load_vmlinux_btf().find("bpf_prog_active", Kind.VAR).id
+    kfuncs = [r for r in elf.inspect_elf(path).relocations if r.kind == "kfunc"]
+    for r in kfuncs:
+        code, src, _off, imm = _insn(spec, r.program, r.insn)
+        assert (code, src) == (0x85, 2)  # call BPF_PSEUDO_KFUNC_CALL
+        assert imm == load_vmlinux_btf().find(r.target, Kind.FUNC).id

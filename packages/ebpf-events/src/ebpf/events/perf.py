@@ -1,0 +1,491 @@
+"""Perf event buffers: reading ``BPF_MAP_TYPE_PERF_EVENT_ARRAY`` output (``bpf_perf_event_output``).
+
+One ``PERF_COUNT_SW_BPF_OUTPUT`` software event is opened per CPU with
+``perf_event_open``, its ring mmap'ed (one control page + ``buffer_pages`` data pages)
+and its fd stored in the map slot of that CPU.  Records can wrap around the end of the
+ring (they are stitched together here); ``PERF_RECORD_LOST`` records are counted in
+:attr:`PerfBuffer.lost` and passed to ``lost_callback(cpu, count)``, so lost samples are
+never hidden.
+
+A sample's data is what the program passed, followed by the padding the kernel adds so
+records stay 8-byte aligned (``len(data) == round_up(size + 4, 8) - 4``).
+"""
+
+from __future__ import annotations
+
+import mmap
+import select
+import struct
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ebpf.core._sys import perf as _perf
+from ebpf.core._sys.perf import PerfEventAttr, perf_event_open
+from ebpf.core._sys.syscall import close_fd
+from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.maps import create_perf_event_array as _core_create_perf_event_array
+from ebpf.core.system import online_cpus
+from ebpf.core.types import MapType
+from ebpf.events._common import BackgroundLoop, check_map, close_mmap, log, make_event_handler, map_shared, numpy
+from ebpf.events._perfarray import read_array as _read_array
+
+__all__ = [
+    "PerfBuffer",
+    "PerfConsumer",
+    "PerfConsumerStats",
+    "create_perf_event_array",
+    "perf_event_open",
+    "PerfEventAttr",
+    "PERF_RECORD_SAMPLE",
+    "PERF_RECORD_LOST",
+]
+
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+_DATA_HEAD = 1024 // 8  # u64 index of perf_event_mmap_page.data_head
+_DATA_TAIL = 1032 // 8
+_HEAD4 = struct.Struct("<IHHI")  # perf_event_header + the sample's u32 raw size
+_HEADER = struct.Struct("<IHH")
+_LOST = struct.Struct("<QQ")
+_ALL = sys.maxsize
+
+
+def create_perf_event_array(cpus: int | None = None, name: str = "", **kw: Any) -> Any:
+    """A ``BPF_MAP_TYPE_PERF_EVENT_ARRAY`` with one slot per possible CPU (or ``cpus`` slots).
+
+    :returns: the core :class:`~ebpf.core.maps.Map`.
+    """
+    return _core_create_perf_event_array(cpus, name=name, **kw)
+
+
+class _Ring:
+    """One CPU's perf event and its mmap'ed ring."""
+
+    def __init__(self, cpu: int, fd: int, mm: mmap.mmap, pages: int) -> None:
+        self.cpu = cpu
+        self.fd = fd
+        self.mm = mm
+        self.ctl = memoryview(mm)[:mmap.PAGESIZE].cast("Q")
+        self.size = pages * mmap.PAGESIZE
+
+    def release(self) -> None:
+        try:
+            self.ctl.release()
+        except BufferError:
+            pass
+        close_mmap(self.mm)
+        try:
+            _perf.disable(self.fd)
+        except (BPFSyscallError, OSError):
+            pass
+        close_fd(self.fd)
+
+
+def _release(rings: list[_Ring], epoll: select.epoll, map_ref: Callable[[], Any]) -> None:
+    m = map_ref()
+    for ring in rings:
+        if m is not None and not getattr(m, "closed", True):
+            try:  # the map would keep the event alive otherwise
+                m.delete_bytes(struct.pack("<I", ring.cpu), missing_ok=True)
+            except Exception:
+                pass
+        ring.release()
+    epoll.close()
+
+
+def _check_pages(buffer_pages: object) -> int:
+    if not isinstance(buffer_pages, int) or isinstance(buffer_pages, bool) or buffer_pages <= 0 \
+            or buffer_pages & (buffer_pages - 1):
+        raise EBPFError(f"buffer_pages must be a power of two, not {buffer_pages!r}")
+    return buffer_pages
+
+
+class PerfBuffer:
+    """Per-CPU perf rings behind a perf event array map.
+
+    ``poll(timeout_ms)`` / ``consume()`` deliver samples to ``callback(data)`` (or
+    ``callback(cpu, data)`` with ``with_cpu=True``); ``read_batch(max_events)`` returns
+    them; ``read_array(dtype, max_events)`` decodes fixed-size samples into a NumPy array
+    in bulk; ``fileno()`` is an epoll fd for selectors/asyncio.
+
+    :param map: the perf event array (its slots for ``cpus`` are set; cleared on close).
+    :param buffer_pages: data pages per CPU (a power of two).
+    :param cpus: the CPUs to read (default: online CPUs that have a slot in the map).
+    :param wakeup_events: wake pollers every N samples (default 1).
+    :param watermark_bytes: wake pollers when this many bytes are waiting instead.
+    :param parser: applied to each sample's data before the callback / in ``read_batch``.
+    :raises EBPFError: bad arguments (before any syscall).  :raises BPFSyscallError: when
+        ``perf_event_open``/mmap fail (everything opened so far is released).
+    """
+
+    def __init__(self, map: Any, callback: Callable[..., Any] | None = None,
+                 lost_callback: Callable[[int, int], Any] | None = None, *, buffer_pages: int = 64,
+                 cpus: Iterable[int] | None = None, wakeup_events: int = 1, watermark_bytes: int = 0,
+                 parser: Callable[[Any], Any] | None = None, with_cpu: bool = False) -> None:
+        """Open and map one BPF output event per CPU and store them in ``map``."""
+        check_map(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer")
+        pages = _check_pages(buffer_pages)
+        for what, fn in (("callback", callback), ("lost_callback", lost_callback), ("parser", parser)):
+            if fn is not None and not callable(fn):
+                raise EBPFError(f"PerfBuffer {what} must be callable, not {type(fn).__name__}")
+        slots = int(map.max_entries)
+        cpu_list = sorted(set(online_cpus() if cpus is None else cpus))
+        if cpus is None:
+            cpu_list = [c for c in cpu_list if c < slots]
+        for c in cpu_list:
+            if not isinstance(c, int) or c < 0 or c >= slots:
+                raise EBPFError(f"CPU {c!r} has no slot in the perf event array (max_entries {slots})")
+        if not cpu_list:
+            raise EBPFError("PerfBuffer: no CPUs to read")
+        if watermark_bytes < 0 or wakeup_events < 1:
+            raise EBPFError("wakeup_events must be >= 1 and watermark_bytes >= 0")
+        self.map = map
+        self.buffer_pages = pages
+        self.lost = 0
+        self.skipped = 0
+        self.parser = parser
+        self.with_cpu = with_cpu
+        self._lost_cb = lost_callback
+        self._callback = callback
+        self._rings: list[_Ring] = []
+        self._epoll = select.epoll()
+        self._finalizer = weakref.finalize(self, _release, self._rings, self._epoll, weakref.ref(map))
+        self._closed = False
+        try:
+            for cpu in cpu_list:
+                self._open_cpu(cpu, pages, wakeup_events, watermark_bytes)
+        except BaseException:
+            self.close()
+            raise
+        self._by_fd = {r.fd: r for r in self._rings}
+
+    def _open_cpu(self, cpu: int, pages: int, wakeup_events: int, watermark_bytes: int) -> None:
+        flags = _perf.ATTR_DISABLED | (_perf.ATTR_WATERMARK if watermark_bytes else 0)
+        attr = PerfEventAttr(type=_perf.PERF_TYPE_SOFTWARE, config=_perf.PERF_COUNT_SW_BPF_OUTPUT,
+                             sample_type=_perf.PERF_SAMPLE_RAW, sample_period=1, flags=flags,
+                             wakeup_events=watermark_bytes or wakeup_events)
+        fd = perf_event_open(attr, pid=-1, cpu=cpu)
+        try:
+            mm = map_shared(fd, (pages + 1) * mmap.PAGESIZE, 0, writable=True)
+        except BaseException:
+            close_fd(fd)
+            raise
+        ring = _Ring(cpu, fd, mm, pages)
+        self._rings.append(ring)
+        self.map.update_bytes(struct.pack("<I", cpu), struct.pack("<I", fd))
+        _perf.enable(fd)
+        self._epoll.register(fd, select.EPOLLIN)
+
+    # -- state -----------------------------------------------------------------------------------------------
+    @property
+    def cpus(self) -> list[int]:
+        """The CPUs read."""
+        return [r.cpu for r in self._rings]
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise EBPFError("perf buffer reader is closed")
+
+    def fileno(self) -> int:
+        """An epoll fd, readable when a CPU ring has data (for ``selectors``/asyncio)."""
+        self._check()
+        return self._epoll.fileno()
+
+    def close(self) -> None:
+        """Clear the map slots, unmap the rings and close the events (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._finalizer()
+
+    def __enter__(self) -> PerfBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PerfBuffer {getattr(self.map, 'name', '')!r} cpus={self.cpus} lost={self.lost}>"
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _record(self, ring: _Ring, tail: int) -> tuple[int, int, bytes]:
+        """(type, total size, body after the 8-byte header) of the record at ``tail``, stitched when it wraps."""
+        mm, size, base = ring.mm, ring.size, mmap.PAGESIZE
+        off = tail & (size - 1)
+        if off + 8 <= size:
+            typ, _misc, sz = _HEADER.unpack_from(mm, base + off)
+        else:
+            typ, _misc, sz = _HEADER.unpack(mm[base + off:base + size] + mm[base:base + off + 8 - size])
+        if sz < 8:
+            raise EBPFError(f"corrupt perf record of {sz} bytes on CPU {ring.cpu}")
+        start = off + 8
+        if start >= size:
+            start -= size
+        if start + sz - 8 <= size:
+            return typ, sz, mm[base + start:base + start + sz - 8]
+        first = mm[base + start:base + size]
+        return typ, sz, first + mm[base:base + sz - 8 - len(first)]
+
+    def _lost_record(self, ring: _Ring, body: bytes) -> None:
+        if len(body) < 16:
+            return
+        lost = _LOST.unpack_from(body, 0)[1]
+        self.lost += lost
+        if self._lost_cb is not None:
+            self._lost_cb(ring.cpu, lost)
+
+    def _drain(self, ring: _Ring, emit: Callable[..., Any], limit: int, with_cpu: bool) -> int:
+        ctl, mm = ring.ctl, ring.mm
+        head = ctl[_DATA_HEAD]
+        tail = ctl[_DATA_TAIL]
+        size, base, cpu = ring.size, mmap.PAGESIZE, ring.cpu
+        mask = size - 1
+        unpack = _HEAD4.unpack_from
+        n = 0
+        try:
+            while tail < head and n < limit:
+                off = tail & mask
+                if off + 12 <= size:
+                    typ, _m, sz, raw = unpack(mm, base + off)
+                    if typ == PERF_RECORD_SAMPLE and off + sz <= size and sz >= 12 + raw:
+                        tail += sz
+                        off += base + 12
+                        if with_cpu:
+                            emit(cpu, mm[off:off + raw])
+                        else:
+                            emit(mm[off:off + raw])
+                        n += 1
+                        continue
+                typ, sz, body = self._record(ring, tail)
+                tail += sz
+                if typ == PERF_RECORD_SAMPLE and len(body) >= 4:
+                    raw = struct.unpack_from("<I", body, 0)[0]
+                    data = body[4:4 + raw]
+                    emit(cpu, data) if with_cpu else emit(data)
+                    n += 1
+                elif typ == PERF_RECORD_LOST:
+                    self._lost_record(ring, body)
+        finally:
+            ctl[_DATA_TAIL] = tail  # the kernel may reuse the space now
+        return n
+
+    def _emitter(self, callback: Callable[..., Any] | None) -> Callable[..., Any]:
+        cb = callback if callback is not None else self._callback
+        if cb is None:
+            raise EBPFError("PerfBuffer has no callback: pass one, or use read_batch()")
+        if self.parser is None:
+            return cb
+        parse = self.parser
+        if self.with_cpu:
+            return lambda cpu, data: cb(cpu, parse(data))
+        return lambda data: cb(parse(data))
+
+    def consume(self, callback: Callable[..., Any] | None = None, max_events: int | None = None) -> int:
+        """Deliver the samples waiting in every CPU ring, without blocking; returns how many."""
+        self._check()
+        emit = self._emitter(callback)
+        limit = _ALL if max_events is None else max_events
+        n = 0
+        for ring in self._rings:
+            if n >= limit:
+                break
+            n += self._drain(ring, emit, limit - n, self.with_cpu)
+        return n
+
+    def poll(self, timeout_ms: int | float | None = -1, max_events: int | None = None) -> int:
+        """Wait up to ``timeout_ms`` (-1/None: forever) for samples, then deliver them; returns how many."""
+        self._check()
+        emit = self._emitter(None)
+        n = self.consume(max_events=max_events)
+        if n or timeout_ms == 0:
+            return n
+        timeout = -1.0 if timeout_ms is None or timeout_ms < 0 else timeout_ms / 1000.0
+        limit = _ALL if max_events is None else max_events
+        for fd, _ in self._epoll.poll(timeout):
+            ring = self._by_fd.get(fd)
+            if ring is not None and n < limit:
+                n += self._drain(ring, emit, limit - n, self.with_cpu)
+        return n
+
+    def read_batch(self, max_events: int | None = None) -> list[Any]:
+        """Consume up to ``max_events`` samples from all CPU rings; returns their data (parsed when set)."""
+        self._check()
+        out: list[Any] = []
+        limit = _ALL if max_events is None else max_events
+        for ring in self._rings:
+            if len(out) >= limit:
+                break
+            self._drain(ring, out.append, limit - len(out), False)
+        if self.parser is not None:
+            parse = self.parser
+            return [parse(d) for d in out]
+        return out
+
+    def read_array(self, dtype: Any, max_events: int | None = None) -> Any:
+        """Consume fixed-size samples into a NumPy structured array without a Python loop per record.
+
+        Runs of same-sized samples are viewed in place and copied out at once; lost records,
+        wrapped records and samples of another size take the slow path (other sizes are
+        skipped and counted in :attr:`skipped`).
+
+        :param dtype: the sample layout; its size must not exceed the sample's data.
+        :returns: a ``numpy.ndarray`` of ``dtype``.
+        :raises NotSupportedError: without NumPy.
+        """
+        self._check()
+        np = numpy()
+        dt = np.dtype(dtype)
+        if dt.itemsize <= 0:
+            raise EBPFError(f"read_array needs a non-empty fixed-size dtype, not {dt}")
+        limit = _ALL if max_events is None else max_events
+        chunks: list[Any] = []
+        total = 0
+        for ring in self._rings:
+            if total >= limit:
+                break
+            total += _read_array(self, ring, np, dt, limit - total, chunks)
+        if not chunks:
+            return np.empty(0, dtype=dt)
+        out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return out.view(dt)
+
+
+@dataclass(frozen=True)
+class PerfConsumerStats:
+    """What a :class:`PerfConsumer` has done; also readable as a mapping (``s["lost"]``).
+
+    :ivar events_read: samples taken from the rings.
+    :ivar events_processed: samples the callback handled without raising.
+    :ivar lost: samples the kernel dropped because a ring was full.
+    :ivar polls: wake-ups (poll calls) so far.
+    :ivar errors: callback exceptions (plus a fatal error, if any).
+    :ivar uptime_ms: how long the consumer ran.
+    :ivar events_per_second: ``events_read`` over the uptime.
+    """
+
+    events_read: int
+    events_processed: int
+    lost: int
+    polls: int
+    errors: int
+    uptime_ms: float
+    events_per_second: float
+    last_error: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        data = asdict(self)
+        if key not in data:
+            raise KeyError(key)
+        return data[key]
+
+    def keys(self) -> list[str]:
+        """The statistic names."""
+        return list(asdict(self))
+
+
+class PerfConsumer(BackgroundLoop):
+    """Read a perf event array on a background thread, calling ``callback(data)`` per sample.
+
+    Lost samples are counted and passed to ``lost_callback(cpu, count)``; callback
+    exceptions are counted, logged (``ebpf.events`` logger) and never stop the thread.
+    ``with PerfConsumer(...) as c:`` starts it and stops it on exit.
+
+    :param map: a perf event array map.
+    :param buffer_pages: data pages per CPU ring (a power of two).
+    :param options: passed to :class:`PerfBuffer` (``cpus``, ``parser``, ``wakeup_events``,
+        ``watermark_bytes``, ``with_cpu``).
+    """
+
+    def __init__(self, map: Any, callback: Callable[..., Any], lost_callback: Callable[[int, int], Any] | None = None,
+                 buffer_pages: int = 64, **options: Any) -> None:
+        """Open the per-CPU rings (the thread starts with :meth:`start`)."""
+        if not callable(callback):
+            raise EBPFError(f"PerfConsumer callback must be callable, not {type(callback).__name__}")
+        if lost_callback is not None and not callable(lost_callback):
+            raise EBPFError("lost_callback must be callable")
+        self._init_loop("PerfConsumer")
+        self._lock = threading.Lock()
+        self._read = self._ok = self._errors = self._polls = 0
+        self._last_error: str | None = None
+        user_cb = make_event_handler(handler=callback)
+
+        def guarded(*args: Any) -> None:
+            try:
+                user_cb(*args)
+                self._ok += 1
+            except Exception as exc:
+                self._record_error(exc)
+
+        def lost(cpu: int, count: int) -> None:
+            if lost_callback is not None:
+                try:
+                    lost_callback(cpu, count)
+                except Exception as exc:
+                    self._record_error(exc)
+
+        self._buf = PerfBuffer(map, guarded, lost, buffer_pages=buffer_pages, **options)
+
+    @property
+    def buffer(self) -> PerfBuffer:
+        """The underlying :class:`PerfBuffer`."""
+        return self._buf
+
+    def _record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors += 1
+            count = self._errors
+            self._last_error = f"{type(exc).__name__}: {exc}"
+        if count == 1 or count % 1000 == 0:
+            log.warning("PerfConsumer: callback raised %s (%d errors so far)", self._last_error, count)
+
+    def _watch_fd(self) -> int:
+        return self._buf.fileno()
+
+    def _step(self, timeout_ms: int) -> int:
+        self._polls += 1
+        n = self._buf.consume(max_events=65536)
+        self._read += n
+        return n
+
+    def start(self, poll_interval_ms: int = 100) -> PerfConsumer:
+        """Start the background thread (returns self).  :raises EBPFError: when running or closed."""
+        if self._buf.closed:
+            raise EBPFError("PerfConsumer is closed")
+        self._start_loop(poll_interval_ms)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and wait for it."""
+        self._stop_loop(timeout)
+
+    def close(self) -> None:
+        """Stop and release the rings (idempotent)."""
+        self.stop()
+        self._buf.close()
+
+    def stats(self) -> PerfConsumerStats:
+        """The counters so far (see :class:`PerfConsumerStats`)."""
+        elapsed = self._elapsed()
+        errors = self._errors + (1 if self.fatal_error is not None else 0)
+        last = self._last_error
+        if self.fatal_error is not None:
+            last = f"{type(self.fatal_error).__name__}: {self.fatal_error}"
+        return PerfConsumerStats(events_read=self._read, events_processed=self._ok, lost=self._buf.lost,
+                                 polls=self._polls, errors=errors, uptime_ms=elapsed * 1000.0,
+                                 events_per_second=self._read / elapsed if elapsed else 0.0, last_error=last)
+
+    def __enter__(self) -> PerfConsumer:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
