@@ -323,3 +323,13 @@ def test_raw_round_trip_through_the_kernel(key: bytes, value: bytes) -> None:
     with create_hash_map(4, key_size=12, value_size=5) as m:
         m[key] = value
         assert m[key] == value and list(m.items()) == [(key, value)]
+
+
+def test_dropped_maps_close_their_fd_without_waiting_for_gc() -> None:
+    before = open_fds()
+    for make in (lambda: create_hash_map(2), lambda: create_array_map(2, value_size=8, mmapable=True)):
+        m = make()
+        m[1] = 1
+        assert open_fds() != before
+        del m  # no reference cycles: the fd goes with the last reference
+        assert open_fds() == before

@@ -30,6 +30,7 @@ _export(
     "UnsupportedFeatureError",
     "ELFError",
     "BTFError",
+    "AsmError",
     "AttachError",
     "PluginError",
 )
@@ -113,6 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ebpf.core.codecs import make_event_parser, make_event_serializer
     from ebpf.core.collection import Collection, CollectionSpec
     from ebpf.core.errors import (
+        AsmError,
         AttachError,
         BPFSyscallError,
         BTFError,

@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "ELFError",
     "BTFError",
+    "AsmError",
     "AttachError",
     "PluginError",
     "syscall_error",
@@ -125,6 +126,10 @@ class ELFError(EBPFError):
 
 class BTFError(EBPFError):
     """Malformed BTF, or a type that cannot be found or used."""
+
+
+class AsmError(EBPFError):
+    """A program that cannot be assembled, or bytes that are not valid BPF instructions."""
 
 
 class AttachError(EBPFError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from ebpf.core.errors import EBPFError
+from ebpf.core.errors import AsmError
 
 __all__ = [
     "AsmError",
@@ -96,10 +96,6 @@ __all__ = [
     "insn_class",
     "is_valid_opcode",
 ]
-
-
-class AsmError(EBPFError):
-    """A program that cannot be assembled, or bytes that are not valid BPF instructions."""
 
 
 class Reg(enum.IntEnum):
