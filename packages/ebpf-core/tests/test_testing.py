@@ -74,3 +74,4 @@ def test_other_errors_are_failures_not_skips(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS)
     result.assert_outcomes(failed=1)
+

@@ -102,6 +102,7 @@ class StructCodec(Codec):
         return f"struct({self.format!r})"
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         try:
             if self.single:
                 return self.struct.pack(obj)
@@ -110,6 +111,7 @@ class StructCodec(Codec):
             raise EBPFError(f"{self!r} cannot encode {obj!r}: {exc}") from None
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """Decode exactly :attr:`size` bytes (:raises EBPFError: on another length)."""
         self._check_len(buf)
         values = self.struct.unpack(buf)
         return values[0] if self.single else values
@@ -143,6 +145,7 @@ class IntCodec(StructCodec):
         return self.name
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         if isinstance(obj, bool) or not isinstance(obj, int):
             try:
                 obj = obj.__index__()
@@ -165,6 +168,7 @@ class CTypeCodec(Codec):
         return f"ctype({self.ctype.__name__})"
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         if isinstance(obj, self.ctype):
             return bytes(memoryview(obj).cast("B"))
         if isinstance(obj, (bytes, bytearray, memoryview)) and len(obj) == self.size:
@@ -172,6 +176,7 @@ class CTypeCodec(Codec):
         raise EBPFError(f"{self!r} expects a {self.ctype.__name__} instance, got {type(obj).__name__}")
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """Decode exactly :attr:`size` bytes (:raises EBPFError: on another length)."""
         self._check_len(buf)
         return self.ctype.from_buffer_copy(buf)
 
@@ -188,6 +193,7 @@ class RawCodec(Codec):
         return f"raw({self.size})"
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         if not isinstance(obj, (bytes, bytearray, memoryview)):
             raise EBPFError(f"{self!r} expects bytes, got {type(obj).__name__}")
         if len(obj) != self.size:
@@ -195,6 +201,7 @@ class RawCodec(Codec):
         return bytes(obj)
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """Decode exactly :attr:`size` bytes (:raises EBPFError: on another length)."""
         self._check_len(buf)
         return bytes(buf)
 

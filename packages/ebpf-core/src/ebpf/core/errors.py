@@ -7,7 +7,9 @@ Kernel failures keep the errno, the bpf command and a hint a person can act on.
 from __future__ import annotations
 
 import errno as _errno
+import itertools
 import os
+import platform
 
 __all__ = [
     "EBPFError",
@@ -114,10 +116,27 @@ class UnsupportedFeatureError(NotSupportedError):
         self.reason = reason
         text = f"{feature} is not supported by this kernel"
         if min_kernel:
-            text += f" (requires Linux >= {min_kernel})"
+            if _running_kernel() >= _version_tuple(min_kernel):
+                text += f" (in Linux since {min_kernel}, but not in this kernel's build or configuration)"
+            else:
+                text += f" (requires Linux >= {min_kernel})"
         if reason:
             text += f": {reason}"
         super().__init__(text)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _running_kernel() -> tuple[int, ...]:
+    return _version_tuple(platform.release())
 
 
 class ELFError(EBPFError):

@@ -163,6 +163,7 @@ class LPMKeyCodec(Codec):
         return f"lpm_key({self.data_size})"
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         if isinstance(obj, str):
             try:
                 obj = ipaddress.ip_network(obj, strict=False)
@@ -184,6 +185,7 @@ class LPMKeyCodec(Codec):
         return prefix.to_bytes(4, "little") + data
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """Decode exactly :attr:`size` bytes (:raises EBPFError: on another length)."""
         self._check_len(buf)
         raw = bytes(buf)
         prefix, data = int.from_bytes(raw[:4], "little"), raw[4:]
@@ -236,12 +238,14 @@ class FdCodec(Codec):
         return "fd"
 
     def encode(self, obj: Any) -> bytes:
+        """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
         fd = getattr(obj, "fd", obj)
         if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd < 1 << 31:
             raise EBPFError(f"expected an fd or an object with .fd, got {obj!r}")
         return fd.to_bytes(4, "little")
 
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """Decode exactly :attr:`size` bytes (:raises EBPFError: on another length)."""
         self._check_len(buf)
         return int.from_bytes(bytes(buf), "little")
 

@@ -92,7 +92,7 @@ class ElfFile:
             raise ELFError(f"cannot read {self.path!r}: {exc.strerror or exc}") from None
         try:
             self._parse()
-        except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        except (struct.error, IndexError, ValueError, OverflowError, UnicodeDecodeError) as exc:
             raise ELFError(f"{self.path}: malformed ELF file ({exc})") from None
 
     def _parse(self) -> None:
@@ -166,7 +166,7 @@ class ElfFile:
         try:
             return [sym for sec in self.sections if sec.type in (SHT_SYMTAB, SHT_DYNSYM)
                     for sym in self._symbols(sec)]
-        except (struct.error, IndexError, ValueError) as exc:
+        except (struct.error, IndexError, ValueError, OverflowError) as exc:
             raise ELFError(f"{self.path}: malformed symbol table ({exc})") from None
 
     def find_symbol(self, name: str) -> Symbol:
@@ -218,7 +218,7 @@ class ElfFile:
                     raise ELFError(f"{self.path}: truncated note in {section_name}")
                 off += (descsz + 3) & ~3
                 out.append((name, typ, desc))
-        except struct.error as exc:
+        except (struct.error, OverflowError) as exc:
             raise ELFError(f"{self.path}: malformed note section {section_name} ({exc})") from None
         return out
 
@@ -235,7 +235,7 @@ class ElfFile:
                 continue
             if len(desc) < 3 * word:
                 raise ELFError(f"{self.path}: truncated stapsdt note")
-            pc, base, sema = struct.unpack_from(fmt, desc, 0)
+            pc, base, sema = struct.unpack_from(fmt, desc, 0)  # len(desc) checked above
             parts = desc[3 * word:].split(b"\0")
             if len(parts) < 3:
                 raise ELFError(f"{self.path}: stapsdt note without provider/name/args")
