@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import errno
 import statistics
-import sys
-import types
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -321,15 +319,6 @@ def maps() -> Iterator[MapInfo]:
             close_fd(fd)
 
 
-class _MapsModule(types.ModuleType):
-    """Lets ``ebpf.core.maps()`` work although the package attribute ``maps`` is this module.
+from ebpf.core._callable import make_module_callable  # noqa: E402
 
-    The facade promises ``bpf.maps()`` (every map on the system), but importing this submodule
-    binds ``ebpf.core.maps`` to the module; calling the module lists the maps.
-    """
-
-    def __call__(self) -> Iterator[MapInfo]:
-        return maps()
-
-
-sys.modules[__name__].__class__ = _MapsModule
+make_module_callable(__name__)

@@ -113,12 +113,14 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
         fd, _ = commands.btf_load(blob)
         return BTF(fd, spec)
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EPERM, errno.ENOSYS):
-            raise BTFError(f"BPF_BTF_LOAD: {exc}") from exc
         first = exc
-    log, err = _failure_log(blob, log_level or 1, first.errno or 0)
+    if first.errno in (errno.EPERM, errno.ENOSYS):
+        log, err = "", first.errno  # no log to be had: the kernel refused the command itself
+    else:
+        log, err = _failure_log(blob, log_level or 1, first.errno or 0)
     tail = "\n".join(log.rstrip("\n").splitlines()[-20:])
-    error = BTFError(f"BPF_BTF_LOAD: kernel rejected BTF: {os.strerror(err)}" + (f"\n{tail}" if tail else ""))
+    hint = f" ({first.hint})" if first.hint and not log else ""
+    error = BTFError(f"BPF_BTF_LOAD: kernel rejected BTF: {os.strerror(err)}{hint}" + (f"\n{tail}" if tail else ""))
     error.log = log  # type: ignore[attr-defined]
     error.errno = err  # type: ignore[attr-defined]
     raise error from first

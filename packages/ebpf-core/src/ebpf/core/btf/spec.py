@@ -327,6 +327,8 @@ class Spec:
         return self._value(t, buf, 0, 0)
 
     def _int(self, buf: bytes, off: int, size: int, signed: bool) -> int:
+        if off + size > len(buf):
+            raise BTFError(f"field at byte {off} (+{size}) runs past the end of the {len(buf)}-byte value")
         return int.from_bytes(buf[off : off + size], self.byteorder, signed=signed)  # type: ignore[arg-type]
 
     def _value(self, t: Type, buf: bytes, off: int, depth: int) -> object:
@@ -356,8 +358,8 @@ class Spec:
                 raw = buf[off : off + t.nelems]
                 return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
             esize = self.sizeof(elem)
-            if t.nelems > len(buf) + 1 and not esize:
-                raise BTFError(f"{t}: {t.nelems} elements of size 0")
+            if off + t.nelems * esize > len(buf) or (not esize and t.nelems > len(buf)):
+                raise BTFError(f"{t} at byte {off} runs past the end of the {len(buf)}-byte value")
             return [self._value(elem, buf, off + i * esize, depth + 1) for i in range(t.nelems)]
         if isinstance(t, Composite):
             return self._composite(t, buf, off, depth)
