@@ -66,7 +66,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: one JSON line per figure, with ratios to references measured in the same run."""
-    install(session, pkg("core"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    install(session, pkg("core", "test"), pkg("net"), pkg("events", "numpy"), pkg("security"), pkg("elf", "compile"))
     for script in sorted(ROOT.glob("packages/*/bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
 

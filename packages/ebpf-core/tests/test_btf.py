@@ -242,6 +242,25 @@ def test_map_with_btf_value_type_formats_values() -> None:
         spec.format_value(value_id, value[:8])
 
 
+def test_create_map_with_btf_and_dump_it() -> None:
+    from ebpf.core.maps import create_map, dump_map
+
+    spec, key_id, value_id = btf.map_btf("u32", [("count", "u64"), ("comm", "char[16]")])
+    with spec.load() as handle, create_map(
+        map_type="hash",
+        key_size=4,
+        value_size=spec.sizeof(value_id),
+        max_entries=4,
+        name="btf_demo",
+        btf=handle,
+        btf_key_type_id=key_id,
+        btf_value_type_id=value_id,
+    ) as m:
+        m.update_bytes((1).to_bytes(4, "little"), struct.pack("<Q16s", 42, b"bash"))
+        assert m.info().btf_id == handle.id
+        assert "1: {'count': 42, 'comm': 'bash'}" in dump_map(m)
+
+
 def test_format_value_bitfields_enums_unions() -> None:
     blob, ids = every_kind_blob()
     spec = btf.parse(blob)
@@ -267,6 +286,22 @@ def test_kernel_rejection_carries_the_log() -> None:
     log: str = info.value.log  # type: ignore[attr-defined]
     assert "Invalid type_id" in log and "PTR" in log
     assert "Invalid type_id" in str(info.value)
+
+
+def test_failure_log_grows_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.core.btf import load as load_mod
+
+    monkeypatch.setattr(load_mod, "_LOG_START", 16)  # far too small: the buffer must grow
+    b = Builder()
+    for i in range(40):
+        b.add_int(f"int_number_{i}", 4, IntEncoding.SIGNED)
+    b.add_pointer(999)
+    with pytest.raises(BTFError) as info:
+        btf.load_btf(b.encode())
+    log: str = info.value.log  # type: ignore[attr-defined]
+    assert log.startswith("magic: 0xeb9f")
+    assert "int_number_39" in log and "Invalid type_id" in log
+    assert info.value.errno == 22  # type: ignore[attr-defined]
 
 
 def test_malformed_blob_fails_before_the_syscall() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from ebpf.core.collection import CollectionSpec, MapReference, VariableSpec
 from ebpf.core.errors import BTFError, EBPFError, VerifierError
 from ebpf.core.maps import MapSpec
@@ -91,3 +90,18 @@ def test_object_btf_rejected_by_the_kernel():
         assert coll.programs["uses_fd"].test_run(bytes(64)).retval == 2
     with pytest.raises(BTFError, match="rejected"):
         spec.load(require_btf=True)
+
+
+def test_pins_made_by_a_failed_load_are_removed(pin_dir):
+    import os
+
+    spec = _spec()
+    spec.pin_by_name.add("m")
+    spec.programs["bad"] = ProgramSpec("xdp", _insn(0x95), name="bad")
+    with pytest.raises(VerifierError):
+        spec.load(pin_root=pin_dir)
+    assert not os.path.exists(os.path.join(pin_dir, "m"))
+    del spec.programs["bad"]
+    with spec.load(pin_root=pin_dir) as coll:
+        assert os.path.exists(os.path.join(pin_dir, "m"))
+        assert coll.programs["uses_fd"].test_run(bytes(64)).retval == 2

@@ -13,11 +13,17 @@ from ebpf.core.errors import EBPFError
 pytestmark = pytest.mark.privileged
 
 
-def test_compile_source_text_and_load(tmp_path):
+@pytest.mark.parametrize("compiler", ["zig", "clang"])
+def test_compile_source_text_and_load(tmp_path, compiler):
+    from ebpf.core.testing import require
+    from ebpf.elf.compile import find_compiler
+
+    require(find_compiler, compiler)  # skips (naming the compiler) only when it is not installed
     out = elf.compile_c(
         '#include "bpf_helpers.h"\nSEC("xdp") int f(struct xdp_md *ctx) { return XDP_DROP; }\n'
         'char LICENSE[] SEC("license") = "GPL";\n',
         tmp_path / "f.o",
+        compiler=compiler,
     )
     with elf.load_elf(out) as coll:
         assert coll.programs["f"].test_run(bytes(64)).retval == 1
@@ -65,11 +71,11 @@ def test_vmlinux_h_is_generated_from_kernel_btf(tmp_path):
     )
     out = elf.compile_c(src, cflags=["-Wno-error"])
     info = elf.inspect_elf(out)
-    assert [(p.name, p.type, p.attach_target) for p in info.programs] == [
-        ("on_exec", "tracing", "sched_process_exec")]
+    assert [(p.name, p.type, p.section, p.attach_to) for p in info.programs] == [
+        ("on_exec", "tracing", "tp_btf/sched_process_exec", "sched_process_exec")]
     with elf.load_elf(out) as coll:
         prog = coll.programs["on_exec"]
-        assert prog.attach_target == "sched_process_exec"
+        assert prog.spec.attach_to == "sched_process_exec"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,6 +91,8 @@ def test_cli_inspect(obj):
     assert "byte_off task_struct" in res.stdout
     data = json.loads(_cli("inspect", "--json", obj("map_in_map")).stdout)
     assert {m["name"] for m in data["maps"]} >= {"outer", "inner_a", "jump_table"}
+    btf = _cli("inspect", "--btf", obj("core"))
+    assert "STRUCT 'task_struct'" in btf.stdout and "DATASEC '.rodata'" in btf.stdout
     bad = _cli("inspect", "/bin/true")
     assert bad.returncode == 1 and "wrong machine" in bad.stderr
 

@@ -41,6 +41,8 @@ def test_core_load_dispatches_to_the_elf_loader(obj):
     with bpf.load(obj("xdp_counter")) as coll:
         assert set(coll.programs) == {"count_packets"}
         assert coll.programs["count_packets"].test_run(PACKET).retval == XDP_PASS
+    with bpf.load(obj("globals"), constants={"mode": 1}) as coll:  # options reach CollectionSpec.load
+        assert coll.programs["globals_prog"].test_run(PACKET).retval == XDP_DROP
 
 
 def test_every_map_kind_in_dot_maps_is_created(obj, pin_dir):
@@ -194,7 +196,7 @@ def test_core_reads_task_struct_fields(obj, attach):
         os.getppid()
         time.sleep(0.01)
         raw = coll.maps["results"].lookup_bytes(struct.pack("<I", 0))
-    pid, tgid, comm, missing, pid_size, sid, task_exists = struct.unpack("<II16sIIII", raw)
+    pid, tgid, comm, missing, pid_size, sid, task_exists, missing_value = struct.unpack("<II16sIIIII", raw)
     assert tgid == os.getpid()
     assert pid == threading.get_native_id()
     assert comm.rstrip(b"\0") == _comm()
@@ -202,6 +204,7 @@ def test_core_reads_task_struct_fields(obj, attach):
     assert pid_size == 4
     assert sid == 3  # the kernel's PIDTYPE_SID, not the object's 42
     assert task_exists == 1
+    assert missing_value == 12345  # the guarded read of the missing field was poisoned and never ran
 
 
 def test_core_with_an_explicit_btf_path(obj):

@@ -13,19 +13,22 @@ P, A = ProgType, AttachType
 @pytest.mark.parametrize(
     "section, prog_type, attach_type, target",
     [
-        ("kprobe/do_sys_openat2", P.KPROBE, None, "do_sys_openat2"),
-        ("kretprobe/do_sys_openat2", P.KPROBE, None, "do_sys_openat2"),
-        ("uprobe//usr/bin/bash:readline", P.KPROBE, None, "/usr/bin/bash:readline"),
+        ("kprobe/do_sys_openat2", P.KPROBE, None, "kprobe:do_sys_openat2"),
+        ("kretprobe/do_sys_openat2", P.KPROBE, None, "kretprobe:do_sys_openat2"),
+        ("uprobe//usr/bin/bash:readline", P.KPROBE, None, "uprobe:/usr/bin/bash:readline"),
+        ("uretprobe//lib/libc.so.6:malloc", P.KPROBE, None, "uretprobe:/lib/libc.so.6:malloc"),
+        ("usdt//usr/bin/python3:python:function__entry", P.KPROBE, None, "usdt:/usr/bin/python3:python:function__entry"),
+        ("ksyscall/openat", P.KPROBE, None, "kprobe:__x64_sys_openat"),
         ("tracepoint/syscalls/sys_enter_openat", P.TRACEPOINT, None, "syscalls/sys_enter_openat"),
         ("tp/sched/sched_switch", P.TRACEPOINT, None, "sched/sched_switch"),
         ("raw_tracepoint/sys_enter", P.RAW_TRACEPOINT, None, "sys_enter"),
         ("raw_tp/sched_switch", P.RAW_TRACEPOINT, None, "sched_switch"),
-        ("tp_btf/sched_process_exec", P.TRACING, A.TRACE_RAW_TP, "sched_process_exec"),
-        ("fentry/do_unlinkat", P.TRACING, A.TRACE_FENTRY, "do_unlinkat"),
-        ("fexit/do_unlinkat", P.TRACING, A.TRACE_FEXIT, "do_unlinkat"),
-        ("fmod_ret/security_file_open", P.TRACING, A.MODIFY_RETURN, "security_file_open"),
-        ("lsm/file_open", P.LSM, A.LSM_MAC, "file_open"),
-        ("lsm_cgroup/socket_bind", P.LSM, A.LSM_CGROUP, "socket_bind"),
+        ("tp_btf/sched_process_exec", P.TRACING, A.TRACE_RAW_TP, None),
+        ("fentry/do_unlinkat", P.TRACING, A.TRACE_FENTRY, None),
+        ("fexit/do_unlinkat", P.TRACING, A.TRACE_FEXIT, None),
+        ("fmod_ret/security_file_open", P.TRACING, A.MODIFY_RETURN, None),
+        ("lsm/file_open", P.LSM, A.LSM_MAC, None),
+        ("lsm_cgroup/socket_bind", P.LSM, A.LSM_CGROUP, None),
         ("xdp", P.XDP, A.XDP, None),
         ("xdp.frags", P.XDP, A.XDP, None),
         ("xdp/devmap", P.XDP, A.XDP_DEVMAP, None),
@@ -46,7 +49,7 @@ P, A = ProgType, AttachType
         ("netfilter", P.NETFILTER, A.NETFILTER, None),
         ("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, None),
         ("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, None),
-        ("iter/task", P.TRACING, A.TRACE_ITER, "task"),
+        ("iter/task", P.TRACING, A.TRACE_ITER, None),
         ("syscall", P.SYSCALL, None, None),
     ],
 )
@@ -58,6 +61,7 @@ def test_known_sections(section, prog_type, attach_type, target):
 
 
 def test_btf_sections_set_attach_to_and_sleepable_flag():
+    assert match_section("tp_btf/sched_switch", extra=[]).attach_to == "sched_switch"
     m = match_section("fentry.s/do_unlinkat", extra=[])
     assert m is not None and m.attach_to == "do_unlinkat" and m.prog_flags & (1 << 4)
     assert match_section("tracepoint/a/b", extra=[]).attach_to is None  # not BTF-resolved

@@ -8,8 +8,8 @@ import subprocess
 import time
 from typing import Any
 
+import numpy as np  # the bulk readers' extra, ebpf-events[numpy]; part of the test dependencies
 import pytest
-
 from ebpf.core import asm
 from ebpf.core.errors import EBPFError
 from ebpf.core.maps import create_ringbuf_map
@@ -35,12 +35,13 @@ def exec_perf_program(pm: Any) -> Any:
     return load_program(prog_type="tracepoint", insns=insns, name="exec_perf", maps=(pm,))
 
 
-def xdp_perf_program(pm: Any) -> Any:
-    """XDP program emitting {0x1122, 7} (16 bytes) per run."""
+def xdp_perf_program(pm: Any, size: int = 16) -> Any:
+    """XDP program emitting {0x1122, 7, 8, 9, ...} (``size`` bytes, a multiple of 8) per run."""
+    words = [0x1122, 7, *range(8, 8 + size // 8 - 2)]
     insns = [
-        asm.st_mem("dw", R10, -16, 0x1122), asm.st_mem("dw", R10, -8, 7),
-        asm.ld_map_fd(R2, pm), asm.ld_imm64(R3, CURRENT_CPU), asm.mov64(R4, R10), asm.add64(R4, -16),
-        asm.mov64(R5, 16), asm.call("perf_event_output"), asm.mov64(R0, 2), asm.exit_(),
+        *(asm.st_mem("dw", R10, -size + 8 * i, w) for i, w in enumerate(words)),
+        asm.ld_map_fd(R2, pm), asm.ld_imm64(R3, CURRENT_CPU), asm.mov64(R4, R10), asm.add64(R4, -size),
+        asm.mov64(R5, size), asm.call("perf_event_output"), asm.mov64(R0, 2), asm.exit_(),
     ]
     return load_program(prog_type="xdp", insns=insns, name="perf_out", maps=(pm,))
 
@@ -73,18 +74,23 @@ def test_tracepoint_exec_event_through_perf_buffer(pmap: Any) -> None:
 
 def test_forced_overflow_reports_lost_samples(pmap: Any) -> None:
     lost: list[tuple[int, int]] = []
-    with xdp_perf_program(pmap) as prog, PerfBuffer(pmap, lambda d: None, lambda cpu, n: lost.append((cpu, n)),
-                                                   buffer_pages=1) as pb:
-        prog.test_run(bytes(64), repeat=1000)  # 32-byte records: one page holds 128
-        first = pb.read_batch()
-        assert 0 < len(first) < 1000
-        prog.test_run(bytes(64))  # the kernel writes the LOST record once space is free again
-        assert pb.consume() == 1
-    assert pb.lost == 1000 - len(first) and sum(n for _, n in lost) == pb.lost
+    affinity = os.sched_getaffinity(0)
+    cpu = min(affinity)
+    os.sched_setaffinity(0, {cpu})  # both runs must fill the same CPU's ring
+    try:
+        with xdp_perf_program(pmap) as prog, \
+                PerfBuffer(pmap, lambda d: None, lambda c, n: lost.append((c, n)), buffer_pages=1) as pb:
+            prog.test_run(bytes(64), repeat=1000)  # 32-byte records: one page holds 128
+            first = pb.read_batch()
+            assert 0 < len(first) < 1000
+            prog.test_run(bytes(64))  # the kernel writes the LOST record once space is free again
+            assert pb.consume() == 1
+    finally:
+        os.sched_setaffinity(0, affinity)
+    assert pb.lost == 1000 - len(first) and lost == [(cpu, pb.lost)]
 
 
 def test_samples_callback_batch_and_numpy(pmap: Any) -> None:
-    np = pytest.importorskip("numpy")
     with xdp_perf_program(pmap) as prog, PerfBuffer(pmap, buffer_pages=4, with_cpu=True) as pb:
         prog.test_run(bytes(64), repeat=300)  # 9600 bytes in a 16 KiB ring: records wrap on the next round
         got: list[tuple[int, bytes]] = []
@@ -96,6 +102,20 @@ def test_samples_callback_batch_and_numpy(pmap: Any) -> None:
         assert len(pb.read_batch()) == 50
         prog.test_run(bytes(64), repeat=300)
         assert len(pb.read_array("V16")) == 300 and pb.lost == 0
+
+
+def test_records_wrapping_around_the_ring_end(pmap: Any) -> None:
+    expected = struct.pack("<4Q", 0x1122, 7, 8, 9)
+    with xdp_perf_program(pmap, 32) as prog, PerfBuffer(pmap, buffer_pages=1) as pb:
+        # 48-byte records in a 4096-byte ring: every few rounds one record straddles the end
+        for _ in range(6):
+            prog.test_run(bytes(64), repeat=50)
+            batch = pb.read_batch()
+            assert len(batch) == 50 and all(d[:32] == expected for d in batch)
+            prog.test_run(bytes(64), repeat=50)
+            arr = pb.read_array(np.dtype("<4u8"))
+            assert arr.shape == (50, 4) and (arr == [0x1122, 7, 8, 9]).all()
+        assert pb.lost == 0
 
 
 def test_consumer_thread_and_open_events(pmap: Any) -> None:
@@ -117,6 +137,13 @@ def test_consumer_thread_and_open_events(pmap: Any) -> None:
         assert not consumer.running
         assert stats.events_read == 20 and stats.events_processed == 19 and stats.errors == 1
         assert stats["lost"] == 0 and stats.polls >= 1 and stats.uptime_ms > 0
+        consumer = PerfConsumer(pmap, got.append, buffer_pages=2)
+        prog.test_run(bytes(64), repeat=3)
+        assert len(consumer.read_batch()) == 3 and consumer.fileno() >= 0
+        consumer.start()
+        with pytest.raises(EBPFError, match="stop"):
+            consumer.read_batch()
+        consumer.close()
         reader = open_events(pmap, buffer_pages=2)
         assert isinstance(reader, PerfBuffer)
         reader.close()
@@ -124,9 +151,8 @@ def test_consumer_thread_and_open_events(pmap: Any) -> None:
 
 def test_bad_input(pmap: Any) -> None:
     fds = len(os.listdir("/proc/self/fd"))
-    with create_ringbuf_map(4096) as rb:
-        with pytest.raises(EBPFError, match="perf_event_array"):
-            PerfBuffer(rb)
+    with create_ringbuf_map(4096) as rb, pytest.raises(EBPFError, match="perf_event_array"):
+        PerfBuffer(rb)
     with pytest.raises(EBPFError, match="power of two"):
         PerfBuffer(pmap, buffer_pages=3)
     with pytest.raises(EBPFError, match="slot"):

@@ -9,10 +9,9 @@ import random
 from typing import Any
 
 import pytest
-
 from ebpf.core import asm
 from ebpf.core._sys import perf as _perf
-from ebpf.core.errors import ELFError, EBPFError
+from ebpf.core.errors import EBPFError, ELFError
 from ebpf.core.programs import load_program
 from ebpf.events.tracing import ElfFile, _probes
 from ebpf.events.tracing._links import TracefsProbeLink
@@ -107,9 +106,9 @@ def test_kprobe_multi_link_attr(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) 
 
 
 def test_kprobe_bad_input_before_any_syscall(kprog: Any) -> None:
-    with load_program(prog_type="tracepoint", insns=[asm.mov64(R0, 0), asm.exit_()]) as tp:
-        with pytest.raises(EBPFError, match="needs a kprobe"):
-            _probes.attach_kprobe(tp, "vfs_read")
+    with load_program(prog_type="tracepoint", insns=[asm.mov64(R0, 0), asm.exit_()]) as tp, \
+            pytest.raises(EBPFError, match="needs a kprobe"):
+        _probes.attach_kprobe(tp, "vfs_read")
     with pytest.raises(EBPFError, match="bad symbol"):
         _probes.attach_kprobe(kprog, "vfs read")
     with pytest.raises(EBPFError, match="maxactive"):
@@ -131,7 +130,8 @@ def test_elf_symbols_and_shared_library_offsets() -> None:
 
 
 def test_malformed_elf_raises_elf_error_only(tmp_path: Any) -> None:
-    data = open("/usr/bin/python3.11", "rb").read(1 << 16)
+    with open("/usr/bin/python3.11", "rb") as f:
+        data = f.read(1 << 16)
     rng = random.Random(1234)
     path = tmp_path / "bad.elf"
     cases = [data[:n] for n in (0, 3, 16, 40, 63, 64, 200, 4096)]

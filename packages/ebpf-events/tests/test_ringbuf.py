@@ -7,13 +7,14 @@ import os
 import selectors
 import struct
 import subprocess
+import sys
 import time
 from typing import Any
 
+import numpy as np  # the bulk readers' extra, ebpf-events[numpy]; part of the test dependencies
 import pytest
-
 from ebpf.core import asm
-from ebpf.core.errors import EBPFError
+from ebpf.core.errors import EBPFError, NotSupportedError
 from ebpf.core.maps import create_array_map, create_ringbuf_map
 from ebpf.core.plugins import open_events
 from ebpf.core.programs import load_program
@@ -100,7 +101,6 @@ def test_program_attach_through_plugin_and_open_events(rbmap: Any) -> None:
 
 
 def test_xdp_records_callback_batch_numpy_and_peek(rbmap: Any) -> None:
-    np = pytest.importorskip("numpy")  # numpy is a declared extra: ebpf-events[numpy]
     with xdp_output_program(rbmap) as prog, RingBuffer(rbmap) as rb:
         prog.test_run(bytes(64), repeat=10)
         assert len(rb.peek()) == 10 and len(peek_events(rb, max_events=3)) == 3
@@ -116,8 +116,18 @@ def test_xdp_records_callback_batch_numpy_and_peek(rbmap: Any) -> None:
         assert len(rest) == 40 and rb.available() == 0 and len(list(rb)) == 0
 
 
+def test_records_across_the_ring_end_are_contiguous() -> None:
+    with create_ringbuf_map(4096) as small, xdp_output_program(small) as prog, RingBuffer(small) as rb:
+        for _ in range(10):  # 24-byte records in a 4096-byte ring: the data area's double mapping at work
+            prog.test_run(bytes(64), repeat=100)
+            assert [struct.unpack("<QQ", r) for r in rb.read_batch()] == [(0x1122, 7)] * 100
+            prog.test_run(bytes(64), repeat=100)
+            arr = rb.read_array("<2u8")
+            assert arr.shape == (100, 2) and (arr == [0x1122, 7]).all()
+        assert rb.consumer_pos == rb.producer_pos == 20 * 100 * 24
+
+
 def test_discarded_records_are_skipped_in_every_mode(rbmap: Any) -> None:
-    pytest.importorskip("numpy")
     with xdp_output_program(rbmap, discard_every_other=True) as prog, RingBuffer(rbmap) as rb:
         for length in (64, 65, 64, 65):
             prog.test_run(bytes(length))
@@ -190,6 +200,18 @@ def test_consumer_thread_pipeline_and_failing_callback(rbmap: Any) -> None:
     assert kept == [0x1123] * 4 and stats.events_per_second > 0
 
 
+def test_consumer_reports_a_fatal_error_and_stops(rbmap: Any) -> None:
+    consumer = RingBufferConsumer(rbmap, lambda r: None).start(poll_interval_ms=10)
+    consumer.ringbuf.close()  # the reader is gone under the running thread
+    deadline = time.monotonic() + 5
+    while consumer.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = consumer.stats()
+    consumer.close()
+    assert not stats.running and stats.errors == 1 and "closed" in (stats.last_error or "")
+    assert isinstance(consumer.fatal_error, EBPFError)
+
+
 def test_process_events_and_make_event_handler(rbmap: Any) -> None:
     with xdp_output_program(rbmap) as prog:
         prog.test_run(bytes(64), repeat=4)
@@ -202,11 +224,16 @@ def test_process_events_and_make_event_handler(rbmap: Any) -> None:
     assert make_event_handler(filter=lambda e: False)(b"x") is None
 
 
+def test_read_array_without_numpy_is_a_clear_error(rbmap: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numpy", None)  # as if NumPy were not installed
+    with RingBuffer(rbmap) as rb, pytest.raises(NotSupportedError, match=r"ebpf-events\[numpy\]"):
+        rb.read_array("u8")
+
+
 def test_bad_input_and_use_after_close(rbmap: Any) -> None:
     fds = len(os.listdir("/proc/self/fd"))
-    with create_array_map(4) as arr:
-        with pytest.raises(EBPFError, match="ringbuf"):
-            RingBuffer(arr)
+    with create_array_map(4) as arr, pytest.raises(EBPFError, match="ringbuf"):
+        RingBuffer(arr)
     with pytest.raises(EBPFError):
         RingBuffer("not a map")
     with pytest.raises(EBPFError, match="callable"):

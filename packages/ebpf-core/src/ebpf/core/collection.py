@@ -317,6 +317,7 @@ class _Loader:
         self.programs: dict[str, Any] = {}
         self.owned: list[Any] = []
         self.btf: LoadedBTF | None = None
+        self.pinned: list[str] = []  # pins made by this load, removed again if it fails
 
     def run(self) -> Collection:
         self._check()
@@ -335,6 +336,11 @@ class _Loader:
                 m.close()
             for obj in self.owned:
                 obj.close()
+            for path in self.pinned:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             raise
         return Collection(self.programs, self.maps, variables, self.owned)
 
@@ -418,6 +424,7 @@ class _Loader:
             m.freeze()
         if pin_path is not None:
             m.pin(pin_path)
+            self.pinned.append(pin_path)
         return m
 
     def _load_program(self, name: str) -> None:

@@ -133,6 +133,7 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
         shnum = elf.num_sections()
         sections: list[RawSection] = []
         symtab: Any = None
+        symtab_index = 0
         for index in range(shnum):
             where = f"section header {index}"
             sec = elf.get_section(index)
@@ -156,20 +157,11 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
                            sec["sh_offset"], body)
             )
             if type_num == SHT_SYMTAB:
-                symtab = sec
+                symtab, symtab_index = sec, index
         symbols: list[RawSymbol] = []
         if symtab is not None:
             where = f"symbol table {symtab.name!r} (offset {symtab['sh_offset']:#x})"
-            for i, sym in enumerate(symtab.iter_symbols()):
-                shndx = sym["st_shndx"]
-                shndx = _SHN_SPECIAL.get(shndx, shndx) if isinstance(shndx, str) else shndx
-                if not isinstance(shndx, int):
-                    shndx = SHN_ABS
-                info = sym["st_info"]
-                symbols.append(
-                    RawSymbol(i, sym.name, sym["st_value"], sym["st_size"], str(info["bind"]), str(info["type"]),
-                              shndx, str(sym["st_other"]["visibility"]))
-                )
+            symbols = _symbols(sections[symtab_index], sections, path)
         relocations: dict[int, list[RawRelocation]] = {}
         for sec_raw in sections:
             if sec_raw.type != SHT_REL:
@@ -186,6 +178,34 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
     except Exception as exc:  # pyelftools' own errors, struct.error, IndexError, UnicodeError ...
         raise ELFError(f"{path}: malformed ELF in {where}: {type(exc).__name__}: {exc}") from exc
     return RawObject(path, sections, symbols, relocations)
+
+
+_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
+_TYPES = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE", 5: "STT_COMMON",
+          6: "STT_TLS"}
+_VISIBILITY = {0: "STV_DEFAULT", 1: "STV_INTERNAL", 2: "STV_HIDDEN", 3: "STV_PROTECTED"}
+_SYM = struct.Struct("<IBBHQQ")
+
+
+def _symbols(symtab: RawSection, sections: list[RawSection], path: str) -> list[RawSymbol]:
+    """Elf64_Sym entries, read directly (pyelftools' per-symbol parsing is the loader's hot spot)."""
+    if symtab.size % _SYM.size:
+        raise ELFError(f"{path}: symbol table at offset {symtab.offset:#x}: size {symtab.size} is not a multiple "
+                       f"of {_SYM.size}")
+    if not 0 < symtab.link < len(sections):
+        raise ELFError(f"{path}: symbol table at offset {symtab.offset:#x}: bad string table index {symtab.link}")
+    strtab = sections[symtab.link].data
+    out = []
+    for i, (name_off, info, other, shndx, value, size) in enumerate(_SYM.iter_unpack(symtab.data)):
+        if name_off >= len(strtab) and name_off:
+            raise ELFError(f"{path}: symbol #{i} (offset {symtab.offset + i * _SYM.size:#x}): name offset "
+                           f"{name_off} outside the string table")
+        end = strtab.find(b"\0", name_off)
+        name = strtab[name_off : end if end >= 0 else len(strtab)].decode("utf-8", "replace") if name_off else ""
+        out.append(RawSymbol(i, name, value, size, _BINDS.get(info >> 4, f"STB_{info >> 4}"),
+                             _TYPES.get(info & 0xF, f"STT_{info & 0xF}"), shndx,
+                             _VISIBILITY.get(other & 3, "STV_DEFAULT")))
+    return out
 
 
 _TYPE_NAMES = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "SHT_RELA": 4,

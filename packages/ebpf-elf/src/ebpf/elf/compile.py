@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ebpf.core.errors import EBPFError, NotSupportedError
+from ebpf.core.errors import EBPFError, UnsupportedFeatureError
 
 __all__ = ["compile_c", "CompileError", "include_dir", "find_compiler", "vmlinux_header"]
 
@@ -42,7 +42,7 @@ def find_compiler(prefer: str = "auto") -> list[str]:
     """The compiler command: ``clang -target bpf`` when clang is on PATH, else ziglang's ``cc``.
 
     :param prefer: ``"auto"``, ``"clang"`` or ``"zig"``.
-    :raises NotSupportedError: no usable compiler (``pip install ebpf-elf[compile]``).
+    :raises UnsupportedFeatureError: no usable compiler (``pip install ebpf-elf[compile]``).
     """
     if prefer not in ("auto", "clang", "zig"):
         raise EBPFError(f"compiler must be 'auto', 'clang' or 'zig', not {prefer!r}")
@@ -54,12 +54,13 @@ def find_compiler(prefer: str = "auto") -> list[str]:
             cmd.append(f"-I/usr/include/{multiarch}")
         return cmd
     if prefer == "clang":
-        raise NotSupportedError("clang is not on PATH (apt-get install clang, or use compiler='zig')")
+        raise UnsupportedFeatureError("C compiler clang", reason="clang is not on PATH (apt-get install clang, "
+                                      "or use compiler='zig')")
     try:
         import ziglang  # noqa: F401
     except ImportError:
-        raise NotSupportedError("no C compiler for BPF: install clang, or pip install 'ebpf-elf[compile]' "
-                                "(the ziglang toolchain)") from None
+        raise UnsupportedFeatureError("C compiler for BPF", reason="install clang, or pip install "
+                                      "'ebpf-elf[compile]' (the ziglang toolchain)") from None
     return [sys.executable, "-m", "ziglang", "cc", "-target", "bpfel-freestanding"]
 
 
@@ -112,7 +113,7 @@ def compile_c(
     :param optimize: the optimisation flag (BPF needs at least ``-O1``).
     :returns: the path of the object.
     :raises CompileError: the compiler failed (``.output`` has its messages).
-    :raises NotSupportedError: no compiler available.
+    :raises UnsupportedFeatureError: no compiler available (a NotSupportedError).
     """
     text_source = isinstance(source_or_path, str) and ("\n" in source_or_path or not os.path.exists(source_or_path))
     tmpdir = None

@@ -270,7 +270,7 @@ def patch_insn(insns: bytearray, idx: int, res: CoreResult, where: str) -> None:
         # call POISON_HELPER: the verifier refuses it only if the code is reachable.
         insns[pos : pos + 8] = struct.pack("<BBhi", 0x85, 0, 0, POISON_HELPER)
         if code == 0x18 and pos + 16 <= len(insns):
-            insns[pos + 8 : pos + 16] = struct.pack("<BBhi", 0x05, 0, -1, 0)  # ja -1 -> never reached anyway
+            insns[pos + 8 : pos + 16] = insns[pos : pos + 8]  # both halves, as libbpf
         return
     if code == 0x18:  # ld_imm64
         if pos + 16 > len(insns):

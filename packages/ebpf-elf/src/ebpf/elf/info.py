@@ -21,7 +21,8 @@ class ProgramInfo:
     :ivar section: the ELF section (``"tracepoint/syscalls/sys_enter_openat"``).
     :ivar type: program type name (``"tracepoint"``), or ``"unknown"`` for an unknown section.
     :ivar attach_type: expected attach type name or None.
-    :ivar attach_target: the section-derived target or None.
+    :ivar attach_target: the section-derived target ``program.attach()`` uses, or None.
+    :ivar attach_to: the BTF target of fentry/fexit/tp_btf/lsm/iter sections, or None.
     :ivar size: bytes of its own instructions; ``insn_count`` after linking subprograms.
     """
 
@@ -33,6 +34,7 @@ class ProgramInfo:
     size: int
     insn_count: int
     subprograms: tuple[str, ...] = ()
+    attach_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def inspect_elf(path: str | os.PathLike[str] | ElfObject) -> ObjectInfo:
         info.programs.append(ProgramInfo(
             fn.name, fn.section.name, m.prog_type.lower_name if m else "unknown",
             m.attach_type.lower_name if m and m.attach_type is not None else None,
-            m.attach_target if m else None, fn.size, len(lp.insns) // 8, tuple(lp.subprograms)))
+            m.attach_target if m else None, fn.size, len(lp.insns) // 8, tuple(lp.subprograms),
+            m.attach_to if m else None))
         for ref in lp.references:
             kind = "data" if ref.kind == "value" else "map"
             info.relocations.append(RelocationInfo(fn.name, ref.insn, kind, f"{ref.map}+{ref.offset}"))

@@ -51,7 +51,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     out = [f"{info.path}: license {info.license!r}, BTF {'yes' if info.btf else 'no'} ({info.btf_types} types), "
            f".BTF.ext {'yes' if info.btf_ext else 'no'}", "", "programs:"]
     for p in info.programs:
-        extra = f" -> {p.attach_target}" if p.attach_target else ""
+        extra = f" -> {p.attach_target or p.attach_to}" if p.attach_target or p.attach_to else ""
         subs = f" (calls {', '.join(p.subprograms)})" if p.subprograms else ""
         out.append(f"  {p.name:<24} {p.type:<16} {p.section}{extra}  {p.insn_count} insns{subs}")
     out.append("maps:")
@@ -71,8 +71,38 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         out.append("relocations:")
         for r in info.relocations:
             out.append(f"  {r.program}[{r.insn}] {r.kind:<6} {r.target}")
+    if args.btf:
+        out.append("btf:")
+        out.extend(f"  {line}" for line in _btf_lines(args.file))
     print("\n".join(out))
     return 0
+
+
+def _btf_lines(path: str) -> list[str]:
+    """One line per type of the object's BTF: ``[id] KIND 'name' details``."""
+    from ebpf.elf._btf import Kind
+    from ebpf.elf.objfile import parse_object
+
+    btf = parse_object(path).btf
+    if btf is None:
+        return ["(none)"]
+    lines = []
+    for t in btf.types[1:]:
+        detail = ""
+        if t.kind in (Kind.STRUCT, Kind.UNION):
+            members = ", ".join(f"{n or '(anon)'}@{bits // 8}" for n, _ty, bits, _bf in btf.members(t))
+            detail = f" size={t.size_type} {{{members}}}"
+        elif t.kind == Kind.DATASEC:
+            vars_ = ", ".join(f"{btf[e[0]].name}@{e[1]}" for e in t.entries)
+            detail = f" size={t.size_type} {{{vars_}}}"
+        elif t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
+            detail = f" size={t.size_type}"
+        elif t.kind == Kind.ARRAY:
+            detail = f" type={t.extra[0]} nelems={t.extra[2]}"
+        else:
+            detail = f" type={t.size_type}"
+        lines.append(f"[{t.id}] {t.kind_name.upper()} {t.name or '(anon)'!r}{detail}")
+    return lines
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
@@ -94,6 +124,7 @@ def ebpf_cli_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("inspect", help="show the programs, maps, globals, BTF and relocations of a .o")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--btf", action="store_true", help="also list the object's BTF types")
     p.set_defaults(func=_cmd_inspect)
     c = subparsers.add_parser("compile", help="compile BPF C to an object (clang, or the ziglang toolchain)")
     c.add_argument("file")

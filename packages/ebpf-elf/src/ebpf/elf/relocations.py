@@ -11,7 +11,9 @@ line_info and CO-RE records are remapped to the linked instruction indices.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 from ebpf.core.collection import MapReference
 from ebpf.core.errors import ELFError
@@ -71,10 +73,11 @@ def _relocs_by_offset(obj: ElfObject, section: int) -> dict[int, RawRelocation]:
 
 
 def _function_containing(obj: ElfObject, section: int, offset: int, where: str) -> Function:
-    best = None
-    for (sec, start), fn in obj.functions.items():
-        if sec == section and start <= offset < start + fn.size:
-            best = fn
+    best = obj.functions.get((section, offset))  # calls target a function's start
+    if best is None:
+        for (sec, start), fn in obj.functions.items():
+            if sec == section and start <= offset < start + fn.size:
+                best = fn
     if best is None:
         name = obj.raw.sections[section].name if 0 <= section < len(obj.raw.sections) else f"#{section}"
         raise ELFError(f"{obj.path}: {where}: call target offset {offset:#x} in section {name!r} is not in any function")
@@ -199,18 +202,26 @@ def _ld_imm64(obj: ElfObject, linked: LinkedProgram, maps: dict[str, MapDef], r:
                    f"which is neither a map nor global data")
 
 
+def _in_range(obj: ElfObject, kind: str, sec: str, records: list[Any], lo: int, hi: int) -> list[Any]:
+    """The records of ``sec`` with ``lo <= insn_off < hi`` (sorted once per section, then bisected)."""
+    cache: dict[tuple[str, str], tuple[list[int], list[Any]]] = obj.__dict__.setdefault("_ext_cache", {})
+    key = (kind, sec)
+    if key not in cache:
+        ordered = sorted(records, key=lambda r: r.insn_off)
+        cache[key] = ([r.insn_off for r in ordered], ordered)
+    offsets, ordered = cache[key]
+    return ordered[bisect_left(offsets, lo) : bisect_left(offsets, hi)]
+
+
 def _remap_ext(obj: ElfObject, linked: LinkedProgram, f: Function, base: int) -> None:
     ext = obj.btf_ext
     if ext is None:
         return
     lo, hi = f.offset, f.offset + f.size
     sec = f.section.name
-    for fi in ext.func_info.get(sec, []):
-        if lo <= fi.insn_off < hi:
-            linked.func_info.append((base + (fi.insn_off - lo) // 8, fi.type_id))
-    for li in ext.line_info.get(sec, []):
-        if lo <= li.insn_off < hi:
-            linked.line_info.append((base + (li.insn_off - lo) // 8, li.file_name_off, li.line_off, li.line_col))
-    for cr in ext.core_relos.get(sec, []):
-        if lo <= cr.insn_off < hi:
-            linked.core_relos.append((base + (cr.insn_off - lo) // 8, cr))
+    for fi in _in_range(obj, "func", sec, ext.func_info.get(sec, []), lo, hi):
+        linked.func_info.append((base + (fi.insn_off - lo) // 8, fi.type_id))
+    for li in _in_range(obj, "line", sec, ext.line_info.get(sec, []), lo, hi):
+        linked.line_info.append((base + (li.insn_off - lo) // 8, li.file_name_off, li.line_off, li.line_col))
+    for cr in _in_range(obj, "core", sec, ext.core_relos.get(sec, []), lo, hi):
+        linked.core_relos.append((base + (cr.insn_off - lo) // 8, cr))

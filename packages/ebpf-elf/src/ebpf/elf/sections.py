@@ -51,7 +51,8 @@ class SectionMatch:
 
     :ivar prog_type: program type.
     :ivar attach_type: expected attach type or None.
-    :ivar attach_target: the section-derived target (``"syscalls/sys_enter_openat"``) or None.
+    :ivar attach_target: the section-derived target in the form ``program.attach()`` takes
+        (``"syscalls/sys_enter_openat"``, ``"kretprobe:do_sys_openat2"``), or None.
     :ivar attach_to: BTF attach target for ``ProgramSpec.attach_to`` (fentry/lsm/tp_btf/iter) or None.
     :ivar prog_flags: BPF_PROG_LOAD flags implied by the name (sleepable, XDP frags).
     :ivar prefix: the matched prefix.
@@ -204,6 +205,32 @@ def _matches(name: str, d: SectionDef) -> str | None:
     return None
 
 
+_SYSCALL_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_", "s390x": "__s390x_sys_",
+                   "riscv64": "__riscv_sys_", "ppc64le": "__powerpc_sys_"}
+
+
+def _attach_target(prefix: str, suffix: str) -> str | None:
+    """The section suffix in the form ``program.attach(target)`` takes (ebpf-events' conventions).
+
+    ``kretprobe/f`` -> ``"kretprobe:f"``, ``uprobe//bin/x:sym`` -> ``"uprobe:/bin/x:sym"``,
+    ``ksyscall/openat`` -> ``"kprobe:__x64_sys_openat"``; tracepoints and raw tracepoints keep
+    the suffix; BTF-typed sections give None (their target is ``ProgramSpec.attach_to``).
+    """
+    base = prefix.split(".")[0]
+    if base in ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt") and "." not in prefix:
+        return f"{base}:{suffix}"
+    if base in ("uprobe", "uretprobe") and prefix.endswith(".s"):
+        return f"{base}:{suffix}"
+    if base in ("ksyscall", "kretsyscall"):
+        import platform
+
+        kind = "kprobe" if base == "ksyscall" else "kretprobe"
+        return f"{kind}:{_SYSCALL_PREFIX.get(platform.machine(), '__x64_sys_')}{suffix}"
+    if base == "usdt":
+        return f"usdt:{suffix}"
+    return suffix
+
+
 def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMatch | None:
     """What the code section ``name`` holds, or None when no prefix matches (not a program).
 
@@ -226,9 +253,12 @@ def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMa
         return None
     d, suffix = best
     target = suffix or None
-    flags = (BPF_F_SLEEPABLE if d.flags & SLEEPABLE else 0) | (BPF_F_XDP_HAS_FRAGS if d.flags & XDP_FRAGS else 0)
-    attach_to = target if d.flags & BTF_TARGET else None
     if d.flags & BTF_TARGET and target is None:
         raise ELFError(f"section {name!r}: {d.prefix} programs need a target ({d.prefix}/<name>)")
+    attach_to = target if d.flags & BTF_TARGET else None
+    if target is not None:
+        # BTF-typed programs attach where they were loaded for: no target to pass to attach().
+        target = None if d.flags & BTF_TARGET else _attach_target(d.prefix, target)
+    flags = (BPF_F_SLEEPABLE if d.flags & SLEEPABLE else 0) | (BPF_F_XDP_HAS_FRAGS if d.flags & XDP_FRAGS else 0)
     return SectionMatch(d.prog_type, d.attach_type, target if (d.flags & TARGET or target) else None, attach_to,
                         flags, d.prefix)

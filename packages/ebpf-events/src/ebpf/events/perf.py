@@ -455,6 +455,23 @@ class PerfConsumer(BackgroundLoop):
         self._read += n
         return n
 
+    def fileno(self) -> int:
+        """The reader's epoll fd (readable when a CPU ring has data)."""
+        return self._buf.fileno()
+
+    def _idle(self, what: str) -> PerfBuffer:
+        if self.running:
+            raise EBPFError(f"PerfConsumer.{what}() while the background thread runs: stop() it first")
+        return self._buf
+
+    def read_batch(self, max_events: int | None = None) -> list[Any]:
+        """Read samples directly (see :meth:`PerfBuffer.read_batch`); only while the thread is stopped."""
+        return self._idle("read_batch").read_batch(max_events)
+
+    def read_array(self, dtype: Any, max_events: int | None = None) -> Any:
+        """Decode samples into a NumPy array (see :meth:`PerfBuffer.read_array`); only while stopped."""
+        return self._idle("read_array").read_array(dtype, max_events)
+
     def start(self, poll_interval_ms: int = 100) -> PerfConsumer:
         """Start the background thread (returns self).  :raises EBPFError: when running or closed."""
         if self._buf.closed:

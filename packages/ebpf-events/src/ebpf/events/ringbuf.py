@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import mmap
 import select
-import struct
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,7 +44,6 @@ BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
 _LEN_MASK = DISCARD_BIT - 1
-_HDR = struct.Struct("<I").unpack_from
 _ALL = sys.maxsize
 
 
@@ -144,9 +142,13 @@ class RingBuffer:
         self._emit = make_event_handler(parser=parser, handler=callback) if callback is not None else None
         self._m = _Mapping(fd, size)
         self._cons = memoryview(self._m.cons_mm).cast("Q")
-        self._whole = memoryview(self._m.prod_mm)
-        self._prod = self._whole[:8].cast("Q")
-        self._finalizer = weakref.finalize(self, _release, self._m, [self._cons, self._prod, self._whole])
+        whole = memoryview(self._m.prod_mm)
+        self._prod = whole[:8].cast("Q")
+        self._data = whole[self._page:]
+        # record headers read as u32 items of the data area (offsets are 8-byte aligned)
+        self._words = self._data.cast("I")
+        self._finalizer = weakref.finalize(self, _release, self._m,
+                                           [self._cons, self._prod, self._words, self._data, whole])
         self._closed = False
 
     # -- state -----------------------------------------------------------------------------------------------
@@ -204,10 +206,41 @@ class RingBuffer:
     # -- the hot loop ----------------------------------------------------------------------------------------
     def _drain(self, emit: Callable[[Any], Any], limit: int, views: bool) -> int:
         """Deliver up to ``limit`` committed records to ``emit``; publish the new consumer position."""
-        cons_arr, prod_arr = self._cons, self._prod
-        buf = self._m.prod_mm
-        src: Any = self._whole if views else buf
-        mask, base, hdr = self._mask, self._page, _HDR
+        if limit != _ALL:
+            return self._drain_limited(emit, limit, views)
+        cons_arr, prod_arr, words, mask = self._cons, self._prod, self._words, self._mask
+        # bytes: slice the mmap itself (one copy, straight to bytes); views: slice the data view
+        src: Any = self._data if views else self._m.prod_mm
+        base = 8 if views else self._page + 8
+        cons = cons_arr[0]
+        prod = prod_arr[0]
+        n = 0
+        try:
+            while True:
+                if cons >= prod:
+                    prod = prod_arr[0]
+                    if cons >= prod:
+                        break
+                off = cons & mask
+                ln = words[off >> 2]
+                if ln & BUSY_BIT:  # reserved, not yet committed: later records must wait for it
+                    break
+                cons += ((ln & _LEN_MASK) + 15) & ~7
+                if ln & DISCARD_BIT:
+                    continue
+                off += base
+                emit(src[off:off + ln])
+                n += 1
+        finally:
+            # A record whose callback raised counts as consumed: it is never delivered twice.
+            cons_arr[0] = cons
+        return n
+
+    def _drain_limited(self, emit: Callable[[Any], Any], limit: int, views: bool) -> int:
+        """:meth:`_drain` with a record limit (kept apart so the unlimited loop has one test less)."""
+        cons_arr, prod_arr, words, mask = self._cons, self._prod, self._words, self._mask
+        src: Any = self._data if views else self._m.prod_mm
+        base = 8 if views else self._page + 8
         cons = cons_arr[0]
         prod = prod_arr[0]
         n = 0
@@ -217,18 +250,17 @@ class RingBuffer:
                     prod = prod_arr[0]
                     if cons >= prod:
                         break
-                off = (cons & mask) + base
-                ln = hdr(buf, off)[0]
-                if ln & BUSY_BIT:  # reserved, not yet committed: later records must wait for it
+                off = cons & mask
+                ln = words[off >> 2]
+                if ln & BUSY_BIT:
                     break
                 cons += ((ln & _LEN_MASK) + 15) & ~7
                 if ln & DISCARD_BIT:
                     continue
-                off += 8
+                off += base
                 emit(src[off:off + ln])
                 n += 1
         finally:
-            # A record whose callback raised counts as consumed: it is never delivered twice.
             cons_arr[0] = cons
         return n
 
@@ -291,10 +323,11 @@ class RingBuffer:
         self._check()
         limit = _limit(max_events)
         cons, prod = self._cons[0], self._prod[0]
-        buf, out = self._m.prod_mm, []
+        buf = self._m.prod_mm
+        out: list[Any] = []
         while cons < prod and len(out) < limit:
             off = (cons & self._mask) + self._page
-            ln = _HDR(buf, off)[0]
+            ln = self._words[(cons & self._mask) >> 2]
             if ln & BUSY_BIT:
                 break
             cons += ((ln & _LEN_MASK) + 15) & ~7
@@ -324,7 +357,7 @@ class RingBuffer:
                 continue
             fut: asyncio.Future[None] = loop.create_future()
             fd = self.fileno()
-            loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+            loop.add_reader(fd, _wake, fut)
             try:
                 await fut
             finally:
@@ -398,12 +431,17 @@ class RingBuffer:
 
     def _skip_one(self, cons: int) -> tuple[int, bool]:
         """Step over the record at ``cons`` (not of the array's size); (new position, stop?)."""
-        ln = _HDR(self._m.prod_mm, (cons & self._mask) + self._page)[0]
+        ln = self._words[(cons & self._mask) >> 2]
         if ln & BUSY_BIT:
             return cons, True
         if not ln & DISCARD_BIT:
             self.skipped += 1
         return cons + (((ln & _LEN_MASK) + 15) & ~7), False
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class RingBufferPoller:

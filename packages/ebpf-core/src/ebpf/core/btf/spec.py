@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Spec", "parse"]
 
+_INDEX_AFTER = 8  # name lookups answered by searching the blob before a name index is built
 _MAX_DEPTH = 64  # nesting limit for values and alignment (real kernels stay far below)
 _KIND_WORDS = {"struct": Kind.STRUCT, "union": Kind.UNION, "enum": Kind.ENUM, "typedef": Kind.TYPEDEF}
 
@@ -63,6 +64,9 @@ class Spec:
         self._str_end: int = self._str_base + len(self._hdr.strings)
         self._index: array[int] | None = None
         self._cache: dict[int, Type] = {}
+        self._lookups = 0
+        self._str_index: dict[bytes, list[int]] | None = None
+        self._off_index: dict[int, list[int]] | None = None
         #: Size of a pointer in bytes (BTF does not record it; 8 on the 64-bit targets BPF uses).
         self.ptr_size = 8
 
@@ -140,6 +144,8 @@ class Spec:
 
     def _name_offsets(self, name: bytes) -> list[int]:
         offs = self.base._name_offsets(name) if self.base is not None else []
+        if self._str_index is not None:
+            return offs + self._str_index.get(name, [])
         strings, needle = self._hdr.strings, b"\0" + name + b"\0"
         if strings.startswith(needle[1:]):  # split BTF need not start its strings with ""
             offs.append(self._str_base)
@@ -149,13 +155,40 @@ class Spec:
             pos = strings.find(needle, pos + 1)
         return offs
 
+    def _build_name_index(self) -> None:
+        # Repeated lookups (CO-RE relocations, attach targets) pay once for two dicts:
+        # string -> its offsets, and name offset -> type ids.
+        str_index: dict[bytes, list[int]] = {}
+        pos = self._str_base
+        for part in self._hdr.strings.split(b"\0"):
+            str_index.setdefault(part, []).append(pos)
+            pos += len(part) + 1
+        words, first = self._hdr.words, self._first_id
+        by_off: dict[int, list[int]] = {}
+        for i, w in enumerate(self._offsets()):
+            name_off = words[w]
+            if name_off:
+                by_off.setdefault(name_off, []).append(first + i)
+        self._str_index, self._off_index = str_index, by_off
+
     def find_ids(self, name: str) -> list[int]:
-        """Ids of every type named ``name`` (in the base too), ascending."""
+        """Ids of every type named ``name`` (in the base too), ascending.
+
+        The first few lookups search the blob directly (no index to build: fast when cold);
+        after that a name index is built once and lookups are dictionary hits.
+        """
         if not name:
             return []
         raw = name.encode()
         ids = self.base.find_ids(name) if self.base is not None else []
         offsets = self._offsets()
+        self._lookups += 1
+        if self._off_index is None and self._lookups > _INDEX_AFTER:
+            self._build_name_index()
+        if self._off_index is not None:
+            for off in self._name_offsets(raw):
+                ids.extend(self._off_index.get(off, ()))
+            return sorted(set(ids))
         data, start, end = self._data, self._hdr.type_start, self._hdr.type_start + self._hdr.type_len
         for off in self._name_offsets(raw):
             pattern = off.to_bytes(4, self.byteorder)  # type: ignore[arg-type]

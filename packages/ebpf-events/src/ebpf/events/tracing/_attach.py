@@ -79,7 +79,7 @@ def list_tracepoints(category: str | None = None) -> list[str]:
 
     root = os.path.join(ensure_tracefs(), "events")
     cats = [category] if category is not None else sorted(os.listdir(root))
-    out = []
+    out: list[str] = []
     for cat in cats:
         if not isinstance(cat, str) or "/" in cat or cat in ("", ".", ".."):
             raise EBPFError(f"bad tracepoint category {cat!r}")

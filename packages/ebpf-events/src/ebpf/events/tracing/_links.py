@@ -46,11 +46,24 @@ class MultiLink(Link):
         self.detach()
 
 
+def write_tracefs(path: str, line: str) -> None:
+    """Append ``line`` to a tracefs control file with one write(2).
+
+    (Python's ``open(path, "a")`` seeks to the end first, which tracefs refuses with EINVAL.)
+
+    :raises OSError: with the kernel's errno when it rejects the line.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
 def remove_tracefs_event(events_file: str, group: str, event: str) -> None:
     """Remove a kprobe/uprobe event made through tracefs (``-:group/event``); errors are ignored."""
     try:
-        with open(events_file, "a") as f:
-            f.write(f"-:{group}/{event}\n")
+        write_tracefs(events_file, f"-:{group}/{event}\n")
     except OSError:
         pass
 

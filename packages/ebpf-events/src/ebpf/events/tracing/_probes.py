@@ -18,7 +18,13 @@ from ebpf.core.features import have_kprobes
 from ebpf.core.links import BPFLink, Link, attach_perf_event, create_link
 from ebpf.core.types import AttachType
 from ebpf.events.tracing._elf import ElfFile
-from ebpf.events.tracing._links import TracefsProbeLink, check_program, remove_tracefs_event, tracefs_event_name
+from ebpf.events.tracing._links import (
+    TracefsProbeLink,
+    check_program,
+    remove_tracefs_event,
+    tracefs_event_name,
+    write_tracefs,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ebpf.core.programs import Program
@@ -86,8 +92,7 @@ def _open_tracefs_probe(kind: str, retprobe: bool, spec: str, pid: int, maxactiv
     group, event = tracefs_event_name(kind)
     head = ("r" + (str(maxactive) if maxactive else "")) if retprobe else "p"
     try:
-        with open(events_file, "a") as f:
-            f.write(f"{head}:{group}/{event} {spec}\n")
+        write_tracefs(events_file, f"{head}:{group}/{event} {spec}\n")
     except OSError as exc:
         raise BPFSyscallError(exc.errno or errno.EINVAL, f"write({events_file})",
                               hint=f"the kernel refused probe {spec!r}") from None
@@ -255,7 +260,7 @@ def resolve_binary(binary: str | os.PathLike[str]) -> str:
     raise AttachError(f"no such binary or library: {text!r} (not a path, not on $PATH, not in the library path)")
 
 
-def resolve_uprobe_offset(binary: str, symbol: str | None, offset: int = 0) -> tuple[str, int]:
+def resolve_uprobe_offset(binary: str | os.PathLike[str], symbol: str | None, offset: int = 0) -> tuple[str, int]:
     """(absolute path, file offset) of ``symbol`` (+``offset``) in ``binary``.
 
     A symbol's virtual address is turned into a file offset through the PT_LOAD segment

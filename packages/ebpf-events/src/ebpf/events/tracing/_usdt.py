@@ -88,6 +88,8 @@ def list_usdt(binary_or_pid: str | os.PathLike[str] | int) -> list[UsdtProbe]:
             except ELFError:
                 continue  # a mapped file that is not ELF (locale archives, caches)
         return out
+    if isinstance(binary_or_pid, bool):
+        raise EBPFError(f"list_usdt takes a path or a pid, not {binary_or_pid!r}")
     return _probes_of(resolve_binary(binary_or_pid))
 
 
