@@ -82,5 +82,5 @@ def demo(session: nox.Session) -> None:
 def fixtures(session: nox.Session) -> None:
     """Rebuild the committed BPF objects from their C sources (ziglang from PyPI)."""
     session.install("ziglang")
-    for script in sorted(ROOT.glob("packages/*/tests/fixtures/build.py")) + sorted(ROOT.glob("tests/fixtures/build.py")):
+    for script in sorted(ROOT.glob("packages/*/tests/fixtures/build.py")):
         session.run("python", str(script))

@@ -118,6 +118,17 @@ def test_find_by_kind_forms(vmlinux: Spec) -> None:
         vmlinux.find("task_struct", "structure")
 
 
+def test_repeated_lookups_use_a_name_index_with_the_same_answers(vmlinux: Spec) -> None:
+    names = ["task_struct", "sk_buff", "u32", "bpf_attr", "vfs_read", "list_head", "no_such_name_xyz", "pid"]
+    direct = btf.parse(vmlinux.data)
+    first = [direct.find_ids(n) for n in names]  # the first lookups search the blob
+    for _ in range(10):
+        direct.find_ids("file")
+    assert direct._off_index is not None  # by now the index exists
+    assert [direct.find_ids(n) for n in names] == first
+    assert first[0] == [vmlinux.find("task_struct").id] and first[-2] == []
+
+
 def test_typedef_and_qualifier_chains(vmlinux: Spec) -> None:
     u32 = vmlinux.find("u32", "typedef")
     base = vmlinux.resolve(u32)
@@ -211,6 +222,7 @@ def test_split_btf_on_vmlinux(vmlinux: Spec, tmp_path: object, monkeypatch: pyte
 # -- loading BTF into the kernel and maps with BTF ----------------------------------------------------
 
 
+@pytest.mark.privileged
 def test_map_with_btf_value_type_formats_values() -> None:
     spec, key_id, value_id = btf.map_btf("u32", [("count", "u64"), ("comm", "char[16]"), ("ok", "bool"), ("hist", "u16[3]")])
     value_size = spec.sizeof(value_id)
@@ -242,6 +254,7 @@ def test_map_with_btf_value_type_formats_values() -> None:
         spec.format_value(value_id, value[:8])
 
 
+@pytest.mark.privileged
 def test_create_map_with_btf_and_dump_it() -> None:
     from ebpf.core.maps import create_map, dump_map
 
@@ -277,6 +290,7 @@ def test_format_value_bitfields_enums_unions() -> None:
     assert spec.format_value(ids["float"], struct.pack("<d", 1.5)) == 1.5
 
 
+@pytest.mark.privileged
 def test_kernel_rejection_carries_the_log() -> None:
     b = Builder()
     b.add_int("int", 4, IntEncoding.SIGNED)
@@ -288,6 +302,7 @@ def test_kernel_rejection_carries_the_log() -> None:
     assert "Invalid type_id" in str(info.value)
 
 
+@pytest.mark.privileged
 def test_failure_log_grows_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> None:
     from ebpf.core.btf import load as load_mod
 
@@ -304,6 +319,7 @@ def test_failure_log_grows_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> Non
     assert info.value.errno == 22  # type: ignore[attr-defined]
 
 
+@pytest.mark.privileged
 def test_malformed_blob_fails_before_the_syscall() -> None:
     fds = set(os.listdir("/proc/self/fd"))
     with pytest.raises(BTFError, match="bad BTF magic"):
@@ -314,6 +330,7 @@ def test_malformed_blob_fails_before_the_syscall() -> None:
     assert set(os.listdir("/proc/self/fd")) == fds
 
 
+@pytest.mark.privileged
 def test_btf_handle_lifecycle() -> None:
     blob, _ = every_kind_blob()
     handle = btf.load_btf(blob)
@@ -331,6 +348,7 @@ def test_btf_handle_lifecycle() -> None:
         os.fstat(fd)
 
 
+@pytest.mark.privileged
 def test_object_btf_reencoded_loads() -> None:
     # A Spec decoded from a blob re-encodes to a blob the kernel accepts.
     blob, _ = every_kind_blob()
@@ -407,6 +425,7 @@ def _elf_section(path: str, wanted: str) -> bytes:
     raise AssertionError(f"no {wanted} section")
 
 
+@pytest.mark.privileged
 def test_dump_c_header_compiles_a_bpf_program(tmp_path: object, vmlinux: Spec) -> None:
     header = btf.dump_c_header()
     assert header.startswith("#ifndef __VMLINUX_H__\n#define __VMLINUX_H__")
@@ -426,7 +445,7 @@ def test_dump_c_header_compiles_a_bpf_program(tmp_path: object, vmlinux: Spec) -
     obj = btf.parse(_elf_section(out, ".BTF"), name="prog.o")
     task = obj.find("task_struct", "struct")
     kernel_task = vmlinux.find("task_struct", "struct")
-    assert task.size == kernel_task.size
+    assert isinstance(task, Struct) and isinstance(kernel_task, Struct) and task.size == kernel_task.size
     for name in ("pid", "tgid", "comm"):
         assert obj.find_member(task, name).bit_offset == vmlinux.find_member(kernel_task, name).bit_offset
     # What an ELF loader does: fix the DATASEC sizes/offsets clang leaves at 0, re-encode, load.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from typing import Any
 
 from ebpf.core import btf
 from ebpf.core.btf import Builder, Composite, IntEncoding, Member, Spec, Struct
@@ -56,9 +57,10 @@ def _vmlinux_slice(roots: tuple[str, ...] = ("bpf_attr", "bpf_prog_info", "bpf_f
             return fwds[tid]
         new_ids[tid] = placeholder = b.add(btf.Int(0, "placeholder", 4))
         ptr = isinstance(t, btf.Pointer)
-        changes: dict[str, object] = {}
-        if hasattr(t, "type_id"):
-            changes["type_id"] = copy(t.type_id, ptr or isinstance(t, btf.FuncProto))  # type: ignore[attr-defined]
+        changes: dict[str, Any] = {}
+        ref = getattr(t, "type_id", None)
+        if ref is not None:
+            changes["type_id"] = copy(ref, ptr or isinstance(t, btf.FuncProto))
         if isinstance(t, btf.Array):
             changes["index_type_id"] = copy(t.index_type_id)
         if isinstance(t, Composite):
@@ -103,7 +105,8 @@ def test_seeds_are_valid() -> None:
         spec = Spec(blob)
         spec.validate()
         assert "struct" in btf.dump_c_header(spec)
-    assert Spec(SMALL).find("node").size == 40
+    node = Spec(SMALL).find("node")
+    assert isinstance(node, Struct) and node.size == 40
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

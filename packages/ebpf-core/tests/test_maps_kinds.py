@@ -15,6 +15,7 @@ from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import EBPFError, KeyNotFoundError, MapFullError, NotSupportedError
 from ebpf.core.maps import (
+    create_map,
     Map,
     MapSpec,
     MmapArrayMap,
@@ -311,3 +312,18 @@ def test_bad_kind_input_does_not_leak() -> None:
             make()
     assert open_fds() == before
     _ = os
+
+
+@pytest.mark.parametrize("map_type", ["task_storage", "sk_storage", "inode_storage", "cgrp_storage"])
+def test_local_storage_maps_are_sized_by_their_owners(map_type: str) -> None:
+    # The kernel wants max_entries 0, BPF_F_NO_PREALLOC and BTF key/value types for these.
+    from ebpf.core.btf.builder import map_btf
+
+    spec, key_id, value_id = map_btf("int", "u64")
+    with spec.load() as handle, create_map(
+        map_type=map_type, key_size=4, value_size=8, max_entries=0, flags="no_prealloc",
+        btf=handle, btf_key_type_id=key_id, btf_value_type_id=value_id,
+    ) as m:
+        assert m.info().max_entries == 0 and m.map_type.lower_name == map_type
+    with pytest.raises(EBPFError, match="sized by their owners"):
+        create_map(map_type=map_type, key_size=4, value_size=8, max_entries=16, flags="no_prealloc")

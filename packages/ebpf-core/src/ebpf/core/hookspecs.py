@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
+    from ebpf.core.demo import DemoStep
     from ebpf.core.plugins import AttachBackend, EventReader, FeatureProbe, ObjectLoader, SectionType
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ebpf_section_types",
     "ebpf_features",
     "ebpf_cli_commands",
+    "ebpf_demo_steps",
 ]
 
 #: Marker for the hook specifications of project ``"ebpf"``.
@@ -128,4 +130,20 @@ def ebpf_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     :param subparsers: the ``ebpf`` parser's subparsers (``ArgumentParser.add_subparsers()``).
     :returns: nothing; the hook works by adding parsers.
+    """
+
+
+@hookspec
+def ebpf_demo_steps() -> list[DemoStep]:  # type: ignore[empty-body]
+    """Return the parts this plugin adds to ``ebpf demo``.
+
+    A :class:`~ebpf.core.demo.DemoStep` has a ``name``, a one-line ``title``, an ``order``
+    (core's own part is 10; steps run by ascending order) and a ``run(ctx)`` callable taking
+    a :class:`~ebpf.core.demo.DemoContext`: it prints through ``ctx.print``/``ctx.live_table``
+    (plain lines, or a live display on a terminal), registers a cleanup with ``ctx.defer`` for
+    everything it creates (cleanups always run, even on Ctrl-C), passes loaded programs to
+    ``ctx.track`` (listed at the end) and reports results with ``ctx.summary``.  The hook
+    itself must be cheap: build nothing until ``run`` is called.
+
+    :returns: a list of :class:`~ebpf.core.demo.DemoStep` (or one, or None).
     """

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 from ebpf.core import hookspecs
+from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError, EBPFError, PluginError
 from ebpf.core.types import AttachType, MapType, ProgType
 
@@ -54,6 +55,7 @@ __all__ = [
     "object_loaders",
     "section_types",
     "feature_probes",
+    "demo_steps",
     "find_section_type",
     "attach",
     "load",
@@ -232,6 +234,7 @@ _COLLECT_TYPES: dict[str, type] = {
     "ebpf_object_loaders": ObjectLoader,
     "ebpf_section_types": SectionType,
     "ebpf_features": FeatureProbe,
+    "ebpf_demo_steps": DemoStep,
 }
 
 
@@ -436,6 +439,11 @@ def section_types() -> list[SectionType]:
 def feature_probes() -> list[FeatureProbe]:
     """Every registered :class:`FeatureProbe`."""
     return list(_collect("ebpf_features"))
+
+
+def demo_steps() -> list[DemoStep]:
+    """Every registered :class:`~ebpf.core.demo.DemoStep`, sorted by ``order`` (``ebpf demo`` runs them)."""
+    return sorted(_collect("ebpf_demo_steps"), key=lambda s: s.order)
 
 
 def find_section_type(section: str) -> SectionType | None:

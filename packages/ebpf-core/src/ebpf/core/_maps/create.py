@@ -39,6 +39,18 @@ _memlock_done = False
 _memlock_lock = threading.Lock()
 
 
+_SIZED_BY_OWNER = frozenset(
+    {
+        MapType.SK_STORAGE,
+        MapType.INODE_STORAGE,
+        MapType.TASK_STORAGE,
+        MapType.CGRP_STORAGE,
+        MapType.CGROUP_STORAGE_DEPRECATED,
+        MapType.PERCPU_CGROUP_STORAGE_DEPRECATED,
+    }
+)
+
+
 def raise_memlock() -> None:
     """Lift RLIMIT_MEMLOCK once on kernels < 5.11, which charge map memory against it."""
     global _memlock_done
@@ -120,7 +132,11 @@ def check_spec(spec: MapSpec) -> tuple[MapSpec, MapType, int, Codec, Codec]:
         flags |= BPF_F_NUMA_NODE
     key_size = _check_int(spec.key_size, "key_size", 0)
     value_size = _check_int(spec.value_size, "value_size", 0)
-    max_entries = _check_int(spec.max_entries, "max_entries", 1)
+    # Local-storage maps are sized by their owners (sockets, tasks, ...): the kernel wants 0.
+    storage = mtype in _SIZED_BY_OWNER
+    max_entries = _check_int(spec.max_entries, "max_entries", 0 if storage else 1)
+    if storage and max_entries:
+        raise EBPFError(f"{mtype.lower_name} maps are sized by their owners: max_entries must be 0, got {max_entries}")
     if key_size == 0 and mtype not in _KEYLESS:
         raise EBPFError(f"{mtype.lower_name} maps need key_size > 0")
     if key_size and mtype in (MapType.STACK, MapType.QUEUE, MapType.BLOOM_FILTER):

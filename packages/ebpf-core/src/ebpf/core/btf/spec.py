@@ -216,8 +216,8 @@ class Spec:
         matches ENUM64 too.
         """
         word, _, rest = name.strip().partition(" ")
-        if rest and word in _KIND_WORDS and kind is None:
-            name, kind = rest.strip(), _KIND_WORDS[word]
+        if rest and word in _KIND_WORDS:
+            name, kind = rest.strip(), _KIND_WORDS[word] if kind is None else kind
         want = Kind.parse(kind) if kind is not None else None
         out = []
         for tid in self.find_ids(name):
