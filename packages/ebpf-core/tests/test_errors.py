@@ -6,7 +6,6 @@ import errno
 import pickle
 
 import pytest
-
 from ebpf.core import errors
 from ebpf.core.errors import (
     BPFSyscallError,

@@ -15,7 +15,6 @@ from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import EBPFError, KeyNotFoundError, MapFullError, NotSupportedError
 from ebpf.core.maps import (
-    create_map,
     Map,
     MapSpec,
     MmapArrayMap,
@@ -27,6 +26,7 @@ from ebpf.core.maps import (
     create_hash_of_maps,
     create_lpm_trie_map,
     create_lru_percpu_hash_map,
+    create_map,
     create_percpu_array_map,
     create_percpu_hash_map,
     create_perf_event_array,
