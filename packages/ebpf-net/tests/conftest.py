@@ -1,5 +1,5 @@
 """Fixtures for ebpf-net tests: private network namespaces with a veth pair, fresh cgroups,
-and a tiny instruction encoder (so the tests do not depend on the assembler).
+counter maps, and small program builders written with :mod:`ebpf.core.asm`.
 
 Every world a test builds is removed by a finalizer: namespaces (with their veths),
 cgroups (after moving leftover processes out).
@@ -11,7 +11,6 @@ import ctypes
 import itertools
 import os
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,157 +20,112 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from ebpf.core.asm import (
+    DW,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R10,
+    B,
+    H,
+    Instruction,
+    Label,
+    W,
+    add64,
+    atomic_add,
+    call,
+    exit_,
+    jeq,
+    jgt,
+    jne,
+    label,
+    ld_map_fd,
+    ldx_mem,
+    mov64,
+    st_mem,
+)
+from ebpf.core.maps import Map, create_array_map
 
+Item = Instruction | Label
 _counter = itertools.count()
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-# ---------------------------------------------------------------------------- encoding
+# ---------------------------------------------------------------------------- programs
+#
+# Small program builders, written with ebpf.core.asm.  Each returns a list of instructions and
+# labels to splice into a program (``[*count_slot0(m), *ret(XdpAction.DROP)]``); tests get them
+# through the ``progs`` fixture.  Labels are made unique per call, so a builder can be used twice
+# in one program.
 
 
-def _insn(op: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", op, (src << 4) | dst, off, imm)
+def _fresh(name: str) -> str:
+    return f"{name}_{next(_counter)}"
 
 
-_SIZES = {"w": 0x00, "h": 0x08, "b": 0x10, "dw": 0x18}
-_JMP = {"ja": 0x00, "eq": 0x10, "gt": 0x20, "ge": 0x30, "set": 0x40, "ne": 0x50, "lt": 0xA0, "le": 0xB0}
-HELPERS = {
-    "map_lookup_elem": 1, "map_update_elem": 2, "sk_assign": 124, "sk_release": 86,
-    "sysctl_get_name": 101, "get_current_pid_tgid": 14,
-}  # fmt: skip
+def ret(value: int) -> list[Item]:
+    """``return value``."""
+    return [mov64(R0, int(value)), exit_()]
 
 
-def make_asm() -> SimpleNamespace:
-    """Constructors returning encoded instructions (bytes); concatenate them."""
+def lookup_slot0(map_: Map, miss: str) -> list[Item]:
+    """``r0 = &map_[0]``; jump to label ``miss`` when the lookup fails.  Clobbers r0-r5."""
+    return [
+        st_mem(W, R10, -4, 0), mov64(R2, R10), add64(R2, -4),
+        ld_map_fd(R1, map_), call("map_lookup_elem"),
+        jeq(R0, 0, miss),
+    ]  # fmt: skip
 
-    def mov(dst: int, imm: int) -> bytes:
-        return _insn(0xB7, dst, imm=imm)
 
-    def mov32(dst: int, imm: int) -> bytes:
-        return _insn(0xB4, dst, imm=imm)
+def count_slot0(map_: Map) -> list[Item]:
+    """``map_[0] += 1`` (atomically) on an array map of u64; falls through.  Clobbers r0-r5."""
+    done = _fresh("counted")
+    return [*lookup_slot0(map_, done), mov64(R1, 1), atomic_add(DW, R0, R1), label(done)]
 
-    def movr(dst: int, src: int) -> bytes:
-        return _insn(0xBF, dst, src)
 
-    def add(dst: int, imm: int) -> bytes:
-        return _insn(0x07, dst, imm=imm)
+def counting(map_: Map, verdict: int) -> list[Item]:
+    """Count into ``map_[0]``, then return ``verdict``."""
+    return [*count_slot0(map_), *ret(verdict)]
 
-    def ldx(size: str, dst: int, src: int, off: int) -> bytes:
-        return _insn(0x61 | _SIZES[size], dst, src, off)
 
-    def stx(size: str, dst: int, src: int, off: int) -> bytes:
-        return _insn(0x63 | _SIZES[size], dst, src, off)
+def udp_to_port(port: int, otherwise: str) -> list[Item]:
+    """For ``__sk_buff`` programs (r1 = context): fall through when the packet is IPv4/UDP
+    (20-byte IP header) to ``port``, else jump to label ``otherwise``.  Uses r2-r5."""
+    return [
+        ldx_mem(W, R2, R1, 76),  # skb->data
+        ldx_mem(W, R3, R1, 80),  # skb->data_end
+        mov64(R4, R2), add64(R4, 38),  # Ethernet (14) + IPv4 (20) + UDP ports (4)
+        jgt(R4, R3, otherwise),
+        ldx_mem(B, R5, R2, 23), jne(R5, socket.IPPROTO_UDP, otherwise),  # iph->protocol
+        ldx_mem(H, R5, R2, 36), jne(R5, socket.htons(port), otherwise),  # udph->dest, network order
+    ]  # fmt: skip
 
-    def st(size: str, dst: int, off: int, imm: int) -> bytes:
-        return _insn(0x62 | _SIZES[size], dst, off=off, imm=imm)
 
-    def jmp(cond: str, dst: int, imm: int, off: int) -> bytes:
-        return _insn(0x05 | _JMP[cond], dst, off=off, imm=imm)
-
-    def jmp32(cond: str, dst: int, imm: int, off: int) -> bytes:
-        return _insn(0x06 | _JMP[cond], dst, off=off, imm=imm)
-
-    def jmpr(cond: str, dst: int, src: int, off: int) -> bytes:
-        return _insn(0x0D | _JMP[cond], dst, src, off)
-
-    def mul(dst: int, imm: int) -> bytes:
-        return _insn(0x27, dst, imm=imm)
-
-    def ja(off: int) -> bytes:
-        return _insn(0x05, off=off)
-
-    def call(name: str) -> bytes:
-        return _insn(0x85, imm=HELPERS[name])
-
-    def exit_() -> bytes:
-        return _insn(0x95)
-
-    def ld_map_fd(dst: int, fd: int) -> bytes:
-        return _insn(0x18, dst, 1, imm=fd) + _insn(0)
-
-    def atomic_add(dst: int, src: int, off: int) -> bytes:
-        return _insn(0xDB, dst, src, off)
-
-    def ret(value: int) -> bytes:
-        return mov(0, value) + exit_()
-
-    def count(map_fd: int) -> bytes:
-        """counter[0] += 1 on an array map of u64 (clobbers r0-r5)."""
-        return (
-            st("w", 10, -4, 0) + movr(2, 10) + add(2, -4) + ld_map_fd(1, map_fd) + call("map_lookup_elem")
-            + jmp("eq", 0, 0, 2) + mov(1, 1) + atomic_add(0, 1, 0)
-        )  # fmt: skip
-
-    def lookup0(map_fd: int, miss_jump: int) -> bytes:
-        """r0 = &map[0]; when missing jump ``miss_jump`` instructions after this block."""
-        return (
-            st("w", 10, -4, 0) + movr(2, 10) + add(2, -4) + ld_map_fd(1, map_fd) + call("map_lookup_elem")
-            + jmp("eq", 0, 0, miss_jump)
-        )  # fmt: skip
-
-    def udp_dport_is(port: int, on_mismatch: int) -> bytes:
-        """For __sk_buff programs: jump ``on_mismatch`` insns past this block unless the packet is
-        IPv4/UDP (20-byte header) to ``port``.  Uses r2-r5; r1 must be the context."""
-        swapped = ((port & 0xFF) << 8) | (port >> 8)
-        return (
-            ldx("w", 2, 1, 76) + ldx("w", 3, 1, 80) + movr(4, 2) + add(4, 38)
-            + jmpr("gt", 4, 3, 4 + on_mismatch)
-            + ldx("b", 5, 2, 23) + jmp("ne", 5, 17, 2 + on_mismatch)
-            + ldx("h", 5, 2, 36) + jmp("ne", 5, swapped, on_mismatch)
-        )  # fmt: skip
-
-    return SimpleNamespace(**{k: v for k, v in locals().items() if callable(v)})
+def udp_port_verdict(port: int, match: int, other: int) -> list[Item]:
+    """Return ``match`` for IPv4/UDP packets to ``port``, ``other`` for everything else."""
+    miss = _fresh("other")
+    return [*udp_to_port(port, miss), *ret(match), label(miss), *ret(other)]
 
 
 @pytest.fixture(scope="session")
-def asm() -> SimpleNamespace:
-    """The tiny encoder (see :func:`make_asm`)."""
-    return make_asm()
-
-
-class _RawArray:
-    """A u64 array map made through the syscall layer (used until ebpf.core.maps is there)."""
-
-    def __init__(self, max_entries: int) -> None:
-        from ebpf.core._sys.attrs import MapCreateAttr
-        from ebpf.core._sys.syscall import Cmd, bpf
-
-        self.fd = bpf(Cmd.MAP_CREATE, MapCreateAttr(map_type=2, key_size=4, value_size=8, max_entries=max_entries))
-
-    def lookup_bytes(self, key: bytes) -> bytes:
-        from ebpf.core._sys.attrs import MapElemAttr
-        from ebpf.core._sys.syscall import Cmd, bpf
-
-        k = ctypes.create_string_buffer(key, 4)
-        v = ctypes.create_string_buffer(8)
-        bpf(Cmd.MAP_LOOKUP_ELEM, MapElemAttr(map_fd=self.fd, key=ctypes.addressof(k), value=ctypes.addressof(v)))
-        return v.raw
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _array(max_entries: int) -> Any:
-    try:
-        from ebpf.core.maps import create_map
-    except ImportError:
-        return _RawArray(max_entries)
-    return create_map(map_type="array", key_size=4, value_size=8, max_entries=max_entries, name="net_counter")
+def progs() -> SimpleNamespace:
+    """The program builders: ``progs.ret``, ``progs.lookup_slot0``, ``progs.count_slot0``,
+    ``progs.counting``, ``progs.udp_to_port``, ``progs.udp_port_verdict``."""
+    return SimpleNamespace(
+        ret=ret, lookup_slot0=lookup_slot0, count_slot0=count_slot0, counting=counting,
+        udp_to_port=udp_to_port, udp_port_verdict=udp_port_verdict,
+    )  # fmt: skip
 
 
 @pytest.fixture
-def counter() -> Iterator[Any]:
-    """A one-slot u64 array map used as a packet counter; ``.value()`` reads slot 0."""
-    m = _array(1)
-
-    def value() -> int:
-        raw = m.lookup_bytes(b"\0\0\0\0")
-        return int.from_bytes(raw or b"\0" * 8, "little")
-
-    m.value = value
-    yield m
-    m.close()
+def counter() -> Iterator[Map]:
+    """A one-slot u64 array map used as a packet counter: ``counter[0]`` is the count."""
+    with create_array_map(1, value_size=8, name="net_counter") as m:
+        yield m
 
 
 # ---------------------------------------------------------------------------- namespaces
@@ -360,11 +314,19 @@ def in_cgroup() -> Callable[[str, str], subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _net_plugin_registered() -> None:
-    """Make sure ebpf-net's backends are registered (the entry point exists only when installed)."""
+def _net_plugin_registered() -> Iterator[None]:
+    """Make sure ebpf-net's backends are registered, e.g. with ``EBPF_DISABLE_PLUGIN_AUTOLOAD=1`` in a
+    source tree with no entry point.  A no-op when the entry point (or core's first-party loader) did it;
+    a registration made here is undone at the end of the session."""
     import ebpf.net.plugin
     from ebpf.core import plugins
 
     pm = plugins.plugin_manager()
-    if not any(pm.is_registered(p) and getattr(p, "__name__", "") == "ebpf.net.plugin" for p in pm.get_plugins()):
-        plugins.register(ebpf.net.plugin, name="net")
+    if pm.is_registered(ebpf.net.plugin) or pm.has_plugin("net"):
+        yield
+        return
+    plugins.register(ebpf.net.plugin, name="net")
+    try:
+        yield
+    finally:
+        plugins.unregister(ebpf.net.plugin)

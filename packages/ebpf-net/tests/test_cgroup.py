@@ -6,6 +6,7 @@ import os
 import socket
 
 import pytest
+from ebpf.core.asm import R1, R2, W, jeq, jne, label, ldx_mem
 from ebpf.core.errors import AttachError
 from ebpf.core.programs import load_program
 from ebpf.net import cgroup
@@ -13,13 +14,13 @@ from ebpf.net import cgroup
 pytestmark = pytest.mark.privileged
 
 
-def _swap16(port: int) -> int:
-    return ((port & 0xFF) << 8) | (port >> 8)
-
-
-def _deny_port(asm, port: int) -> bytes:
+def _deny_port(progs, port: int) -> list:
     # bpf_sock_addr.user_port (offset 24, network order): refuse `port`, allow the rest.
-    return asm.ldx("w", 2, 1, 24) + asm.jmp("ne", 2, _swap16(port), 2) + asm.ret(0) + asm.ret(1)
+    return [
+        ldx_mem(W, R2, R1, 24), jne(R2, socket.htons(port), "allow"),
+        *progs.ret(0),
+        label("allow"), *progs.ret(1),
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -56,9 +57,9 @@ def _connects(in_cgroup, path, ports):
 
 
 @pytest.mark.parametrize("flags", [None, "multi", "override"])
-def test_connect4_program_refuses_one_port_inside_the_cgroup_only(cgroup_dir, asm, listeners, in_cgroup, flags):
+def test_connect4_program_refuses_one_port_inside_the_cgroup_only(cgroup_dir, progs, listeners, in_cgroup, flags):
     denied, allowed = listeners
-    prog = cgroup.load_cgroup_sock_addr_program(_deny_port(asm, denied), "connect4", name="deny_port")
+    prog = cgroup.load_cgroup_sock_addr_program(_deny_port(progs, denied), "connect4", name="deny_port")
     with prog, cgroup.attach_cgroup_program(cgroup_dir, prog, flags=flags):
         assert cgroup.query_cgroup_programs(cgroup_dir, "connect4") == [prog.info().id]
         result = _connects(in_cgroup, cgroup_dir, [denied, allowed])
@@ -69,9 +70,9 @@ def test_connect4_program_refuses_one_port_inside_the_cgroup_only(cgroup_dir, as
     assert _connects(in_cgroup, cgroup_dir, [denied]) == {str(denied): "ok"}
 
 
-def test_program_attach_dispatches_on_cgroup_path(cgroup_dir, asm, listeners, in_cgroup):
+def test_program_attach_dispatches_on_cgroup_path(cgroup_dir, progs, listeners, in_cgroup):
     denied, _ = listeners
-    with cgroup.load_cgroup_sock_addr_program(_deny_port(asm, denied)) as prog, prog.attach(cgroup_dir):
+    with cgroup.load_cgroup_sock_addr_program(_deny_port(progs, denied)) as prog, prog.attach(cgroup_dir):
         assert _connects(in_cgroup, cgroup_dir, [denied]) == {str(denied): "1"}
 
 
@@ -86,14 +87,14 @@ for _ in range(3):
 """
 
 
-def test_cgroup_skb_egress_drop(cgroup_dir, asm, in_cgroup):
+def test_cgroup_skb_egress_drop(cgroup_dir, progs, in_cgroup):
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(0.3)
     port = rx.getsockname()[1]
     code = f"import sys; sys.argv[1:] = [{str(port)!r}]\n" + SEND_UDP
     try:
-        setup = cgroup.setup_cgroup_skb(cgroup_dir, asm.ret(0), "egress", name="drop_all")
+        setup = cgroup.setup_cgroup_skb(cgroup_dir, progs.ret(0), "egress", name="drop_all")
         try:
             assert in_cgroup(cgroup_dir, code).returncode == 0
             with pytest.raises(TimeoutError):
@@ -118,12 +119,14 @@ for path in ("/dev/null", "/dev/zero"):
 """
 
 
-def test_device_program_denies_opening_dev_null(cgroup_dir, asm, in_cgroup):
+def test_device_program_denies_opening_dev_null(cgroup_dir, progs, in_cgroup):
     # bpf_cgroup_dev_ctx: major at 4, minor at 8; deny 1:3 (/dev/null), allow the rest.
-    insns = (
-        asm.ldx("w", 2, 1, 4) + asm.jmp("ne", 2, 1, 4) + asm.ldx("w", 2, 1, 8) + asm.jmp("ne", 2, 3, 2)
-        + asm.ret(0) + asm.ret(1)
-    )  # fmt: skip
+    insns = [
+        ldx_mem(W, R2, R1, 4), jne(R2, 1, "allow"),
+        ldx_mem(W, R2, R1, 8), jne(R2, 3, "allow"),
+        *progs.ret(0),
+        label("allow"), *progs.ret(1),
+    ]  # fmt: skip
     with cgroup.load_cgroup_device_program(insns) as prog, cgroup.attach_cgroup_program(cgroup_dir, prog):
         out = in_cgroup(cgroup_dir, OPEN_DEVICES)
     assert dict(line.split() for line in out.stdout.splitlines()) == {"/dev/null": "1", "/dev/zero": "ok"}
@@ -142,9 +145,9 @@ except OSError as e:
 """
 
 
-def test_sysctl_program_denies_a_write(cgroup_dir, asm, in_cgroup):
+def test_sysctl_program_denies_a_write(cgroup_dir, progs, in_cgroup):
     # bpf_sysctl.write (offset 0): refuse writes, allow reads.
-    insns = asm.ldx("w", 2, 1, 0) + asm.jmp("eq", 2, 0, 2) + asm.ret(0) + asm.ret(1)
+    insns = [ldx_mem(W, R2, R1, 0), jeq(R2, 0, "allow"), *progs.ret(0), label("allow"), *progs.ret(1)]
     with cgroup.load_cgroup_sysctl_program(insns) as prog, cgroup.attach_cgroup_program(cgroup_dir, prog):
         out = in_cgroup(cgroup_dir, WRITE_SYSCTL)
     lines = out.stdout.splitlines()
@@ -162,12 +165,14 @@ for name, opt, val in (("priority", socket.SO_PRIORITY, 3), ("rcvbuf", socket.SO
 """
 
 
-def test_sockopt_program_denies_one_setsockopt(cgroup_dir, asm, in_cgroup):
+def test_sockopt_program_denies_one_setsockopt(cgroup_dir, progs, in_cgroup):
     # bpf_sockopt: level at 24, optname at 28.  Refuse SOL_SOCKET/SO_PRIORITY.
-    insns = (
-        asm.ldx("w", 2, 1, 24) + asm.jmp("ne", 2, socket.SOL_SOCKET, 4) + asm.ldx("w", 2, 1, 28)
-        + asm.jmp("ne", 2, socket.SO_PRIORITY, 2) + asm.ret(0) + asm.ret(1)
-    )  # fmt: skip
+    insns = [
+        ldx_mem(W, R2, R1, 24), jne(R2, socket.SOL_SOCKET, "allow"),
+        ldx_mem(W, R2, R1, 28), jne(R2, socket.SO_PRIORITY, "allow"),
+        *progs.ret(0),
+        label("allow"), *progs.ret(1),
+    ]  # fmt: skip
     with cgroup.load_cgroup_sockopt_program(insns, "setsockopt") as prog:
         with cgroup.cgroup_program(cgroup_dir, prog, "setsockopt") as setup:
             assert not setup.owns_program
@@ -176,9 +181,9 @@ def test_sockopt_program_denies_one_setsockopt(cgroup_dir, asm, in_cgroup):
     assert dict(line.split() for line in out.stdout.splitlines()) == {"priority": "1", "rcvbuf": "ok"}
 
 
-def test_legacy_attach_detach_and_query(cgroup_dir, asm):
-    one = cgroup.load_cgroup_skb_program(asm.ret(1), "ingress")
-    two = cgroup.load_cgroup_skb_program(asm.ret(1), "ingress")
+def test_legacy_attach_detach_and_query(cgroup_dir, progs):
+    one = cgroup.load_cgroup_skb_program(progs.ret(1), "ingress")
+    two = cgroup.load_cgroup_skb_program(progs.ret(1), "ingress")
     with one, two:
         first = cgroup.attach_cgroup_program(cgroup_dir, one, flags="multi", method="attach")  # kept: GC detaches
         link = cgroup.attach_cgroup_program(cgroup_dir, two, flags=cgroup.BPF_F_ALLOW_MULTI)
@@ -207,8 +212,8 @@ def test_cgroup_discovery(cgroup_dir):
     assert cgroup.list_cgroup_children(cgroup_dir) == []
 
 
-def test_cgroup_bad_input(cgroup_dir, asm, tmp_path):
-    with cgroup.load_cgroup_skb_program(asm.ret(1), "egress") as prog:
+def test_cgroup_bad_input(cgroup_dir, progs, tmp_path):
+    with cgroup.load_cgroup_skb_program(progs.ret(1), "egress") as prog:
         with pytest.raises(AttachError, match=str(tmp_path)):
             cgroup.attach_cgroup_program(str(tmp_path), prog)
         with pytest.raises(AttachError, match="/nonexistent"):
@@ -222,5 +227,5 @@ def test_cgroup_bad_input(cgroup_dir, asm, tmp_path):
         with pytest.raises(AttachError, match=str(tmp_path)):
             cgroup.list_cgroup_children(str(tmp_path))
         assert cgroup.query_cgroup_programs(cgroup_dir, "egress") == []
-    with load_program(prog_type="xdp", insns=asm.ret(2)) as xdp_prog, pytest.raises(AttachError, match="cgroup_skb"):
+    with load_program(prog_type="xdp", insns=progs.ret(2)) as xdp_prog, pytest.raises(AttachError, match="cgroup_skb"):
         cgroup.attach_cgroup_program(cgroup_dir, xdp_prog, "egress")

@@ -40,10 +40,10 @@ def test_section_types_cover_libbpf_names():
 
 
 @pytest.mark.privileged
-def test_dispatch_refuses_targets_of_the_wrong_kind(asm):
-    with xdp.load_xdp_program(asm.ret(2)) as prog, pytest.raises(AttachError, match="accepts target"):
+def test_dispatch_refuses_targets_of_the_wrong_kind(progs):
+    with xdp.load_xdp_program(progs.ret(2)) as prog, pytest.raises(AttachError, match="accepts target"):
         prog.attach(["not", "an", "interface"])
-    with tc.load_tc_program(asm.ret(0)) as prog, pytest.raises(AttachError, match="method"):
+    with tc.load_tc_program(progs.ret(0)) as prog, pytest.raises(AttachError, match="method"):
         prog.attach("lo", method="telepathy")
 
 
@@ -78,8 +78,8 @@ def test_attach_failure_keeps_errno_and_hides_pyroute2():
 
 
 @pytest.mark.privileged
-def test_netlink_refusal_surfaces_as_our_error_without_pyroute2_in_the_chain(veth, asm):
-    with tc.load_tc_program(asm.ret(0)) as prog, veth.a():
+def test_netlink_refusal_surfaces_as_our_error_without_pyroute2_in_the_chain(veth, progs):
+    with tc.load_tc_program(progs.ret(0)) as prog, veth.a():
         first = tc.attach_tc_filter(veth.a_if, prog)
         try:
             with pytest.raises(AttachError, match=veth.a_if) as info:

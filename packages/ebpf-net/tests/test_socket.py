@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+from ebpf.core.asm import R0, R1, R2, R3, R6, R7, W, call, jne, label, ldx_mem, mov64
 from ebpf.core.errors import AttachError
 from ebpf.core.maps import create_map
 from ebpf.core.programs import load_program
@@ -27,9 +28,9 @@ def _recv_all(sock: socket.socket, wait: float = 0.5) -> list[bytes]:
     return got
 
 
-def test_raw_socket_filter_truncates_packets(veth, asm):
+def test_raw_socket_filter_truncates_packets(veth, progs):
     # Keep 34 bytes (Ethernet + IPv4 header) of every packet.
-    with socket_filter.load_socket_filter(asm.ret(34), name="trunc34") as prog:
+    with socket_filter.load_socket_filter(progs.ret(34), name="trunc34") as prog:
         with veth.b():
             raw = socket_filter.attach_raw_socket(prog, veth.b_if)
         with raw:
@@ -39,8 +40,8 @@ def test_raw_socket_filter_truncates_packets(veth, asm):
     assert {len(p) for p in packets} == {34}
 
 
-def test_socket_filter_drops_then_detach_restores(veth, asm):
-    with socket_filter.load_socket_filter(asm.ret(0), name="drop_all") as prog:
+def test_socket_filter_drops_then_detach_restores(veth, progs):
+    with socket_filter.load_socket_filter(progs.ret(0), name="drop_all") as prog:
         rx = veth.udp_socket("a", 6001)
         tx = veth.udp_socket("b")
         with rx, tx:
@@ -57,8 +58,8 @@ def test_socket_filter_drops_then_detach_restores(veth, asm):
                     rx.recv(100)
 
 
-def test_socket_filter_bad_input(asm):
-    with socket_filter.load_socket_filter(asm.ret(0)) as prog:
+def test_socket_filter_bad_input(progs):
+    with socket_filter.load_socket_filter(progs.ret(0)) as prog:
         with pytest.raises(AttachError, match="socket"):
             socket_filter.attach_socket_filter("not a socket", prog)
         with open("/dev/null") as fh, pytest.raises(AttachError, match="not a socket"):
@@ -69,25 +70,26 @@ def test_socket_filter_bad_input(asm):
             socket_filter.attach_socket_filter(s, prog)
         with pytest.raises(AttachError, match="nosuchif0"):
             socket_filter.attach_raw_socket(prog, "nosuchif0")
-    with load_program(prog_type="xdp", insns=asm.ret(2)) as xdp_prog, socket.socket() as s:
+    with load_program(prog_type="xdp", insns=progs.ret(2)) as xdp_prog, socket.socket() as s:
         with pytest.raises(AttachError, match="socket_filter"):
             socket_filter.attach_socket_filter(s, xdp_prog)
         with pytest.raises(AttachError):
             socket_filter.detach_socket_filter(s)  # nothing attached
 
 
-def _steer_to_map0(asm, map_fd: int, port: int) -> bytes:
+def _steer_to_map0(progs, sockmap, port: int) -> list:
     # if ctx->local_port == port: sk = sockmap[0]; bpf_sk_assign(ctx, sk, 0); bpf_sk_release(sk)
-    return (
-        asm.movr(6, 1) + asm.ldx("w", 2, 6, 60) + asm.jmp("ne", 2, port, 14)
-        + asm.lookup0(map_fd, 7)
-        + asm.movr(7, 0) + asm.movr(1, 6) + asm.movr(2, 7) + asm.mov(3, 0) + asm.call("sk_assign")
-        + asm.movr(1, 7) + asm.call("sk_release")
-        + asm.ret(sk_lookup.SkAction.PASS)
-    )  # fmt: skip
+    return [
+        mov64(R6, R1),
+        ldx_mem(W, R2, R6, 60), jne(R2, port, "out"),  # bpf_sk_lookup.local_port, host order
+        *progs.lookup_slot0(sockmap, "out"),
+        mov64(R7, R0), mov64(R1, R6), mov64(R2, R7), mov64(R3, 0), call("sk_assign"),
+        mov64(R1, R7), call("sk_release"),
+        label("out"), *progs.ret(sk_lookup.SkAction.PASS),
+    ]  # fmt: skip
 
 
-def test_sk_lookup_steers_connection_to_chosen_socket(veth, asm):
+def test_sk_lookup_steers_connection_to_chosen_socket(veth, progs):
     require(features.probe_sk_lookup)
     steer_port = 7777  # nothing listens here: the program hands connections to `target`
     with veth.a():
@@ -98,7 +100,7 @@ def test_sk_lookup_steers_connection_to_chosen_socket(veth, asm):
     sockmap = create_map(map_type="sockmap", key_size=4, value_size=8, max_entries=1, name="steer")
     with sockmap, target, client:
         sockmap.update_bytes(b"\0\0\0\0", target.fileno().to_bytes(8, "little"))
-        prog = sk_lookup.load_sk_lookup_program(_steer_to_map0(asm, sockmap.fd, steer_port))
+        prog = sk_lookup.load_sk_lookup_program(_steer_to_map0(progs, sockmap, steer_port))
         with prog, sk_lookup.attach_sk_lookup(prog, veth.ns_a):
             client.settimeout(2)
             client.connect(("127.0.0.1", steer_port))
@@ -111,35 +113,35 @@ def test_sk_lookup_steers_connection_to_chosen_socket(veth, asm):
             assert again.connect_ex(("127.0.0.1", steer_port)) == errno.ECONNREFUSED  # link closed
 
 
-def test_sk_lookup_bad_input(asm):
-    with sk_lookup.load_sk_lookup_program(asm.ret(1)) as prog:
+def test_sk_lookup_bad_input(progs):
+    with sk_lookup.load_sk_lookup_program(progs.ret(1)) as prog:
         with pytest.raises(AttachError, match="no-such-netns"):
             sk_lookup.attach_sk_lookup(prog, "no-such-netns")
         with pytest.raises(AttachError, match="not a network namespace"):
             sk_lookup.attach_sk_lookup(prog, "/proc/self/ns/uts")
         with pytest.raises(AttachError):
             sk_lookup.attach_sk_lookup(prog, -3)
-    with load_program(prog_type="xdp", insns=asm.ret(2)) as xdp_prog, pytest.raises(AttachError, match="sk_lookup"):
+    with load_program(prog_type="xdp", insns=progs.ret(2)) as xdp_prog, pytest.raises(AttachError, match="sk_lookup"):
         sk_lookup.attach_sk_lookup(xdp_prog)
 
 
-def test_netfilter_link_drops_local_in_of_one_namespace(veth, asm, counter):
+def test_netfilter_link_drops_local_in_of_one_namespace(veth, progs, counter):
     require(features.probe_netfilter_link)
-    with netfilter.load_netfilter_program(asm.count(counter.fd) + asm.ret(netfilter.NfVerdict.DROP)) as prog:
+    with netfilter.load_netfilter_program(progs.counting(counter, netfilter.NfVerdict.DROP)) as prog:
         with veth.a():
             link = netfilter.attach_netfilter(prog, "ipv4", "local_in", priority=-100)
         with link:
             assert link.info().type.name == "NETFILTER"
             assert veth.send_udp("a", 6002, count=3) == 0
-            assert counter.value() >= 3
+            assert counter[0] >= 3
         assert veth.send_udp("a", 6002, count=3) == 3
         with veth.a(), prog.attach(None, pf="ipv4", hook="local_in", priority=10):
             assert veth.send_udp("a", 6002, count=1) == 0
 
 
-def test_netfilter_bad_input(asm):
+def test_netfilter_bad_input(progs):
     require(features.probe_netfilter_link)
-    with netfilter.load_netfilter_program(asm.ret(1)) as prog:
+    with netfilter.load_netfilter_program(progs.ret(1)) as prog:
         with pytest.raises(AttachError, match="protocol family"):
             netfilter.attach_netfilter(prog, pf="ipx")
         with pytest.raises(AttachError, match="hook"):
