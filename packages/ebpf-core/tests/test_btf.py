@@ -17,6 +17,7 @@ from ebpf.core.btf import (
     Array,
     Builder,
     Const,
+    Datasec,
     Enum,
     Enum64,
     Func,
@@ -356,6 +357,42 @@ def test_object_btf_reencoded_loads() -> None:
         assert handle.spec is not None and handle.spec.find("point").name == "point"
 
 
+def test_from_spec_keep_strings_keeps_the_string_section_byte_for_byte() -> None:
+    # An object's .BTF string section also holds strings only .BTF.ext refers to (source lines):
+    # a loader that edits types must keep every offset into it valid.
+    b = Builder()
+    u32 = b.add_int("u32", 4)
+    var = b.add_var("counter", u32)
+    sec = b.add_datasec(".data", 0, [(var, 0, 4)])
+    blob = b.encode()
+    hdr_len, type_off, type_len, str_off, _ = struct.unpack_from("<IIIII", blob, 4)
+    line = b"  counter += 1; // a source line\0"
+    strings = blob[hdr_len + str_off :] + line
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, type_off, type_len, str_off, len(strings))
+    blob = header + blob[24 : 24 + type_len] + strings
+    spec = btf.parse(blob)
+    assert spec.strings == strings
+    line_off = len(strings) - len(line)
+    assert spec.str_at(line_off) == line[:-1].decode()
+
+    kept = Builder.from_spec(spec, keep_strings=True)
+    datasec = kept[sec]
+    assert isinstance(datasec, Datasec)
+    kept[sec] = dataclasses.replace(datasec, size=64)  # replace a type, as a loader's fix-ups do
+    added = kept.add_int("a_new_name", 8)
+    out = btf.parse(kept.encode())
+    out.validate()
+    assert out.strings.startswith(strings)  # unchanged, new names appended
+    assert out.str_at(line_off) == line[:-1].decode()
+    assert out.sizeof(sec) == 64 and out[added].name == "a_new_name"
+    assert [t for t in out if t.id != sec and t.id != added] == [t for t in spec if t.id != sec]
+    assert out.find("counter", "var").id == var
+
+    # By default strings are re-deduplicated: only names the types use are kept.
+    plain = btf.parse(Builder.from_spec(spec).encode())
+    assert list(plain) == list(spec) and line[:-1] not in plain.strings
+
+
 # -- bad input --------------------------------------------------------------------------------------
 
 
@@ -372,7 +409,7 @@ def _header(type_len: int, str_len: int, type_off: int = 0, str_off: int | None 
         (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 4000, 0, 0, 0, 1) + b"\0", "header length"),
         (_header(12, 1) + b"\0" * 4, "runs past the end"),
         (_header(0, 100) + b"\0", "string section"),
-        (_header(12, 1) + struct.pack("<III", 0, 20 << 24, 0) + b"\0", "unknown kind 20"),
+        (_header(12, 1) + struct.pack("<III", 0, 20 << 24, 0) + b"\0", "unknown BTF kind 20"),
         (_header(12, 1) + struct.pack("<III", 0, (4 << 24) | 5, 8) + b"\0", "runs past the end of the type section"),
         (_header(16, 1) + struct.pack("<IIII", 999, 1 << 24, 4, 32) + b"\0", "string offset 999 out of range"),
         (_header(12, 1) + struct.pack("<III", 0, 2 << 24, 77) + b"\0", "type id 77"),

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 from ebpf import elf
+from ebpf.core.btf import Builder, Enum, EnumValue, IntEncoding, Member, Struct, load_vmlinux, parse
 from ebpf.core.errors import BTFError
-from ebpf.elf._btf import Btf, BtfType, Kind, load_vmlinux_btf, parse_btf
 from ebpf.elf.core_relo import essential_name
 
 XDP_PASS = 2
@@ -37,18 +37,16 @@ def test_essential_names():
 
 def _fake_kernel_btf(tmp_path, pid_off: int, tgid_off: int, comm_off: int) -> str:
     """A 'kernel' BTF where task_struct's fields sit at offsets we choose."""
-    t: list[BtfType] = [BtfType(0, 0, "void", 0, 0, 0, 0)]
-    btf = Btf(t, b"\0")
-    name = btf.add_string
-    t.append(BtfType(1, Kind.INT, "int", name("int"), 0, 0, 4, [(1 << 24) | 32]))
-    t.append(BtfType(2, Kind.INT, "char", name("char"), 0, 0, 1, [(1 << 24) | 8]))
-    t.append(BtfType(3, Kind.ARRAY, "", 0, 0, 0, 0, [2, 1, 16]))
-    members = [[name("comm"), 3, comm_off * 8], [name("tgid"), 1, tgid_off * 8], [name("pid"), 1, pid_off * 8]]
-    t.append(BtfType(4, Kind.STRUCT, "task_struct", name("task_struct"), 3, 0, 4096, [], members))
-    t.append(BtfType(5, Kind.ENUM, "pid_type", name("pid_type"), 1, 0, 4, [], [[name("PIDTYPE_SID"), 7]]))
+    b = Builder()
+    assert b.add_int("int", 4, IntEncoding.SIGNED) == 1
+    assert b.add_int("char", 1, IntEncoding.SIGNED) == 2
+    assert b.add_array(2, 16, index_type=1) == 3
+    members = (Member("comm", 3, comm_off * 8), Member("tgid", 1, tgid_off * 8), Member("pid", 1, pid_off * 8))
+    assert b.add(Struct(0, "task_struct", 4096, members)) == 4
+    assert b.add(Enum(0, "pid_type", 4, (EnumValue("PIDTYPE_SID", 7),))) == 5
     path = tmp_path / "fake.btf"
-    path.write_bytes(btf.encode())
-    parse_btf(path.read_bytes())  # our own encoder's output parses back
+    path.write_bytes(b.encode())
+    parse(path.read_bytes()).validate()  # the builder's output parses back
     return str(path)
 
 
@@ -72,9 +70,9 @@ def test_field_offsets_follow_the_target_btf(obj, tmp_path):
 
 def test_field_offsets_match_the_running_kernel(obj):
     path = obj("core")
-    vmlinux = load_vmlinux_btf()
-    task = vmlinux.find("task_struct", Kind.STRUCT)
-    offsets = {n: bits // 8 for n, _t, bits, _bf in vmlinux.members(task)}
+    task = load_vmlinux().find("task_struct", "struct")
+    assert isinstance(task, Struct)
+    offsets = {m.name: m.bit_offset // 8 for m in task.members}
     spec = _prepared(path)
     for r in _core_relos(path, "read_task"):
         kind, root, access = r.target.split()
@@ -121,9 +119,9 @@ def test_typed_ksym_gets_the_vmlinux_btf_id(obj):
     assert reloc.target == "bpf_prog_active"
     code, src, _off, imm = _insn(spec, reloc.program, reloc.insn)
     assert (code, src) == (0x18, 3)  # ld_imm64 BPF_PSEUDO_BTF_ID
-    assert imm == load_vmlinux_btf().find("bpf_prog_active", Kind.VAR).id
+    assert imm == load_vmlinux().find("bpf_prog_active", "var").id
     kfuncs = [r for r in elf.inspect_elf(path).relocations if r.kind == "kfunc"]
     for r in kfuncs:
         code, src, _off, imm = _insn(spec, r.program, r.insn)
         assert (code, src) == (0x85, 2)  # call BPF_PSEUDO_KFUNC_CALL
-        assert imm == load_vmlinux_btf().find(r.target, Kind.FUNC).id
+        assert imm == load_vmlinux().find(r.target, "func").id

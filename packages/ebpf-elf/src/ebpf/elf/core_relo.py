@@ -14,11 +14,26 @@ Also resolves ``__ksym`` variables and kfunc calls to vmlinux BTF ids.
 from __future__ import annotations
 
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from ebpf.core.btf import (
+    Array,
+    Composite,
+    Enum,
+    Float,
+    Fwd,
+    Int,
+    Kind,
+    Member,
+    Pointer,
+    Spec,
+    Type,
+    load_vmlinux,
+    parse,
+)
 from ebpf.core.errors import BTFError, ELFError
-from ebpf.elf._btf import Btf, BtfType, Kind, load_vmlinux_btf, parse_btf
 from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
 from ebpf.elf.objfile import ElfObject
 from ebpf.elf.relocations import LinkedProgram
@@ -27,7 +42,6 @@ __all__ = ["essential_name", "CoreResult", "calc_relo", "patch_insn", "make_prep
 
 POISON_HELPER = 0xBAD2310  # libbpf's marker: "invalid func unknown#195896080" in the verifier log
 R = CoreReloKind
-_COMPOSITE = (Kind.STRUCT, Kind.UNION)
 _FIELD_KINDS = range(R.FIELD_BYTE_OFFSET, R.FIELD_RSHIFT_U64 + 1)
 _TYPE_KINDS = (R.TYPE_ID_LOCAL, R.TYPE_ID_TARGET, R.TYPE_EXISTS, R.TYPE_SIZE, R.TYPE_MATCHES)
 _ENUM_KINDS = (R.ENUMVAL_EXISTS, R.ENUMVAL_VALUE)
@@ -56,110 +70,99 @@ class _Step:
     index: int
 
 
-def _parse_access(local: Btf, type_id: int, access: str, where: str) -> tuple[list[int], str]:
+def _parse_access(access: str, where: str) -> list[int]:
     try:
         idx = [int(x) for x in access.split(":")]
     except ValueError:
         raise BTFError(f"{where}: bad CO-RE access string {access!r}") from None
     if not idx or any(i < 0 for i in idx):
         raise BTFError(f"{where}: bad CO-RE access string {access!r}")
-    return idx, access
+    return idx
 
 
-def _local_field_path(local: Btf, root: int, idx: list[int], where: str) -> tuple[list[_Step], str]:
+def _local_field_path(local: Spec, root: int, idx: list[int], where: str) -> tuple[list[_Step], str]:
     """Turn the local access indices into named steps (anonymous members are skipped, as libbpf)."""
     steps = [_Step(None, idx[0])]
-    t = local.skip_mods(root)
+    t = local.resolve(root)
     names = [essential_name(t.name) or "(anon)"]
     for i in idx[1:]:
-        if t.kind in _COMPOSITE:
-            members = local.members(t)
-            if i >= len(members):
-                raise BTFError(f"{where}: access index {i} past the {len(members)} members of {t.name!r}")
-            mname, mtype, _b, _bf = members[i]
-            if mname:
-                steps.append(_Step(mname, i))
-                names.append(mname)
-            t = local.skip_mods(mtype)
-        elif t.kind == Kind.ARRAY:
+        if isinstance(t, Composite):
+            if i >= len(t.members):
+                raise BTFError(f"{where}: access index {i} past the {len(t.members)} members of {t.name!r}")
+            m = t.members[i]
+            if m.name:
+                steps.append(_Step(m.name, i))
+                names.append(m.name)
+            t = local.resolve(m.type_id)
+        elif isinstance(t, Array):
             steps.append(_Step(None, i))
             names.append(f"[{i}]")
-            t = local.skip_mods(t.extra[0])
+            t = local.resolve(t.type_id)
         else:
             raise BTFError(f"{where}: access index {i} into a {t.kind_name}")
     return steps, ".".join(names)
 
 
-def _compat(a: Btf, ta: int, b: Btf, tb: int, depth: int = 0) -> bool:
+def _compat(a: Spec, ta: int, b: Spec, tb: int, depth: int = 0) -> bool:
     """libbpf's field compatibility: same category, recursing through pointers and arrays."""
     if depth > 16:
         return False
-    x, y = a.skip_mods(ta), b.skip_mods(tb)
-    ints = (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT)
-    if x.kind in ints and y.kind in ints:
-        return not ((x.kind == Kind.FLOAT) ^ (y.kind == Kind.FLOAT))
-    if x.kind in (*_COMPOSITE, Kind.FWD) and y.kind in (*_COMPOSITE, Kind.FWD):
+    x, y = a.resolve(ta), b.resolve(tb)
+    ints = (Int, Enum, Float)  # Enum64 is an Enum
+    if isinstance(x, ints) and isinstance(y, ints):
+        return not (isinstance(x, Float) ^ isinstance(y, Float))
+    if isinstance(x, (Composite, Fwd)) and isinstance(y, (Composite, Fwd)):
         return essential_name(x.name) == essential_name(y.name) or not x.name
-    if x.kind == Kind.PTR and y.kind == Kind.PTR:
+    if isinstance(x, Pointer) and isinstance(y, Pointer):
         return True
-    if x.kind == Kind.ARRAY and y.kind == Kind.ARRAY:
-        return _compat(a, x.extra[0], b, y.extra[0], depth + 1)
+    if isinstance(x, Array) and isinstance(y, Array):
+        return _compat(a, x.type_id, b, y.type_id, depth + 1)
     return x.kind == y.kind
 
 
-def _find_member(btf: Btf, t: BtfType, name: str, depth: int = 0) -> tuple[int, int, int] | None:
-    """(bit offset, type id, bitfield size) of member ``name``, searching anonymous members too."""
-    if depth > 16:
+def _find_member(btf: Spec, t: Composite, name: str) -> Member | None:
+    """Member ``name`` of ``t`` (anonymous members searched too; ``bit_offset`` from ``t``'s start)."""
+    try:
+        return btf.find_member(t, name)
+    except BTFError:
         return None
-    for mname, mtype, bits, bf in btf.members(t):
-        if mname == name:
-            return bits, mtype, bf
-        if not mname:
-            inner = btf.skip_mods(mtype)
-            if inner.kind in _COMPOSITE:
-                found = _find_member(btf, inner, name, depth + 1)
-                if found is not None:
-                    return bits + found[0], found[1], found[2]
-    return None
 
 
-def _match_field(local: Btf, root: int, steps: list[_Step], target: Btf, cand: BtfType) -> tuple[int, int, int] | None:
+def _match_field(local: Spec, root: int, steps: list[_Step], target: Spec, cand: Type) -> tuple[int, int, int] | None:
     """(bit offset, field type id, bitfield size) in ``target`` for the local path, or None."""
-    t = cand
-    bit = steps[0].index * target.size_of(cand.id) * 8
+    bit = steps[0].index * target.sizeof(cand) * 8
     ftype, bf = cand.id, 0
-    lt = local.skip_mods(root)
+    lt = local.resolve(root)
     for step in steps[1:]:
-        t = target.skip_mods(ftype)
+        t = target.resolve(ftype)
         if step.name is not None:
-            if t.kind not in _COMPOSITE:
+            if not isinstance(t, Composite):
                 return None
             found = _find_member(target, t, step.name)
             if found is None:
                 return None
-            lfound = _find_member(local, lt, step.name) if lt.kind in _COMPOSITE else None
-            if lfound is not None and not _compat(local, lfound[1], target, found[1]):
+            lfound = _find_member(local, lt, step.name) if isinstance(lt, Composite) else None
+            if lfound is not None and not _compat(local, lfound.type_id, target, found.type_id):
                 return None
-            bit += found[0]
-            ftype, bf = found[1], found[2]
-            lt = local.skip_mods(lfound[1]) if lfound is not None else lt
+            bit += found.bit_offset
+            ftype, bf = found.type_id, found.bitfield_size
+            lt = local.resolve(lfound.type_id) if lfound is not None else lt
         else:
-            if t.kind != Kind.ARRAY:
+            if not isinstance(t, Array):
                 return None
-            elem = t.extra[0]
-            if t.extra[2] and step.index >= t.extra[2] and t.extra[2] != 1:
+            if t.nelems and step.index >= t.nelems and t.nelems != 1:
                 return None
-            bit += step.index * target.size_of(elem) * 8
-            ftype, bf = elem, 0
-            lt = local.skip_mods(lt.extra[0]) if lt.kind == Kind.ARRAY else lt
+            bit += step.index * target.sizeof(t.type_id) * 8
+            ftype, bf = t.type_id, 0
+            lt = local.resolve(lt.type_id) if isinstance(lt, Array) else lt
     return bit, ftype, bf
 
 
-def _field_value(kind: int, btf: Btf, bit: int, ftype: int, bf: int) -> tuple[int, int]:
+def _field_value(kind: int, btf: Spec, bit: int, ftype: int, bf: int) -> tuple[int, int]:
     """(value, byte size) of a matched field for ``kind``."""
-    mt = btf.skip_mods(ftype)
+    mt = btf.resolve(ftype)
     if bf:
-        byte_sz = mt.size_type if mt.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64) else 4
+        byte_sz = mt.size if isinstance(mt, (Int, Enum)) else 4
         byte_off = bit // 8 // byte_sz * byte_sz
         while bit + bf - byte_off * 8 > byte_sz * 8:
             if byte_sz >= 8:
@@ -168,7 +171,7 @@ def _field_value(kind: int, btf: Btf, bit: int, ftype: int, bf: int) -> tuple[in
             byte_off = bit // 8 // byte_sz * byte_sz
         bit_sz = bf
     else:
-        byte_sz = btf.size_of(ftype)
+        byte_sz = btf.sizeof(ftype)
         byte_off = bit // 8
         bit_sz = byte_sz * 8
     if kind == R.FIELD_BYTE_OFFSET:
@@ -178,40 +181,50 @@ def _field_value(kind: int, btf: Btf, bit: int, ftype: int, bf: int) -> tuple[in
     if kind == R.FIELD_EXISTS:
         return 1, byte_sz
     if kind == R.FIELD_SIGNED:
-        if mt.kind in (Kind.ENUM, Kind.ENUM64):
-            return mt.kflag, byte_sz
-        return int(mt.kind == Kind.INT and bool((mt.extra[0] >> 24) & 1)), byte_sz
+        return int(isinstance(mt, (Int, Enum)) and mt.signed), byte_sz
     if kind == R.FIELD_LSHIFT_U64:
         return 64 - (bit + bit_sz - byte_off * 8), byte_sz
     return 64 - bit_sz, byte_sz  # FIELD_RSHIFT_U64
 
 
-def _candidates(local_t: BtfType, target: Btf) -> list[BtfType]:
+# Types by name, per target BTF: an object's relocations ask for the same few names again and
+# again, and a handful of distinct lookups stays below the point where the spec indexes every name.
+_NAMED: weakref.WeakKeyDictionary[Spec, dict[str, list[Type]]] = weakref.WeakKeyDictionary()
+
+
+def _named(target: Spec, name: str) -> list[Type]:
+    """Every type of ``target`` called ``name`` (a lazy name lookup, remembered)."""
+    cache = _NAMED.setdefault(target, {})
+    found = cache.get(name)
+    if found is None:
+        found = cache[name] = target.find_all(name)
+    return found
+
+
+def _candidates(local_t: Type, target: Spec) -> list[Type]:
+    """Target types sharing ``local_t``'s essential name and kind: a name lookup, not a scan."""
     name = essential_name(local_t.name)
     if not name:
         return []
-    kinds = {Kind.STRUCT, Kind.UNION} if local_t.kind in _COMPOSITE else (
-        {Kind.ENUM, Kind.ENUM64} if local_t.kind in (Kind.ENUM, Kind.ENUM64) else {local_t.kind})
-    out = []
-    for tid in target.by_name(name):
-        t = target[tid]
-        if t.kind in kinds:
-            out.append(t)
-    return out
+    if isinstance(local_t, Composite):
+        return [t for t in _named(target, name) if isinstance(t, Composite)]
+    if isinstance(local_t, Enum):
+        return [t for t in _named(target, name) if isinstance(t, Enum)]  # ENUM64 too
+    return [t for t in _named(target, name) if t.kind == local_t.kind]
 
 
-def calc_relo(local: Btf, target: Btf, relo: CoreRelo, where: str = "") -> CoreResult:
+def calc_relo(local: Spec, target: Spec, relo: CoreRelo, where: str = "") -> CoreResult:
     """Compute the value of one CO-RE relocation.
 
     :raises BTFError: malformed relocation (bad type id or access string).
     """
     local_t = local[relo.type_id]
-    access = local.string(relo.access_str_off)
-    idx, _ = _parse_access(local, relo.type_id, access, where)
+    access = local.str_at(relo.access_str_off)
+    idx = _parse_access(access, where)
     kind = relo.kind
     if kind == R.TYPE_ID_LOCAL:
         return CoreResult(relo.type_id)
-    root = local.skip_mods(relo.type_id)
+    root = local.resolve(relo.type_id)
     if kind in _FIELD_KINDS:
         steps, path = _local_field_path(local, relo.type_id, idx, where)
         desc = f"{local_t.kind_name} {local_t.name}: field {path}"
@@ -235,21 +248,16 @@ def calc_relo(local: Btf, target: Btf, relo: CoreRelo, where: str = "") -> CoreR
         if kind == R.TYPE_ID_TARGET:
             return CoreResult(c.id)
         if kind == R.TYPE_SIZE:
-            return CoreResult(target.size_of(c.id))
+            return CoreResult(target.sizeof(c))
         return CoreResult(1)
     if kind in _ENUM_KINDS:
-        if root.kind not in (Kind.ENUM, Kind.ENUM64) or idx[0] >= len(root.entries):
+        if not isinstance(root, Enum) or idx[0] >= len(root.values):
             raise BTFError(f"{where}: enum relocation on {root.kind_name} {root.name!r} index {idx[0]}")
-        ename = local.string(root.entries[idx[0]][0])
+        ename = root.values[idx[0]].name
         for cand in _candidates(root, target):
-            for entry in cand.entries:
-                if target.string(entry[0]) == ename:
-                    if kind == R.ENUMVAL_EXISTS:
-                        return CoreResult(1)
-                    val = entry[1] if cand.kind == Kind.ENUM else entry[1] | (entry[2] << 32)
-                    if cand.kind == Kind.ENUM and cand.kflag and val >= 1 << 31:
-                        val -= 1 << 32
-                    return CoreResult(val)
+            for ev in cand.values if isinstance(cand, Enum) else ():
+                if ev.name == ename:
+                    return CoreResult(1 if kind == R.ENUMVAL_EXISTS else ev.value)
         if kind == R.ENUMVAL_EXISTS:
             return CoreResult(0)
         return CoreResult(0, True, reason=f"enum {root.name!r} value {ename!r} not found in the kernel's BTF")
@@ -295,16 +303,20 @@ def patch_insn(insns: bytearray, idx: int, res: CoreResult, where: str) -> None:
     raise BTFError(f"{where}: cannot apply a CO-RE relocation to instruction {idx} (opcode {code:#04x})")
 
 
-def _target_btf(options: dict[str, Any]) -> Btf:
+def _target_btf(options: dict[str, Any]) -> Spec:
+    """The BTF CO-RE relocates against: ``btf_path=``, or the running kernel's (parsed lazily, cached)."""
     path = options.get("btf_path")
     if path is None:
-        return load_vmlinux_btf()
+        return load_vmlinux()
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         raise BTFError(f"btf_path {path!r}: cannot read: {exc.strerror or exc}") from exc
-    return parse_btf(data, str(path))
+    try:
+        return parse(data, name=str(path))
+    except BTFError as exc:
+        raise BTFError(f"btf_path {str(path)!r}: {exc}") from None
 
 
 def kallsyms_address(name: str) -> int | None:
@@ -322,7 +334,7 @@ def kallsyms_address(name: str) -> int | None:
 
 
 def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list[str]) -> None:
-    vmlinux = load_vmlinux_btf()
+    vmlinux = load_vmlinux()
     for ext in lp.externs:
         pos = ext.insn * 8
         if ext.kind == "ksym_addr":
@@ -333,8 +345,8 @@ def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list
             struct.pack_into("<I", insns, pos + 4, (addr or 0) & 0xFFFFFFFF)
             struct.pack_into("<I", insns, pos + 12, (addr or 0) >> 32)
             continue
-        kind = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
-        t = vmlinux.find(ext.name, kind)
+        want = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
+        t = next((c for c in _named(vmlinux, ext.name) if c.kind == want), None)
         if t is None:
             if not ext.weak:
                 raise BTFError(f"program {name!r}: {'kfunc' if ext.kind == 'kfunc' else '__ksym'} {ext.name!r} is not "
@@ -362,7 +374,7 @@ def make_prepare_hook(obj: ElfObject, linked: dict[str, LinkedProgram]) -> Any:
     local = obj.btf
 
     def prepare(spec: Any, options: dict[str, Any]) -> None:
-        target: Btf | None = None
+        target: Spec | None = None
         for name, pspec in spec.programs.items():
             lp = linked.get(name)
             if lp is None or not (lp.core_relos or lp.externs):

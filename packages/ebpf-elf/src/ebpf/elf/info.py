@@ -117,7 +117,7 @@ def inspect_elf(path: str | os.PathLike[str] | ElfObject) -> ObjectInfo:
     obj = path if isinstance(path, ElfObject) else parse_elf_file(path)
     maps, linked = link_object(obj)
     info = ObjectInfo(obj.path, obj.license, obj.kernel_version, btf=obj.btf is not None,
-                      btf_types=len(obj.btf.types) - 1 if obj.btf else 0, btf_ext=obj.btf_ext is not None)
+                      btf_types=obj.btf.count - 1 if obj.btf else 0, btf_ext=obj.btf_ext is not None)
 
     def type_name(value: int) -> str:
         try:
@@ -139,7 +139,7 @@ def inspect_elf(path: str | os.PathLike[str] | ElfObject) -> ObjectInfo:
             info.relocations.append(RelocationInfo(fn.name, ext.insn, ext.kind, ext.name))
         for idx, cr in lp.core_relos:
             root = obj.btf[cr.type_id].name if obj.btf else "?"
-            access = obj.btf.string(cr.access_str_off) if obj.btf else "?"
+            access = obj.btf.str_at(cr.access_str_off) if obj.btf else "?"
             info.relocations.append(RelocationInfo(fn.name, idx, "core",
                                                    f"{CoreReloKind.NAMES[cr.kind]} {root} {access}"))
     legacy = {s.name for s in obj.raw.symbols if s.shndx == obj.legacy_maps_section}

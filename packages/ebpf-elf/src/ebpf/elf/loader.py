@@ -11,10 +11,10 @@ import os
 import struct
 from typing import Any
 
+from ebpf.core.btf import Array, Enum, Enum64, Int
 from ebpf.core.collection import Collection, CollectionSpec, VariableSpec
 from ebpf.core.errors import BTFError, EBPFError, ELFError
 from ebpf.core.types import MapType, ProgType
-from ebpf.elf._btf import Kind
 from ebpf.elf.btf_fixup import fixup_btf, kconfig_size
 from ebpf.elf.mapdefs import LIBBPF_PIN_BY_NAME, MapDef, collect_maps
 from ebpf.elf.objfile import ElfObject, parse_object
@@ -77,14 +77,14 @@ def _int_signed(obj: ElfObject, type_id: int) -> tuple[bool, str]:
     if btf is None or not type_id:
         return False, ""
     try:
-        t = btf.skip_mods(type_id)
-        if t.kind == Kind.INT:
-            return bool((t.extra[0] >> 24) & 1), t.name
-        if t.kind == Kind.ARRAY:
-            elem = btf.skip_mods(t.extra[0])
-            return False, f"{elem.name}[{t.extra[2]}]"
-        if t.kind == Kind.ENUM:
-            return bool(t.kflag), f"enum {t.name}"
+        t = btf.resolve(type_id)
+        if isinstance(t, Int):
+            return t.signed, t.name
+        if isinstance(t, Array):
+            elem = btf.resolve(t.type_id)
+            return False, f"{elem.name}[{t.nelems}]"
+        if isinstance(t, Enum) and not isinstance(t, Enum64):
+            return t.signed, f"enum {t.name}"
         return False, t.name
     except BTFError:
         return False, ""

@@ -10,9 +10,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ebpf.core.btf import Array, Composite, Datasec, FuncProto, Pointer, Spec, Struct, Type, Var
 from ebpf.core.errors import BTFError, ELFError
 from ebpf.core.types import MapType
-from ebpf.elf._btf import Btf, BtfType, Kind
 from ebpf.elf.objfile import ElfObject
 
 __all__ = ["MapDef", "collect_maps", "LIBBPF_PIN_BY_NAME"]
@@ -90,32 +90,37 @@ def _legacy_maps(obj: ElfObject) -> dict[str, MapDef]:
     return out
 
 
-def _uint(btf: Btf, type_id: int, where: str) -> int:
+def _uint(btf: Spec, type_id: int, where: str) -> int:
     """Value of ``__uint(name, val)``: a pointer to an array of ``val`` elements."""
-    t = btf.skip_mods(type_id)
-    if t.kind != Kind.PTR:
+    t = btf.resolve(type_id)
+    if not isinstance(t, Pointer):
         raise BTFError(f"{where}: expected __uint() (a pointer to an array), found {t.kind_name}")
-    arr = btf.skip_mods(t.size_type)
-    if arr.kind != Kind.ARRAY:
+    arr = btf.resolve(t.type_id)
+    if not isinstance(arr, Array):
         raise BTFError(f"{where}: expected __uint() (a pointer to an array), found pointer to {arr.kind_name}")
-    return arr.extra[2]
+    return arr.nelems
+
+
+def _maps_datasec(btf: Spec) -> Datasec | None:
+    found = btf.find_all(".maps", "datasec")
+    return found[0] if found and isinstance(found[0], Datasec) else None
 
 
 def _btf_maps(obj: ElfObject) -> dict[str, MapDef]:
     btf = obj.btf
     if btf is None:
         raise ELFError(f"{obj.path}: section '.maps' needs BTF (compile with -g)")
-    ds = btf.find(".maps", Kind.DATASEC)
+    ds = _maps_datasec(btf)
     if ds is None:
         raise ELFError(f"{obj.path}: section '.maps' has no DATASEC in .BTF")
     syms = _symbols_in(obj, obj.maps_section)
     out = {}
-    for var_id, _off, _size in ds.entries:
-        var = btf[var_id]
-        if var.kind != Kind.VAR:
-            raise BTFError(f"{obj.path}: .maps entry type {var_id} is a {var.kind_name}, not a variable")
+    for vs in ds.vars:
+        var = btf[vs.type_id]
+        if not isinstance(var, Var):
+            raise BTFError(f"{obj.path}: .maps entry type {vs.type_id} is a {var.kind_name}, not a variable")
         where = f"{obj.path}: map {var.name!r}"
-        m = _parse_def(btf, btf.skip_mods(var.size_type), var.name, where)
+        m = _parse_def(btf, btf.resolve(var.type_id), var.name, where)
         off, size = syms.get(var.name, (0, 0))
         m.offset, m.size = off, size
         out[var.name] = m
@@ -123,11 +128,12 @@ def _btf_maps(obj: ElfObject) -> dict[str, MapDef]:
     return out
 
 
-def _parse_def(btf: Btf, t: BtfType, name: str, where: str, inner: bool = False) -> MapDef:
-    if t.kind != Kind.STRUCT:
+def _parse_def(btf: Spec, t: Type, name: str, where: str, inner: bool = False) -> MapDef:
+    if not isinstance(t, Struct):
         raise BTFError(f"{where}: a map definition must be a struct, found {t.kind_name}")
     m = MapDef(name)
-    for mname, mtype, _bits, _bf in btf.members(t):
+    for member in t.members:
+        mname, mtype = member.name, member.type_id
         w = f"{where}.{mname}"
         if mname == "type":
             m.map_type = _uint(btf, mtype, w)
@@ -148,27 +154,27 @@ def _parse_def(btf: Btf, t: BtfType, name: str, where: str, inner: bool = False)
         elif mname == "value_size":
             m.value_size = _uint(btf, mtype, w)
         elif mname in ("key", "value"):
-            ptr = btf.skip_mods(mtype)
-            if ptr.kind != Kind.PTR:
+            ptr = btf.resolve(mtype)
+            if not isinstance(ptr, Pointer):
                 raise BTFError(f"{w}: expected __type() (a pointer), found {ptr.kind_name}")
-            size = btf.size_of(ptr.size_type)
+            size = btf.sizeof(ptr.type_id)
             if mname == "key":
-                m.key_size, m.key_type_id = size, ptr.size_type
+                m.key_size, m.key_type_id = size, ptr.type_id
             else:
-                m.value_size, m.value_type_id = size, ptr.size_type
+                m.value_size, m.value_type_id = size, ptr.type_id
         elif mname == "values":
-            arr = btf.skip_mods(mtype)
-            if arr.kind != Kind.ARRAY:
+            arr = btf.resolve(mtype)
+            if not isinstance(arr, Array):
                 raise BTFError(f"{w}: expected __array(values, ...), found {arr.kind_name}")
-            elem = btf.skip_mods(arr.extra[0])
-            if elem.kind != Kind.PTR:
+            elem = btf.resolve(arr.type_id)
+            if not isinstance(elem, Pointer):
                 raise BTFError(f"{w}: __array elements must be pointers, found {elem.kind_name}")
-            target = btf.skip_mods(elem.size_type)
+            target = btf.resolve(elem.type_id)
             if inner:
                 raise BTFError(f"{w}: an inner map cannot have values (maps nest one level)")
-            if target.kind == Kind.STRUCT:
+            if isinstance(target, Struct):
                 m.inner = _parse_def(btf, target, f"{name}.inner", w, inner=True)
-            elif target.kind != Kind.FUNC_PROTO:  # prog arrays: __array(values, int (void *))
+            elif not isinstance(target, FuncProto):  # prog arrays: __array(values, int (void *))
                 raise BTFError(f"{w}: __array elements must point to a map definition or a function prototype")
         else:
             raise BTFError(f"{w}: unknown map attribute {mname!r}")
@@ -205,13 +211,13 @@ def _collect_values(obj: ElfObject, maps: dict[str, MapDef]) -> None:
 def _values_offset(obj: ElfObject, m: MapDef) -> int:
     btf = obj.btf
     assert btf is not None
-    ds = btf.find(".maps", Kind.DATASEC)
+    ds = _maps_datasec(btf)
     assert ds is not None
-    for var_id, _o, _s in ds.entries:
-        var = btf[var_id]
-        if var.name == m.name:
-            t = btf.skip_mods(var.size_type)
-            for mname, _mt, bits, _bf in btf.members(t):
-                if mname == "values":
-                    return bits // 8
+    for vs in ds.vars:
+        var = btf[vs.type_id]
+        if var.name == m.name and isinstance(var, Var):
+            t = btf.resolve(var.type_id)
+            for member in t.members if isinstance(t, Composite) else ():
+                if member.name == "values":
+                    return member.bit_offset // 8
     raise ELFError(f"{obj.path}: map {m.name!r} has no values member")

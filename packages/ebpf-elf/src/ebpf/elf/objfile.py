@@ -11,8 +11,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from ebpf.core.btf import Datasec, Func, Qualifier, Spec, Var, parse
 from ebpf.core.errors import BTFError, ELFError
-from ebpf.elf._btf import Btf, Kind, parse_btf
 from ebpf.elf._reader import SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, RawObject, RawSection, RawSymbol, read_object
 from ebpf.elf.btf_ext import BtfExt, parse_btf_ext
 from ebpf.elf.sections import SectionMatch, match_section
@@ -81,7 +81,7 @@ class ElfObject:
     raw: RawObject
     license: str = ""
     kernel_version: int = 0
-    btf: Btf | None = None
+    btf: Spec | None = None
     btf_raw: bytes = b""
     btf_ext: BtfExt | None = None
     functions: dict[tuple[int, int], Function] = field(default_factory=dict)
@@ -131,9 +131,12 @@ def parse_object(path: str, data: bytes | None = None) -> ElfObject:
         elif sec.name == ".BTF":
             obj.btf_raw = sec.data
             try:
-                obj.btf = parse_btf(sec.data, f"{path}: section .BTF")
+                btf = parse(sec.data, name=f"{path}: section .BTF")
+                # Check every record and reference now, so later walks meet only good types.
+                btf.validate()
             except BTFError as exc:
-                raise BTFError(f"{exc} (section .BTF at file offset {sec.offset:#x})") from None
+                raise BTFError(f"{path}: {exc} (section .BTF at file offset {sec.offset:#x})") from None
+            obj.btf = btf
         elif sec.name == ".maps":
             obj.maps_section = sec.index
         elif sec.name == "maps":
@@ -141,7 +144,7 @@ def parse_object(path: str, data: bytes | None = None) -> ElfObject:
     ext = raw.section(".BTF.ext")
     if ext is not None and obj.btf is not None:
         try:
-            obj.btf_ext = parse_btf_ext(ext.data, bytes(obj.btf.strings))
+            obj.btf_ext = parse_btf_ext(ext.data, obj.btf.strings)
         except BTFError as exc:
             raise BTFError(f"{path}: {exc} (section .BTF.ext at file offset {ext.offset:#x})") from None
     _collect_functions(obj)
@@ -181,14 +184,16 @@ def _datasec_vars(obj: ElfObject, name: str) -> tuple[int, dict[str, int]]:
     btf = obj.btf
     if btf is None:
         return 0, {}
-    ds = btf.find(name, Kind.DATASEC)
-    if ds is None:
+    found = btf.find_all(name, "datasec")
+    if not found:
         return 0, {}
+    ds = found[0]
+    assert isinstance(ds, Datasec)
     out = {}
-    for type_id, _off, _size in ds.entries:
-        var = btf[type_id]
-        if var.kind == Kind.VAR:
-            out[var.name] = var.size_type
+    for vs in ds.vars:
+        var = btf[vs.type_id]
+        if isinstance(var, Var):
+            out[var.name] = var.type_id
     return ds.id, out
 
 
@@ -214,17 +219,16 @@ def _collect_externs(obj: ElfObject) -> None:
     ksym_names: dict[str, int] = {}  # name -> the VAR's type (0 = void: typeless)
     if obj.btf is not None:
         for sec_name, target in ((".kconfig", kconfig_ids), (".ksyms", None)):
-            ds = obj.btf.find(sec_name, Kind.DATASEC)
-            if ds is None:
-                continue
-            for type_id, _o, _s in ds.entries:
-                t = obj.btf[type_id]
-                if target is not None:
-                    target[t.name] = t.size_type
-                elif t.kind == Kind.VAR:
-                    ksym_names[t.name] = _resolved_id(obj.btf, t.size_type)
-                else:
-                    ksym_names[t.name] = -1
+            for ds in obj.btf.find_all(sec_name, "datasec")[:1]:
+                assert isinstance(ds, Datasec)
+                for vs in ds.vars:
+                    t = obj.btf[vs.type_id]
+                    if target is not None:
+                        target[t.name] = t.type_id if isinstance(t, (Var, Qualifier, Func)) else 0
+                    elif isinstance(t, Var):
+                        ksym_names[t.name] = _resolved_id(obj.btf, t.type_id)
+                    else:
+                        ksym_names[t.name] = -1
     offset = 0
     for sym in obj.raw.symbols:
         if sym.shndx != SHN_UNDEF or not sym.name or sym.type == "STT_FILE":
@@ -233,7 +237,7 @@ def _collect_externs(obj: ElfObject) -> None:
         if sym.name in kconfig_ids:
             size = 8
             try:
-                size = obj.btf.size_of(kconfig_ids[sym.name]) if obj.btf else 8
+                size = obj.btf.sizeof(kconfig_ids[sym.name]) if obj.btf else 8
             except BTFError:
                 size = 8
             offset = (offset + 7) & ~7
@@ -247,13 +251,13 @@ def _collect_externs(obj: ElfObject) -> None:
             obj.externs[sym.name] = Extern(sym.name, "undefined", weak)
 
 
-def _resolved_id(btf: Btf, type_id: int) -> int:
+def _resolved_id(btf: Spec, type_id: int) -> int:
     """The id behind modifiers (0 for ``const void``); -1 when the BTF is broken."""
     try:
-        return btf.skip_mods(type_id).id
+        return btf.resolve(type_id).id
     except BTFError:
         return -1
 
 
 def _is_func(obj: ElfObject, name: str) -> bool:
-    return obj.btf is not None and obj.btf.find(name, Kind.FUNC) is not None
+    return obj.btf is not None and bool(obj.btf.find_all(name, "func"))

@@ -80,27 +80,27 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _btf_lines(path: str) -> list[str]:
     """One line per type of the object's BTF: ``[id] KIND 'name' details``."""
-    from ebpf.elf._btf import Kind
+    from ebpf.core.btf import Array, Composite, Datasec, Enum, Float, Int
     from ebpf.elf.objfile import parse_object
 
     btf = parse_object(path).btf
     if btf is None:
         return ["(none)"]
     lines = []
-    for t in btf.types[1:]:
+    for t in btf:
         detail = ""
-        if t.kind in (Kind.STRUCT, Kind.UNION):
-            members = ", ".join(f"{n or '(anon)'}@{bits // 8}" for n, _ty, bits, _bf in btf.members(t))
-            detail = f" size={t.size_type} {{{members}}}"
-        elif t.kind == Kind.DATASEC:
-            vars_ = ", ".join(f"{btf[e[0]].name}@{e[1]}" for e in t.entries)
-            detail = f" size={t.size_type} {{{vars_}}}"
-        elif t.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-            detail = f" size={t.size_type}"
-        elif t.kind == Kind.ARRAY:
-            detail = f" type={t.extra[0]} nelems={t.extra[2]}"
+        if isinstance(t, Composite):
+            members = ", ".join(f"{m.name or '(anon)'}@{m.bit_offset // 8}" for m in t.members)
+            detail = f" size={t.size} {{{members}}}"
+        elif isinstance(t, Datasec):
+            vars_ = ", ".join(f"{btf[v.type_id].name}@{v.offset}" for v in t.vars)
+            detail = f" size={t.size} {{{vars_}}}"
+        elif isinstance(t, (Int, Enum, Float)):
+            detail = f" size={t.size}"
+        elif isinstance(t, Array):
+            detail = f" type={t.type_id} nelems={t.nelems}"
         else:
-            detail = f" type={t.size_type}"
+            detail = f" type={getattr(t, 'type_id', 0)}"
         lines.append(f"[{t.id}] {t.kind_name.upper()} {t.name or '(anon)'!r}{detail}")
     return lines
 

@@ -91,15 +91,25 @@ class Builder:
         self.base = base
         self.first_id = base.count if base is not None else 1
         self.types: list[Type] = []
+        #: A string section :meth:`encode` starts from, byte for byte (new names are appended):
+        #: offsets into it that other data holds (``.BTF.ext`` line info) stay valid.
+        self.strings = b""
         self._named: dict[tuple[str, str], int] = {}
 
     # -- adding types -------------------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: Spec) -> Builder:
-        """A builder holding every type of ``spec`` (same ids), to modify and re-encode."""
+    def from_spec(cls, spec: Spec, keep_strings: bool = False) -> Builder:
+        """A builder holding every type of ``spec`` (same ids), to modify and re-encode.
+
+        :param keep_strings: start the encoded string section with ``spec``'s own, unchanged,
+            so string offsets that refer to it from elsewhere (an object's ``.BTF.ext``
+            line info) still hold; by default strings are re-deduplicated.
+        """
         b = cls(spec.base)
         b.types = list(spec)
+        if keep_strings:
+            b.strings = spec.strings
         return b
 
     @property
@@ -281,6 +291,15 @@ class Builder:
         strings = bytearray(b"\0")
         offsets: dict[str, int] = {"": 0}
         str_base = self.base._str_end if self.base is not None else 0
+        if self.strings:
+            strings = bytearray(self.strings)
+            if strings[-1:] != b"\0":
+                strings += b"\0"
+            pos = 0
+            for part in bytes(strings[:-1]).split(b"\0"):
+                offsets.setdefault(part.decode("utf-8", "replace"), str_base + pos)
+                pos += len(part) + 1
+            offsets[""] = 0  # anonymous: name offset 0, whatever the kept section holds there
 
         def s(text: str) -> int:
             off = offsets.get(text)

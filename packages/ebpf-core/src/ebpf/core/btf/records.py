@@ -160,7 +160,7 @@ def build_index(words: Words, type_start: int) -> array[int]:
         info = words[last + 1]
         kind = (info >> 24) & 0x1F
         if extra[info >> 24] == _BAD:
-            raise BTFError(f"BTF type record {len(offsets)} at offset {off} has unknown kind {kind} (info 0x{info:08x})")
+            raise BTFError(f"BTF type record {len(offsets)} at offset {off} has unknown BTF kind {kind} (info 0x{info:08x})")
         raise BTFError(f"BTF type record {len(offsets)} ({Kind(kind).name}) at offset {off} runs past the end of the type section")
     return offsets
 

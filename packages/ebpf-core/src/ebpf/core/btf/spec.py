@@ -78,6 +78,11 @@ class Spec:
         return self._data
 
     @property
+    def strings(self) -> bytes:
+        """This blob's raw string section (offsets into it start at the base's end for split BTF)."""
+        return self._hdr.strings
+
+    @property
     def byteorder(self) -> str:
         """``"little"`` or ``"big"``: the byte order of the blob (and of values it describes)."""
         return self._hdr.byteorder
