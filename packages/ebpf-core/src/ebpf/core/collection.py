@@ -15,14 +15,16 @@ import dataclasses
 import os
 import struct
 import warnings
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
 
-__all__ = ["MapReference", "VariableSpec", "CollectionSpec", "Collection", "Variable", "LoadedBTF"]
+if TYPE_CHECKING:
+    from ebpf.core.btf import BTF
+
+__all__ = ["MapReference", "VariableSpec", "CollectionSpec", "Collection", "Variable"]
 
 _POISON_MARK = "195896080"  # libbpf's poisoned-instruction helper id (0xbad2310) in verifier logs
 _BPF_F_MMAPABLE = 1 << 10
@@ -174,22 +176,6 @@ def encode_value(var: VariableSpec, value: object) -> bytes:
     raise EBPFError(f"cannot set variable {var.name!r} from {type(value).__name__}")
 
 
-class LoadedBTF:
-    """Object BTF loaded into the kernel (``.fd``); owns the fd."""
-
-    def __init__(self, fd: int) -> None:
-        """Wrap ``fd`` (now owned)."""
-        from ebpf.core._sys.syscall import close_fd
-
-        self.fd = fd
-        self._finalizer = weakref.finalize(self, close_fd, fd)
-
-    def close(self) -> None:
-        """Close the fd."""
-        self._finalizer()
-        self.fd = -1
-
-
 class Variable:
     """A live global variable: reads and writes its bytes in the map (through the mmap when it has one)."""
 
@@ -316,7 +302,7 @@ class _Loader:
         self.maps: dict[str, Any] = {}
         self.programs: dict[str, Any] = {}
         self.owned: list[Any] = []
-        self.btf: LoadedBTF | None = None
+        self.btf: BTF | None = None
         self.pinned: list[str] = []  # pins made by this load, removed again if it fails
 
     def run(self) -> Collection:
@@ -355,24 +341,17 @@ class _Loader:
     def _load_btf(self) -> None:
         if not self.spec.btf:
             return
-        from ebpf.core._sys.commands import btf_load
+        from ebpf.core.btf import load_btf
 
         try:
-            fd, _ = btf_load(self.spec.btf)
-        except BPFSyscallError as exc:
+            self.btf = load_btf(self.spec.btf)
+        except BTFError as exc:
             if self.options.get("require_btf"):
-                log = getattr(exc, "log", "")
-                raise BTFError(f"the kernel rejected the object's BTF: {exc}\n{log}") from exc
-            try:  # once more with a log, for the message
-                fd, _ = btf_load(self.spec.btf, log_level=1, log_size=1 << 16)
-            except BPFSyscallError as exc2:
-                log = str(getattr(exc2, "log", "")).strip()[-300:]
-                # Maps and programs still load without BTF; only typed maps and source lines are lost.
-                warnings.warn(f"the kernel rejected the object's BTF ({exc}); loading without it "
-                              f"(require_btf=True makes this an error){': ' + log if log else ''}",
-                              RuntimeWarning, stacklevel=4)
-                return
-        self.btf = LoadedBTF(fd)
+                raise BTFError(f"the kernel rejected the object's BTF: {exc}") from exc
+            # Maps and programs still load without BTF; only typed maps and source lines are lost.
+            warnings.warn(f"the kernel rejected the object's BTF; loading without it "
+                          f"(require_btf=True makes this an error): {exc}", RuntimeWarning, stacklevel=4)
+            return
         self.owned.append(self.btf)
 
     def _create_map(self, name: str) -> Any:
