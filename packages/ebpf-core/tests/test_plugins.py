@@ -37,7 +37,7 @@ SO_ATTACH_BPF = 50
 SO_DETACH_BPF = 27
 
 HOOKS = ("ebpf_attach_backends", "ebpf_event_readers", "ebpf_object_loaders", "ebpf_section_types",
-         "ebpf_features", "ebpf_cli_commands")
+         "ebpf_features", "ebpf_cli_commands", "ebpf_demo_steps")
 
 
 @pytest.fixture

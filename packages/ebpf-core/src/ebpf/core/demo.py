@@ -35,8 +35,8 @@ class DemoStep:
     :param name: a short identifier (``"trace-exec"``), unique among steps.
     :param title: one line shown as the step's heading.
     :param run: ``run(ctx: DemoContext) -> None``; raises to report a failure (the demo goes on
-        with the next step).  An :class:`~ebpf.core.errors.UnsupportedFeatureError` is shown as
-        "skipped" rather than as a failure.
+        with the next step).  A :class:`~ebpf.core.errors.NotSupportedError` (such as
+        :class:`~ebpf.core.errors.UnsupportedFeatureError`) is shown as "skipped", not as a failure.
     :param order: steps run by ascending order (core's own part is 10; events 20; net 30, 40).
     :param distribution: the distribution contributing the step (``"ebpf-net"``).
     """
@@ -80,11 +80,12 @@ class LiveTable:
         self._refresh()
 
     def _render(self) -> Any:
+        from ebpf.core._cli._output import cell
         from rich.table import Table
 
         table = Table(*self.headers, title=self.title or None, title_justify="left")
         for row in self.rows[-20:]:  # keep it on one screen
-            table.add_row(*(str(v) for v in row))
+            table.add_row(*(cell(v) for v in row))
         return table
 
     def _refresh(self) -> None:
@@ -160,8 +161,13 @@ class DemoContext:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> None:
         """Print a finished table."""
-        with self.live_table(headers, title) as t:
-            t.set_rows(rows)
+        view = self.live_table(headers, title)
+        view.rows = [list(r) for r in rows]
+        if self._console is not None:
+            self._console.print(view._render())
+            return
+        with view:
+            pass
 
     def live_table(self, headers: Sequence[str], title: str = "") -> LiveTable:
         """A table that redraws as rows arrive (plain: printed once at the end); use with ``with``."""
@@ -219,9 +225,9 @@ class DemoContext:
 
 
 def _have_rich() -> bool:
+    import importlib.util
+
     try:
-        import rich.console  # noqa: F401
-        import rich.live  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("rich") is not None
+    except (ImportError, ValueError):
         return False
-    return True

@@ -8,6 +8,7 @@
   :class:`~ebpf.events.perf.PerfConsumer` (lost samples counted, never hidden).
 - :mod:`ebpf.events.tracing`: tracepoints, raw tracepoints, tp_btf, fentry/fexit, kprobes,
   uprobes, USDT, perf_event programs; every attach returns a core ``Link``.
+- :mod:`ebpf.events.tracers`: ready-made exec, open and tcp-connect tracers (``ebpf trace``).
 
 The package registers with ebpf-core through the ``ebpf`` entry-point group
 (``ebpf.events.plugin``), so ``program.attach("syscalls:sys_enter_execve")`` and
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ringbuf", "perf", "tracing"]
+__all__ = ["ringbuf", "perf", "tracing", "tracers"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ebpf.core.demo import DemoStep
 from ebpf.core.errors import EBPFError
 from ebpf.core.plugins import AttachBackend, EventReader, FeatureProbe, hookimpl
 
@@ -23,6 +24,8 @@ __all__ = [
     "ebpf_attach_backends",
     "ebpf_event_readers",
     "ebpf_features",
+    "ebpf_cli_commands",
+    "ebpf_demo_steps",
     "attach_kprobe_target",
 ]
 
@@ -160,3 +163,24 @@ def ebpf_features() -> list[FeatureProbe]:
         FeatureProbe("events.uprobes", _probe_uprobes, "uprobe/uretprobe/USDT attach (uprobe PMU)"),
         FeatureProbe("events.fentry", _probe_fentry, "fentry/fexit/fmod_ret programs"),
     ]
+
+
+@hookimpl
+def ebpf_cli_commands(subparsers: Any) -> None:
+    """``ebpf trace exec|open|tcp-connect``."""
+    from ebpf.events._trace_cli import add_commands
+
+    add_commands(subparsers)
+
+
+def _exec_step(ctx: Any) -> None:
+    from ebpf.events._demo import exec_step
+
+    exec_step(ctx)
+
+
+@hookimpl
+def ebpf_demo_steps() -> list[DemoStep]:
+    """The execve tracer of ``ebpf demo``."""
+    return [DemoStep("trace-exec", "an execve tracer: tracepoint + ring buffer (ebpf-events)", _exec_step,
+                     order=20, distribution=_DIST)]

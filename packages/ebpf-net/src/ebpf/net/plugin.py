@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError
 from ebpf.core.plugins import AttachBackend, FeatureProbe, SectionType, hookimpl
 from ebpf.core.types import AttachType, ProgType
@@ -23,7 +24,7 @@ from ebpf.core.types import AttachType, ProgType
 if TYPE_CHECKING:
     from ebpf.core.links import Link
 
-__all__ = ["ebpf_attach_backends", "ebpf_section_types", "ebpf_features"]
+__all__ = ["ebpf_attach_backends", "ebpf_section_types", "ebpf_features", "ebpf_demo_steps"]
 
 _DIST = "ebpf-net"
 
@@ -198,4 +199,27 @@ def ebpf_features() -> list[FeatureProbe]:
         FeatureProbe("net.tcx", features.probe_tcx, "TCX links for TC programs (Linux >= 6.6)"),
         FeatureProbe("net.netfilter_link", features.probe_netfilter_link, "netfilter BPF links (Linux >= 6.4)"),
         FeatureProbe("net.sk_lookup", features.probe_sk_lookup, "sk_lookup programs (Linux >= 5.9)"),
+    ]
+
+
+def _network_step(ctx: Any) -> None:
+    from ebpf.net._demo import network_step
+
+    network_step(ctx)
+
+
+def _cgroup_step(ctx: Any) -> None:
+    from ebpf.net._demo import cgroup_step
+
+    cgroup_step(ctx)
+
+
+@hookimpl
+def ebpf_demo_steps() -> list[DemoStep]:
+    """The network (namespaces, veth, XDP, TC) and cgroup connect-blocking parts of ``ebpf demo``."""
+    return [
+        DemoStep("network", "two namespaces + veth: an XDP counter and a TC drop filter (ebpf-net)", _network_step,
+                 order=30, distribution=_DIST),
+        DemoStep("cgroup", "a cgroup/connect4 program: connect() gets EPERM in a child cgroup (ebpf-net)",
+                 _cgroup_step, order=40, distribution=_DIST),
     ]
