@@ -74,7 +74,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The guided tour (`ebpf demo`)."""
-    install(session, pkg("core"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    install(session, pkg("core", "demo"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
     session.run("ebpf", "demo", *session.posargs)
 
 
