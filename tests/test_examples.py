@@ -20,7 +20,7 @@ PATHS = [*(str(p) for p in (ROOT / "packages").glob("ebpf-*/src")),
 #: script -> (arguments, regular expressions the output must match)
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "tracepoint_counter.py": (["--duration", "1"], [r"openat calls so far: [1-9]\d*"]),
-    "execve_tracer.py": (["--duration", "1"], [r"PID\s+COMM\s+FILENAME", r"\d+\s+python3\s+\S*/true\b"]),
+    "execve_tracer.py": (["--duration", "1"], [r"PID\s+COMM\s+FILENAME", r"\d+\s+python[\d.]*\s+\S*/true\b"]),
     "kprobe.py": (["--duration", "1"], [r"kprobes are not available here: .*CONFIG_KPROBES|was called \d+ times"]),
     "uprobe.py": (["--duration", "0.5"], [r"called getpid\(\) (\d+) times; the uprobe counted \1\b"]),
     "lsm_deny.py": (["--duration", "0.1"], [r"BPF LSM is not available here: .*lsm|mprotect while attached: denied"]),
