@@ -17,6 +17,7 @@ never ``struct.error`` or ``IndexError``.
 
 from __future__ import annotations
 
+import abc
 import collections
 import ctypes
 import re
@@ -55,24 +56,24 @@ __all__ = [
 IntFormat = Literal["B", "H", "I", "Q", "b", "h", "i", "q"]
 
 
-class Codec:
+class Codec(abc.ABC):
     """Base of all codecs: ``size`` bytes <-> one Python object."""
 
     size: int = 0
 
+    @abc.abstractmethod
     def encode(self, obj: Any) -> bytes:
         """Encode ``obj`` into exactly :attr:`size` bytes.
 
         :raises EBPFError: when ``obj`` has the wrong type or is out of range.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, buf: bytes | bytearray | memoryview) -> Any:
         """Decode exactly :attr:`size` bytes.
 
         :raises EBPFError: when ``buf`` has the wrong length.
         """
-        raise NotImplementedError
 
     def _check_len(self, buf: bytes | bytearray | memoryview) -> None:
         if len(buf) != self.size:

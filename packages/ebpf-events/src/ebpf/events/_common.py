@@ -6,6 +6,7 @@ error translation and the background-thread machinery of the consumers.
 
 from __future__ import annotations
 
+import abc
 import errno
 import logging
 import mmap
@@ -125,7 +126,7 @@ def close_mmap(m: mmap.mmap | None) -> None:
         pass
 
 
-class BackgroundLoop:
+class BackgroundLoop(abc.ABC):
     """A daemon thread that calls ``step(timeout_ms)`` until stopped, woken early by an eventfd.
 
     Subclasses provide ``_step(timeout_ms) -> int`` (events handled) and ``_watch_fd()``
@@ -142,14 +143,16 @@ class BackgroundLoop:
         self._stopped_at = 0.0
         self.fatal_error: BaseException | None = None
 
-    def _step(self, timeout_ms: int) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _step(self, timeout_ms: int) -> int:
+        """Handle what is waiting, waiting at most ``timeout_ms``; returns the number of events."""
 
-    def _watch_fd(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _watch_fd(self) -> int:
+        """An fd that becomes readable when events arrive."""
 
-    def _on_batch(self, n: int) -> None:  # pragma: no cover - overridden
-        pass
+    def _on_batch(self, n: int) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Called after each batch of ``n`` events (a hook for subclasses' statistics)."""
 
     @property
     def running(self) -> bool:
