@@ -80,7 +80,7 @@ def test_plain_output_when_not_a_terminal() -> None:
 
 
 def test_live_display_through_rich() -> None:
-    pytest.importorskip("rich")  # rich is optional; the plain path is tested above
+    # rich is an optional extra (ebpf-core[demo]); the test extra installs it.
     out = io.StringIO()
     ctx = DemoContext(out=out, live=True)
     ctx.table(["A", "B"], [[1, 2]], "numbers")
