@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ebpf.core._maps import batch as _batch
-from ebpf.core._maps.fastpath import Buffers, make_ops
+from ebpf.core._maps.fastpath import BufferPool, make_ops
 from ebpf.core._maps.layout import Layout
 from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.attrs import MapElemAttr
@@ -203,7 +203,7 @@ class Map:
         self._state = _State(spec.name, spec.max_entries)
         self._key_layout = Layout(key_codec, self.key_size)
         self._value_layout = self._make_value_layout()
-        self._bufs = Buffers(fd, self.key_size, self._value_layout.elem_size)
+        self._bufs = BufferPool(fd, self.key_size, self._value_layout.elem_size)
         if self.key_size:
             self._install_fast_ops()
 
@@ -482,7 +482,8 @@ class Map:
             if self._state.closed:
                 return
             self._state.closed = True
-            self._bufs.invalidate()
+            self._bufs.invalidate()  # every buffer set, pooled, in use or future, points at fd -1
+            self._bufs.drain()  # and no syscall that read the old fd is still running
             name = self.name
 
             def closed(*_args: Any, **_kwargs: Any) -> Any:

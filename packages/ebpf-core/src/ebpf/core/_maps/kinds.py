@@ -9,7 +9,7 @@ import mmap as _mmap
 from typing import Any
 
 from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, parse_update_flags, raise_for
-from ebpf.core._maps.fastpath import BAD_INPUT, make_ops
+from ebpf.core._maps.fastpath import BAD_INPUT, Buffers, make_ops
 from ebpf.core._maps.layout import Layout, decode_percpu, encode_percpu, round8
 from ebpf.core._sys.syscall import Cmd
 from ebpf.core.codecs import Codec, IntCodec
@@ -35,25 +35,30 @@ class PerCPUMap(Map):
     def _install_fast_ops(self) -> None:
         from ebpf.core._maps.base import _bad, _make_failed
 
-        bufs, codec, ncpus, size = self._bufs, self.value_codec, self.ncpus, self.value_size
+        codec, ncpus, size = self.value_codec, self.ncpus, self.value_size
         stride = round8(size)
-        view = memoryview(bufs.value).cast("B")
-        read: Any
-        if isinstance(codec, IntCodec):
-            # a (strided) view over the value buffer: its bound tolist() is the whole decoder
-            ints = view[: stride * ncpus].cast(codec.code)
-            read = ints[:: stride // codec.size].tolist if stride != codec.size else ints.tolist
-        else:
 
-            def read() -> Any:
-                return decode_percpu(codec, view, ncpus, size)
+        def value_io(bufs: Buffers) -> tuple[Any, Any]:
+            """(write, read) over one pooled buffer set's value buffer."""
+            view = memoryview(bufs.value).cast("B")
+            read: Any
+            if isinstance(codec, IntCodec):
+                # a (strided) view over the value buffer: its bound tolist() is the whole decoder
+                ints = view[: stride * ncpus].cast(codec.code)
+                read = ints[:: stride // codec.size].tolist if stride != codec.size else ints.tolist
+            else:
 
-        def write(value: Any) -> None:
-            data = encode_percpu(codec, value, ncpus, size)
-            view[: len(data)] = data
+                def read() -> Any:
+                    return decode_percpu(codec, view, ncpus, size)
+
+            def write(value: Any) -> None:
+                data = encode_percpu(codec, value, ncpus, size)
+                view[: len(data)] = data
+
+            return write, read
 
         lookup, update, delete = make_ops(
-            bufs, self.key_codec, None, value_write=write, value_read=read, parse_flags=parse_update_flags,
+            self._bufs, self.key_codec, None, value_io=value_io, parse_flags=parse_update_flags,
             bad_key=_bad("key", self.key_codec), bad_value=_bad("value", codec), failed=_make_failed(self._state),
         )
         self.__dict__.update(lookup=lookup, update=update, delete=delete)
