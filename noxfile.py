@@ -78,6 +78,12 @@ def demo(session: nox.Session) -> None:
     session.run("ebpf", "demo", *session.posargs)
 
 
+@nox.session(python=False)
+def vm(session: nox.Session) -> None:
+    """kprobe/fentry/LSM tests inside a Debian kernel under QEMU (tools/vm/README.md); not run by default."""
+    session.run("python3", str(ROOT / "tools" / "vm" / "run.py"), *session.posargs, external=True)
+
+
 @nox.session
 def fixtures(session: nox.Session) -> None:
     """Rebuild the committed BPF objects from their C sources (ziglang from PyPI)."""

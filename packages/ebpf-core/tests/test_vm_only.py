@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from ebpf.core import asm
-from ebpf.core.errors import BPFSyscallError
 from ebpf.core.features import have_fentry, have_lsm
 from ebpf.core.links import attach_raw_tracepoint, create_link
 from ebpf.core.maps import create_array_map
@@ -168,13 +167,8 @@ def test_lsm_attach_through_link_create(state: Any, opener: Opener) -> None:
     require(have_lsm)
     with load_program(prog_type="lsm", expected_attach_type="lsm_mac", attach_to="file_open",
                       insns=deny_open_insns(state), maps=(state,)) as prog:
-        try:
-            link = create_link(prog, 0, "lsm_mac")
-        except BPFSyscallError as exc:
-            # BPF_LINK_CREATE took tracing/lsm programs only in 5.11+; older kernels say EINVAL.
-            assert exc.errno == errno.EINVAL
-            pytest.skip("BPF_LINK_CREATE for lsm programs needs Linux >= 5.11")
-        with link:
+        # BPF_LINK_CREATE with target_fd 0: the target came from BTF at load (seen working on 6.1 and 6.12)
+        with create_link(prog, 0, "lsm_mac") as link:
             info = link.info()
             assert info.type is LinkType.TRACING and info.attach_type is AttachType.LSM_MAC
             set_pid(state, opener.pid)

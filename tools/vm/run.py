@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Run the test suite inside a Debian kernel booted with virtme-ng, for what the host kernel cannot run.
+
+The host we develop on has no CONFIG_KPROBES and refuses fentry/fexit/LSM loads (EPERM), so those
+tests skip there.  This script boots a stock Debian kernel (which allows all three; LSM with
+``lsm=...,bpf`` on the command line) under QEMU through ``vng``, with the host's root filesystem
+shared read-only (9p), and runs ``python3 -m pytest`` on the checkout inside it.
+
+    python3 tools/vm/run.py --setup                # once: qemu, kmod, virtme-ng, the kernel
+    python3 tools/vm/run.py                        # the default VM test set
+    python3 tools/vm/run.py -- packages/ebpf-core/tests/test_vm_only.py -v
+    python3 tools/vm/run.py --shell 'cat /sys/kernel/security/lsm'
+
+The exit status is pytest's (or the command's) inside the VM; 124 when the VM timed out, 125 when
+it ended without reporting one.  See tools/vm/README.md for the recipe and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE = Path(os.environ.get("EBPF_VM_CACHE", "/var/cache/ebpf-vm"))
+DEFAULT_LSM = "lockdown,capability,landlock,yama,apparmor,bpf"
+PACKAGES = ("ebpf-core", "ebpf-net", "ebpf-events", "ebpf-security", "ebpf-elf")
+# The tests that skip on the host for kprobes/fentry/lsm, plus the files that probe those features.
+DEFAULT_TESTS = (
+    "packages/ebpf-core/tests/test_vm_only.py",
+    "packages/ebpf-events/tests/test_vm_kprobe.py",
+    "packages/ebpf-core/tests/test_programs.py",
+    "packages/ebpf-core/tests/test_features.py",
+    "packages/ebpf-core/tests/test_perf.py",
+    "packages/ebpf-events/tests/test_tracing.py",
+)
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] ")
+GUEST_UP = "== ebpf-vm guest up"
+
+
+def log(msg: str) -> None:
+    """A harness message (on stderr, so stdout stays the guest's)."""
+    print(f"[vm] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg: str) -> int:
+    """Report a setup problem; returns the exit status to use."""
+    log(f"error: {msg}")
+    return 2
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run a host command, echoing it."""
+    log("$ " + shlex.join(cmd))
+    return subprocess.run(cmd, check=True, text=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+# --- tools --------------------------------------------------------------------------------------------------
+
+
+def find_vng(cache: Path) -> str | None:
+    """``vng`` on PATH, or the one in the cache's venv."""
+    found = shutil.which("vng")
+    if found:
+        return found
+    local = cache / "venv" / "bin" / "vng"
+    return str(local) if local.exists() else None
+
+
+def setup_tools(cache: Path) -> None:
+    """Install what the harness needs: qemu-system-x86 and kmod (depmod) from apt, virtme-ng into a venv."""
+    missing = [pkg for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod"),
+                                     ("file", "file")) if shutil.which(tool) is None]
+    if missing:
+        run(["apt-get", "install", "-y", "--no-install-recommends", *missing])
+    if find_vng(cache) is None:
+        venv = cache / "venv"
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"])
+
+
+def check_tools(cache: Path) -> str | None:
+    """The problem that stops a run, or None."""
+    for tool in ("qemu-system-x86_64", "depmod"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found: run with --setup (apt-get install qemu-system-x86 kmod)"
+    if find_vng(cache) is None:
+        return "vng not found: run with --setup (or pip install virtme-ng)"
+    return None
+
+
+# --- kernels ------------------------------------------------------------------------------------------------
+
+
+def _natural(name: str) -> list[object]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+BACKPORTS = ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+             "http://deb.debian.org/debian bookworm-backports main\n")
+
+
+def backports_apt(cache: Path) -> list[str]:
+    """apt options for a private bookworm-backports index in the cache (the host's apt config is untouched).
+
+    Newer kernels (6.12) live in backports, which the host need not have configured.
+    """
+    root = cache / "apt"
+    (root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (root / "cache").mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text(BACKPORTS)
+    opts = ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}"]
+    if not any((root / "lists").glob("*_Packages")):
+        run(["apt-get", *opts, "update"], capture_output=True)
+    return opts
+
+
+def generic_kernel(series: str) -> re.Pattern[str]:
+    """Package names of the generic flavour of ``series``: 6.1.0-50-amd64, 6.12.95+deb12-amd64 (not -rt-, -cloud-).
+
+    "6.1" does not match 6.12 kernels.
+    """
+    return re.compile(rf"^linux-image-{re.escape(series)}(\.\d+)*(-\d+|\+deb\d+)-amd64-unsigned$")
+
+
+def kernel_package(series: str, apt_opts: list[str]) -> str | None:
+    """The newest ``linux-image-<series>...-amd64-unsigned`` apt knows (6.1 -> linux-image-6.1.0-50-...), or None."""
+    out = subprocess.run(["apt-cache", *apt_opts, "search", "--names-only", f"^linux-image-{re.escape(series)}"],
+                         check=True, text=True, capture_output=True).stdout
+    pattern = generic_kernel(series)
+    names = sorted((line.split(" ", 1)[0] for line in out.splitlines()), key=_natural)
+    names = [n for n in names if pattern.match(n)]
+    return names[-1] if names else None
+
+
+def find_vmlinuz(root: Path) -> Path | None:
+    """The kernel image in an extracted kernel package."""
+    images = sorted((root / "boot").glob("vmlinuz-*"))
+    return images[-1] if images else None
+
+
+def fetch_kernel(series: str, cache: Path) -> Path:
+    """Download and extract the newest Debian kernel of ``series`` into the cache (once); returns vmlinuz.
+
+    The modules land next to it (``<root>/lib/modules``), where vng finds them for the initramfs.
+    """
+    cached = [image for root in sorted((cache / "kernels").glob(f"linux-image-{series}*"), key=lambda p: _natural(p.name))
+              if generic_kernel(series).match(root.name) and (image := find_vmlinuz(root)) is not None]
+    if cached:
+        return cached[-1]
+    apt_opts: list[str] = []
+    pkg = kernel_package(series, apt_opts)
+    if pkg is None:
+        apt_opts = backports_apt(cache)
+        pkg = kernel_package(series, apt_opts)
+    if pkg is None:
+        raise SystemExit(die(f"apt (with bookworm-backports) knows no linux-image-{series}*-amd64-unsigned"))
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    run(["apt-get", *apt_opts, "download", pkg], cwd=debs)
+    deb = max(debs.glob(f"{pkg}_*.deb"), key=lambda p: p.stat().st_mtime)
+    root = cache / "kernels" / pkg
+    run(["dpkg-deb", "-x", str(deb), str(root)])
+    image = find_vmlinuz(root)
+    if image is None:
+        raise SystemExit(die(f"{deb} holds no boot/vmlinuz-*"))
+    return image
+
+
+# --- the guest ----------------------------------------------------------------------------------------------
+
+
+def guest_script(rundir: Path, python: str, command: str) -> str:
+    """The shell script the guest runs: mount the BPF filesystems, report the kernel, run ``command``."""
+    pythonpath = ":".join(str(CHECKOUT / "packages" / p / "src") for p in PACKAGES)
+    return f"""#!/bin/bash
+echo "{GUEST_UP}: $(uname -r) ($(nproc) cpus)"
+for fs in "bpf /sys/fs/bpf" "tracefs /sys/kernel/tracing" "debugfs /sys/kernel/debug" \\
+          "securityfs /sys/kernel/security"; do
+    set -- $fs
+    mountpoint -q "$2" || mount -t "$1" "$1" "$2" || echo "== cannot mount $1 on $2"
+done
+echo "== lsm: $(cat /sys/kernel/security/lsm 2>/dev/null)"
+echo "== cmdline: $(cat /proc/cmdline | tr ' ' '\\n' | grep -E '^lsm=')"
+echo "== perf PMUs: $(ls /sys/bus/event_source/devices | tr '\\n' ' ')"
+cd {shlex.quote(str(CHECKOUT))}
+export PYTHONPATH={shlex.quote(pythonpath)} PYTHONDONTWRITEBYTECODE=1 PYTHON={shlex.quote(python)}
+export HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
+start=$(date +%s.%N)
+# the output also goes to the run directory: it survives a timeout there (run.py keeps that directory)
+{{ {command} ; }} 2>&1 | tee {shlex.quote(str(rundir / "output.txt"))}
+rc=${{PIPESTATUS[0]}}
+end=$(date +%s.%N)
+echo "== command exited $rc after $(echo "$end - $start" | bc 2>/dev/null || echo "?")s"
+echo $rc > {shlex.quote(str(rundir / "rc"))}
+"""
+
+
+def pytest_command(python: str, args: list[str]) -> str:
+    """The pytest invocation (as in docs/DEVELOPING.md) with ``args``."""
+    base = [python, "-m", "pytest", "-p", "ebpf.core.testing", "-p", "no:cacheprovider", "--import-mode=importlib"]
+    return shlex.join(base + (args or [*DEFAULT_TESTS, "-v", "-rs"]))
+
+
+def choose_accel(wanted: str) -> str:
+    """``kvm`` or ``tcg``: auto picks kvm only when /dev/kvm is usable AND the CPU advertises vmx/svm.
+
+    Inside a VM that exposes /dev/kvm without those flags (this development host), guest kernels
+    hang right after the decompressor under KVM; TCG boots them in about 5 s.
+    """
+    if wanted != "auto":
+        return wanted
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return "tcg"
+    return "kvm" if ("vmx" in flags or "svm" in flags) else "tcg"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def boot(args: argparse.Namespace, vng: str, image: Path, command: str) -> int:
+    """Boot ``image`` with vng, run ``command`` in it, stream its output; returns the command's status."""
+    accel = choose_accel(args.accel)
+    runs = args.cache / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    rundir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    script = rundir / "guest.sh"
+    script.write_text(guest_script(rundir, args.python, command))
+    append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
+    # --force-9p: vng otherwise tries virtiofsd first (absent on Debian 12) and waits for it
+    cmd = [vng, "--verbose", "--force-9p", "--run", str(image), "--memory", args.memory, "--cpus", str(args.cpus),
+           "--cwd", str(CHECKOUT), "--rwdir", str(rundir), "--overlay-rwdir", str(CHECKOUT),
+           # a writable (throw-away) home: compilers want ~/.cache (zig's cache stays warm this way)
+           "--overlay-rwdir", os.path.expanduser("~"),
+           "--append", append, "--exec", f"bash {script}"]
+    if accel == "tcg":
+        cmd.insert(1, "--disable-kvm")
+    log(f"kernel {image} accel={accel} memory={args.memory} cpus={args.cpus} timeout={args.timeout}s")
+    log("$ " + shlex.join(cmd))
+    env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '')}")
+    started = time.monotonic()
+    up_at: float | None = None
+    # SIGTERM (a CI or nox timeout) unwinds like Ctrl-C, so the finally below still kills the VM
+    signal.signal(signal.SIGTERM, _interrupt)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    timed_out = False
+    assert proc.stdout is not None
+    try:
+        deadline = started + args.timeout
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        buf = b""
+        while True:
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            if not sel.select(timeout=1.0):
+                if proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip("\r")
+                line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc", "", line)  # firmware's terminal resets
+                if GUEST_UP in line and up_at is None:
+                    up_at = time.monotonic()
+                    log(f"guest up after {up_at - started:.1f}s")
+                if args.verbose or not KERNEL_LINE.match(line):
+                    print(line, flush=True)
+    finally:
+        if timed_out or proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group we started (vng and its qemu)
+        proc.wait()
+        proc.stdout.close()
+    total = time.monotonic() - started
+    log(f"VM ran {total:.1f}s in all" + (f" (boot {up_at - started:.1f}s)" if up_at else ""))
+    if timed_out:
+        log(f"timed out after {args.timeout}s; the guest's output so far: {rundir / 'output.txt'}")
+        return 124
+    rc_file = rundir / "rc"
+    if not rc_file.exists():
+        log(f"the VM ended without reporting a status (crash? rerun with --verbose for the kernel log); "
+            f"see {rundir}")
+        return 125
+    rc = int(rc_file.read_text().strip() or "125")
+    if not args.keep and rc == 0:
+        shutil.rmtree(rundir, ignore_errors=True)
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, prepare, boot, return the guest's status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Arguments after -- go to pytest (default: the VM test set).")
+    parser.add_argument("--kernel", default="6.1", help="Debian kernel series to boot (default 6.1)")
+    parser.add_argument("--vmlinuz", type=Path, help="boot this image instead (modules from <root>/lib/modules)")
+    parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    parser.add_argument("--memory", "-m", default="2G")
+    parser.add_argument("--cpus", "-p", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds before the VM is killed (default 600)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"default {DEFAULT_CACHE} ($EBPF_VM_CACHE)")
+    parser.add_argument("--lsm", default=DEFAULT_LSM, help=f"the lsm= boot list (default {DEFAULT_LSM})")
+    parser.add_argument("--append", default="", help="more kernel command line")
+    parser.add_argument("--python", default=os.path.realpath(sys.executable), help="python inside the VM")
+    parser.add_argument("--shell", help="run this shell command in the VM instead of pytest")
+    parser.add_argument("--setup", action="store_true", help="install qemu/kmod (apt) and virtme-ng (venv) first")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run directory (guest script, output, status) even after a success")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show the kernel console too")
+    ours, _, rest = (argv if argv is not None else sys.argv[1:], None, [])
+    if "--" in ours:
+        i = ours.index("--")
+        ours, rest = ours[:i], ours[i + 1:]
+    args = parser.parse_args(ours)
+    args.cache = args.cache.resolve()
+    if args.setup:
+        setup_tools(args.cache)
+    problem = check_tools(args.cache)
+    if problem:
+        return die(problem)
+    vng = find_vng(args.cache)
+    assert vng is not None
+    image = args.vmlinuz.resolve() if args.vmlinuz else fetch_kernel(args.kernel, args.cache)
+    if not image.exists():
+        return die(f"no kernel image {image}")
+    command = args.shell if args.shell else pytest_command(args.python, rest)
+    return boot(args, vng, image, command)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; the VM was stopped")
+        sys.exit(130)
