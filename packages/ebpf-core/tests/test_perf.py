@@ -31,7 +31,8 @@ def test_attr_layout_matches_kernel_btf() -> None:
     from ebpf.core.btf import load_vmlinux
 
     typ = load_vmlinux().find("perf_event_attr", "struct")
-    assert typ.size == ctypes.sizeof(perf.PerfEventAttr)
+    # perf_event_attr only grows (the kernel takes any size it knows); ours is the 6.18 one.
+    assert typ.size <= ctypes.sizeof(perf.PerfEventAttr)
     kernel = {m.name: m.bit_offset for m in typ.members if m.name}
     ours = {name: getattr(perf.PerfEventAttr, name).offset * 8 for name, _ in perf.PerfEventAttr._fields_}
     shared = set(kernel) & set(ours)

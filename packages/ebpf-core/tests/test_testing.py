@@ -75,3 +75,20 @@ def test_other_errors_are_failures_not_skips(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS)
     result.assert_outcomes(failed=1)
 
+
+
+def test_kernel_marker_skips_on_older_kernels_and_names_the_version(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.kernel(min="99.0")
+        def test_future():
+            raise AssertionError("must not run")
+        @pytest.mark.kernel(min="3.0")
+        def test_past():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-rs")
+    result.stdout.fnmatch_lines(["*unsupported feature: test_future*requires Linux >= 99.0*"])
+    result.assert_outcomes(passed=1, skipped=1)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ebpf.core import asm
 from ebpf.core.errors import AttachError, EBPFError, UnsupportedFeatureError
-from ebpf.core.features import have_fentry, have_kprobes
+from ebpf.core.features import have_fentry, have_kprobes, have_link_type
 from ebpf.core.maps import create_array_map
 from ebpf.core.programs import load_program
 from ebpf.core.testing import require
@@ -82,6 +82,7 @@ def test_uprobe_through_tracefs_removes_its_event(counts: Any, tracefs: str) -> 
 
 
 def test_uprobe_multi(counts: Any) -> None:
+    require(have_link_type, "uprobe_multi")
     libc = ctypes.CDLL(LIBC)
     with load_program(prog_type="kprobe", expected_attach_type="trace_uprobe_multi", insns=counter_insns(counts),
                       maps=(counts,)) as prog, \

@@ -70,7 +70,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         wanted = tuple(int(x) for x in str(marker.kwargs.get("min", "0")).split("."))
         if kernel_version()[: len(wanted)] < wanted:
-            raise UnsupportedFeatureError(item.name, ".".join(map(str, wanted)))
+            exc = UnsupportedFeatureError(item.name, ".".join(map(str, wanted)))
+            pytest.skip(f"unsupported feature: {exc.feature} ({exc})")
 
 
 @pytest.hookimpl(hookwrapper=True)

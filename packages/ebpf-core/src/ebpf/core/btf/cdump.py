@@ -316,6 +316,9 @@ class _Dumper:
         if isinstance(t, Composite):
             return self._struct_body(t, 0) + ";\n\n"
         if isinstance(t, Enum):
+            if not t.values and t.name:
+                # An enum BTF knows only by name (vlen 0): "enum x {};" is an error, a forward declaration is not.
+                return f"enum {self.names[t.id]};\n\n"
             return self._enum_body(t, 0) + ";\n\n"
         return ""
 

@@ -14,7 +14,7 @@ from ebpf.core._sys import perf as _perf
 from ebpf.core._sys.commands import pack_u32s
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError, ELFError, NotSupportedError
-from ebpf.core.features import have_kprobes
+from ebpf.core.features import have_kprobes, have_link_type
 from ebpf.core.links import BPFLink, Link, attach_perf_event, create_link
 from ebpf.core.types import AttachType
 from ebpf.events.tracing._elf import ElfFile
@@ -327,10 +327,12 @@ def attach_uprobe_multi(program: Program, binary: str | os.PathLike[str], symbol
     :param offsets: file offsets (added to the symbols' when both are given).
     :param pid: only this process (0: every process).
     :raises EBPFError: the program must be loaded with expected attach type ``trace_uprobe_multi``.
+    :raises UnsupportedFeatureError: when the kernel has no uprobe.multi links.
 
     Requires Linux >= 6.6.
     """
     check_program(program, ("kprobe",), "attach_uprobe_multi")
+    have_link_type("uprobe_multi")
     if program.expected_attach_type != AttachType.TRACE_UPROBE_MULTI:
         raise EBPFError("attach_uprobe_multi needs a program loaded with expected_attach_type='trace_uprobe_multi'")
     path = resolve_binary(binary)
