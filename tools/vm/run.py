@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+#: The source tree has no entry points: name the project's plugins (see ebpf.core.plugins.PLUGINS_ENV).
+EBPF_PLUGINS = "ebpf.net.plugin,ebpf.events.plugin,ebpf.elf.plugin,ebpf.security.plugin"
 DEFAULT_CACHE = Path(os.environ.get("EBPF_VM_CACHE", "/var/cache/ebpf-vm"))
 DEFAULT_LSM = "lockdown,capability,landlock,yama,apparmor,bpf"
 PACKAGES = ("ebpf-core", "ebpf-net", "ebpf-events", "ebpf-security", "ebpf-elf")
@@ -193,7 +195,7 @@ echo "== lsm: $(cat /sys/kernel/security/lsm 2>/dev/null)"
 echo "== cmdline: $(cat /proc/cmdline | tr ' ' '\\n' | grep -E '^lsm=')"
 echo "== perf PMUs: $(ls /sys/bus/event_source/devices | tr '\\n' ' ')"
 cd {shlex.quote(str(CHECKOUT))}
-export PYTHONPATH={shlex.quote(pythonpath)} PYTHONDONTWRITEBYTECODE=1 PYTHON={shlex.quote(python)}
+export PYTHONPATH={shlex.quote(pythonpath)} EBPF_PLUGINS={EBPF_PLUGINS} PYTHONDONTWRITEBYTECODE=1 PYTHON={shlex.quote(python)}
 export HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
 start=$(date +%s.%N)
 # the output also goes to the run directory: it survives a timeout there (run.py keeps that directory)

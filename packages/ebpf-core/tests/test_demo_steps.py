@@ -24,8 +24,9 @@ CORE_SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture
 def no_autoload(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A plugin manager without entry-point or first-party plugins, forgotten afterwards."""
+    """A plugin manager without entry-point or EBPF_PLUGINS plugins, forgotten afterwards."""
     monkeypatch.setenv("EBPF_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("EBPF_PLUGINS", raising=False)
     plugins._reset_for_tests()
     yield
     plugins._reset_for_tests()

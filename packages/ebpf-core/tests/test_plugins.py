@@ -42,8 +42,9 @@ HOOKS = ("ebpf_attach_backends", "ebpf_event_readers", "ebpf_object_loaders", "e
 
 @pytest.fixture
 def pm(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.PluginManager]:
-    """A fresh plugin manager without entry-point plugins, forgotten after the test."""
+    """A fresh plugin manager without entry-point (or EBPF_PLUGINS) plugins, forgotten after the test."""
     monkeypatch.setenv("EBPF_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("EBPF_PLUGINS", raising=False)
     plugins._reset_for_tests()
     yield plugins.plugin_manager()
     plugins._reset_for_tests()
@@ -453,25 +454,27 @@ def test_entry_points_load_and_broken_ones_are_skipped(site: Path, monkeypatch: 
 def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_distribution(site, "toy-good", "good = toy_good_plugin", {"toy_good_plugin": GOOD_PLUGIN})
     monkeypatch.setenv("EBPF_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("EBPF_PLUGINS", raising=False)
     plugins._reset_for_tests()
     assert plugins.registered_plugins() == []
     assert "toy.from_entry_point" not in plugins.run_feature_probes()
     assert os.environ["EBPF_DISABLE_PLUGIN_AUTOLOAD"] == "1"
 
 
-def test_first_party_plugins_are_found_by_module_without_metadata(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A source checkout on PYTHONPATH has no entry points; the project's own plugins still load."""
-    (site / "toy_fp_plugin.py").write_text(GOOD_PLUGIN)
-    monkeypatch.setattr(plugins, "FIRST_PARTY_PLUGINS", {"toyfp": ("toy-fp", "toy_fp_plugin"),
-                                                          "absent": ("toy-absent", "toy_absent_plugin")})
-    monkeypatch.delenv("EBPF_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+def test_plugins_named_in_the_environment_load_without_metadata(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source tree on PYTHONPATH has no entry points: EBPF_PLUGINS names plugin modules to load."""
+    (site / "toy_env_plugin.py").write_text(GOOD_PLUGIN)
+    monkeypatch.setenv("EBPF_PLUGINS", "toy_env_plugin, toy_absent_plugin")
+    monkeypatch.setenv("EBPF_DISABLE_PLUGIN_AUTOLOAD", "1")  # entry points off; the variable still counts
     plugins._reset_for_tests()
     try:
-        assert ("toyfp", "toy-fp") in plugins.registered_plugins()
-        assert "absent" not in dict(plugins.registered_plugins())
+        with pytest.warns(PluginWarning, match="toy_absent_plugin"):
+            assert "toy_env_plugin" in dict(plugins.registered_plugins())
         assert plugins.run_feature_probes()["toy.from_entry_point"] is None
+        assert [b.name for b in plugins.broken_plugins()] == ["toy_absent_plugin"]
     finally:
-        sys.modules.pop("toy_fp_plugin", None)
+        sys.modules.pop("toy_env_plugin", None)
+        plugins._reset_for_tests()
 
 
 def test_ebpf_check_reports_broken_plugins(site: Path, monkeypatch: pytest.MonkeyPatch,

@@ -316,7 +316,7 @@ def in_cgroup() -> Callable[[str, str], subprocess.CompletedProcess[str]]:
 @pytest.fixture(scope="session", autouse=True)
 def _net_plugin_registered() -> Iterator[None]:
     """Make sure ebpf-net's backends are registered, e.g. with ``EBPF_DISABLE_PLUGIN_AUTOLOAD=1`` in a
-    source tree with no entry point.  A no-op when the entry point (or core's first-party loader) did it;
+    source tree with no entry point.  A no-op when the entry point (or EBPF_PLUGINS) did it;
     a registration made here is undone at the end of the session."""
     import ebpf.net.plugin
     from ebpf.core import plugins

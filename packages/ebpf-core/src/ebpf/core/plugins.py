@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - only for annotations
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "FIRST_PARTY_PLUGINS",
+    "PLUGINS_ENV",
     "hookimpl",
     "PluginWarning",
     "AttachBackend",
@@ -267,37 +267,25 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _report(ep.name, f"invalid hooks: {exc}")
 
 
-#: The project's own plugins: entry-point name -> (distribution, module).  In a source checkout
-#: run through PYTHONPATH (no installed metadata, so no entry points) they are found by module
-#: name instead, so ``Program.attach`` behaves the same as after ``pip install``.
-FIRST_PARTY_PLUGINS: dict[str, tuple[str, str]] = {
-    "net": ("ebpf-net", "ebpf.net.plugin"),
-    "events": ("ebpf-events", "ebpf.events.plugin"),
-    "security": ("ebpf-security", "ebpf.security.plugin"),
-    "elf": ("ebpf-elf", "ebpf.elf.plugin"),
-}
+#: Comma-separated plugin modules to register besides the entry points, as pytest's PYTEST_PLUGINS:
+#: for plugins run from a source tree (no installed metadata, so no entry points).  Any plugin,
+#: first party or not, can be named here; EBPF_DISABLE_PLUGIN_AUTOLOAD does not turn it off.
+PLUGINS_ENV = "EBPF_PLUGINS"
 
 
-def _load_first_party(pm: pluggy.PluginManager) -> None:
-    for name, (dist, module) in FIRST_PARTY_PLUGINS.items():
-        if pm.has_plugin(name) or name in _distributions:
-            continue  # installed (its entry point was read), or already reported broken
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):  # the parent package is missing or broken
-            found = False
-        if not found:
-            continue
-        _distributions[name] = dist
+def _load_env_plugins(pm: pluggy.PluginManager) -> None:
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:
             plugin = importlib.import_module(module)
         except Exception as exc:
-            _report(name, f"cannot import {module}: {type(exc).__name__}: {exc}")
+            _report(module, f"cannot import {module} (named in {PLUGINS_ENV}): {type(exc).__name__}: {exc}")
             continue
+        if pm.is_registered(plugin):
+            continue  # its entry point registered it already
         try:
-            _register_checked(pm, plugin, name)
+            _register_checked(pm, plugin, module)
         except Exception as exc:
-            _report(name, f"invalid hooks: {exc}")
+            _report(module, f"invalid hooks: {exc}")
 
 
 def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None) -> str | None:
@@ -316,8 +304,9 @@ def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str | None
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager (created on first use).
 
-    It knows the hook specifications of :mod:`ebpf.core.hookspecs` and, unless
-    ``EBPF_DISABLE_PLUGIN_AUTOLOAD=1``, every plugin of the entry-point group ``"ebpf"``.
+    It knows the hook specifications of :mod:`ebpf.core.hookspecs`, every plugin of the
+    entry-point group ``"ebpf"`` unless ``EBPF_DISABLE_PLUGIN_AUTOLOAD=1``, and the plugin
+    modules named in ``EBPF_PLUGINS`` (comma-separated).
     Broken plugins are skipped with a :class:`PluginWarning`.
 
     :returns: the :class:`pluggy.PluginManager`.
@@ -330,7 +319,7 @@ def plugin_manager() -> pluggy.PluginManager:
             _manager = pm
             if os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("1", "true", "yes"):
                 _load_entry_points(pm)
-                _load_first_party(pm)
+            _load_env_plugins(pm)
         return _manager
 
 
