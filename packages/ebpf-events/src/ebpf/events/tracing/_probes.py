@@ -332,9 +332,9 @@ def attach_uprobe_multi(program: Program, binary: str | os.PathLike[str], symbol
     Requires Linux >= 6.6.
     """
     check_program(program, ("kprobe",), "attach_uprobe_multi")
-    have_link_type("uprobe_multi")
     if program.expected_attach_type != AttachType.TRACE_UPROBE_MULTI:
         raise EBPFError("attach_uprobe_multi needs a program loaded with expected_attach_type='trace_uprobe_multi'")
+    have_link_type("uprobe_multi")  # after the checks of the caller's input: bad input is reported first
     path = resolve_binary(binary)
     if symbols is not None:
         if isinstance(symbols, str):
