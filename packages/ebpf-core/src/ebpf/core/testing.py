@@ -39,6 +39,10 @@ def _describe(fd: int) -> str:
         return "?"
 
 
+def _skip_reason(exc: UnsupportedFeatureError) -> str:
+    return f"unsupported feature: {exc.feature} ({exc})"
+
+
 def require(probe: Callable[..., None], *args: Any) -> None:
     """Run a feature probe; skip the test when it raises :class:`UnsupportedFeatureError`.
 
@@ -47,7 +51,7 @@ def require(probe: Callable[..., None], *args: Any) -> None:
     try:
         probe(*args)
     except UnsupportedFeatureError as exc:
-        pytest.skip(f"unsupported feature: {exc.feature} ({exc})")
+        pytest.skip(_skip_reason(exc))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,7 +75,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         wanted = tuple(int(x) for x in str(marker.kwargs.get("min", "0")).split("."))
         if kernel_version()[: len(wanted)] < wanted:
             exc = UnsupportedFeatureError(item.name, ".".join(map(str, wanted)))
-            pytest.skip(f"unsupported feature: {exc.feature} ({exc})")
+            pytest.skip(_skip_reason(exc))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -80,7 +84,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, pluggy.Result[None
     outcome = yield
     exc = outcome.excinfo
     if exc is not None and isinstance(exc[1], UnsupportedFeatureError):
-        outcome.force_exception(pytest.skip.Exception(f"unsupported feature: {exc[1].feature} ({exc[1]})"))
+        outcome.force_exception(pytest.skip.Exception(_skip_reason(exc[1])))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
