@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import pickle
 
+import ebpf.core as bpf
 import pytest
 from ebpf.core import errors
 from ebpf.core.errors import (
@@ -59,3 +60,16 @@ def test_unsupported_feature_text_fits_the_running_kernel() -> None:
     assert "requires Linux >= 99.1" in str(exc) and "no such thing" in str(exc)
     old = str(UnsupportedFeatureError("ring buffers", "5.8"))  # every kernel this suite runs on is newer
     assert "in Linux since 5.8, but not in this kernel's build" in old
+
+
+@pytest.mark.privileged
+def test_map_create_size_errors_name_the_sizes_and_are_not_map_full() -> None:
+    # E2BIG from BPF_MAP_CREATE is a size limit (hash values over KMALLOC_MAX_SIZE), not a full map.
+    with pytest.raises(BPFSyscallError) as too_big:
+        bpf.create_map(map_type="hash", key_size=4, value_size=1 << 26, max_entries=4)
+    assert not isinstance(too_big.value, MapFullError)
+    assert too_big.value.errno == errno.E2BIG and "67108864-byte value" in str(too_big.value)
+    with pytest.raises(BPFSyscallError) as no_mem:
+        bpf.create_map(map_type="array", key_size=4, value_size=1 << 20, max_entries=1 << 31)
+    assert no_mem.value.errno == errno.ENOMEM
+    assert "2147483648 entries" in str(no_mem.value) and "TiB" in str(no_mem.value)

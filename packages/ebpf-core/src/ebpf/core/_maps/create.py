@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import re
 import resource
 import threading
@@ -13,7 +14,7 @@ from ebpf.core._maps.kinds import KIND_BY_TYPE, FdCodec, LPMKeyCodec, MmapArrayM
 from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.codecs import Codec, RawCodec, resolve_codec
-from ebpf.core.errors import BPFSyscallError, EBPFError, MapFullError
+from ebpf.core.errors import BPFSyscallError, EBPFError
 from ebpf.core.system import kernel_version
 from ebpf.core.types import MapType
 
@@ -204,7 +205,7 @@ def create_map(spec: MapSpec | None = None, **fields: Any) -> Map:
     try:
         fd = commands.map_create(attr)
     except BPFSyscallError as exc:
-        raise _explain(exc, mtype) from None
+        raise _explain(exc, mtype, spec) from None
     finally:
         if inner is not None:
             inner.close()
@@ -223,13 +224,28 @@ def create_map(spec: MapSpec | None = None, **fields: Any) -> Map:
     return m
 
 
-def _explain(exc: BPFSyscallError, mtype: MapType) -> BPFSyscallError:
-    if exc.errno == 22:  # EINVAL: name the usual suspects
+def _explain(exc: BPFSyscallError, mtype: MapType, spec: MapSpec) -> BPFSyscallError:
+    sizes = (f"{spec.max_entries} entries x ({spec.key_size}-byte key + {spec.value_size}-byte value)"
+             f" = {_human(spec.max_entries * (spec.key_size + spec.value_size))}")
+    if exc.errno == errno.EINVAL:  # name the usual suspects
         return BPFSyscallError(exc.errno, exc.command, f"the kernel rejected this {mtype.lower_name} map",
                                "check key/value sizes and flags for this map type, or the type is not supported")
-    if exc.errno == 7:
-        return MapFullError(exc.command)
+    if exc.errno == errno.E2BIG:  # on create, E2BIG is a size limit, not a full map
+        return BPFSyscallError(exc.errno, exc.command, f"{mtype.lower_name} map too large: {sizes}",
+                               "the key or value size (or max_entries) exceeds this map type's limit")
+    if exc.errno == errno.ENOMEM:
+        return BPFSyscallError(exc.errno, exc.command, f"cannot allocate the {mtype.lower_name} map: {sizes}",
+                               "lower max_entries or value_size; on kernels < 5.11 raise RLIMIT_MEMLOCK")
     return exc
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{n} bytes" if n < 1024 else f"{size:.1f} {unit}"
 
 
 def _make(fd: int, spec: MapSpec, key_codec: Codec, value_codec: Codec) -> Map:
