@@ -240,12 +240,14 @@ def _explain(exc: BPFSyscallError, mtype: MapType, spec: MapSpec) -> BPFSyscallE
 
 
 def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        size /= 1024
+    if n < 1024:
+        return f"{n} bytes"
+    size, unit = float(n) / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
         if size < 1024:
             break
-    return f"{n} bytes" if n < 1024 else f"{size:.1f} {unit}"
+        size, unit = size / 1024, bigger
+    return f"{size:.1f} {unit}"
 
 
 def _make(fd: int, spec: MapSpec, key_codec: Codec, value_codec: Codec) -> Map:
