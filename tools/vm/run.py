@@ -11,6 +11,7 @@ shared read-only (9p), and runs ``python3 -m pytest`` on the checkout inside it.
     python3 tools/vm/run.py -- packages/ebpf-core/tests/test_vm_only.py -v
     python3 tools/vm/run.py --shell 'cat /sys/kernel/security/lsm'
 
+The whole matrix (host + 6.1 + 6.12, one table of results) is ``tools/vm/matrix.py`` / ``nox -s vm``.
 The exit status is pytest's (or the command's) inside the VM; 124 when the VM timed out, 125 when
 it ended without reporting one.  See tools/vm/README.md for the recipe and timings.
 """
@@ -37,6 +38,7 @@ DEFAULT_LSM = "lockdown,capability,landlock,yama,apparmor,bpf"
 PACKAGES = ("ebpf-core", "ebpf-net", "ebpf-events", "ebpf-security", "ebpf-elf")
 # The tests that skip on the host for kprobes/fentry/lsm, plus the files that probe those features.
 DEFAULT_TESTS = (
+    "packages/ebpf-security/tests",
     "packages/ebpf-core/tests/test_vm_only.py",
     "packages/ebpf-events/tests/test_vm_kprobe.py",
     "packages/ebpf-core/tests/test_programs.py",
@@ -45,6 +47,8 @@ DEFAULT_TESTS = (
     "packages/ebpf-events/tests/test_tracing.py",
 )
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] ")
+#: Kernel console lines worth showing even without --verbose: the guest kernel is in trouble.
+KERNEL_TROUBLE = re.compile(r"Oops|Kernel panic|BUG:|WARNING: CPU|general protection fault|Call Trace:|RIP: ")
 GUEST_UP = "== ebpf-vm guest up"
 
 
@@ -77,12 +81,26 @@ def find_vng(cache: Path) -> str | None:
     return str(local) if local.exists() else None
 
 
+#: host tool -> the Debian package that has it.  vng builds its initramfs around a static busybox.
+TOOLS = (("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod"), ("busybox", "busybox-static"),
+         ("file", "file"), ("dpkg-deb", "dpkg"))
+
+
 def setup_tools(cache: Path) -> None:
-    """Install what the harness needs: qemu-system-x86 and kmod (depmod) from apt, virtme-ng into a venv."""
-    missing = [pkg for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod"),
-                                     ("file", "file")) if shutil.which(tool) is None]
+    """Install what is missing: qemu-system-x86, kmod (depmod), busybox-static from apt; virtme-ng into a venv.
+
+    Idempotent: installs nothing when everything is there.  apt-get update runs only when the
+    install fails (a fresh machine or container has no package lists yet).
+    """
+    missing = [pkg for tool, pkg in TOOLS if shutil.which(tool) is None]
     if missing:
-        run(["apt-get", "install", "-y", "--no-install-recommends", *missing])
+        apt_env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+        try:
+            run(install, env=apt_env)
+        except subprocess.CalledProcessError:
+            run(["apt-get", "update", "-q"], env=apt_env)
+            run(install, env=apt_env)
     if find_vng(cache) is None:
         venv = cache / "venv"
         run([sys.executable, "-m", "venv", str(venv)])
@@ -91,9 +109,9 @@ def setup_tools(cache: Path) -> None:
 
 def check_tools(cache: Path) -> str | None:
     """The problem that stops a run, or None."""
-    for tool in ("qemu-system-x86_64", "depmod"):
+    for tool, pkg in TOOLS:
         if shutil.which(tool) is None:
-            return f"{tool} not found: run with --setup (apt-get install qemu-system-x86 kmod)"
+            return f"{tool} not found: run with --setup (apt-get install {pkg})"
     if find_vng(cache) is None:
         return "vng not found: run with --setup (or pip install virtme-ng)"
     return None
@@ -106,22 +124,29 @@ def _natural(name: str) -> list[object]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-BACKPORTS = ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-             "http://deb.debian.org/debian bookworm-backports main\n")
+_KEYRING = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
+# Backports first: it is why the private index exists.  The rest covers a host whose own apt lists are
+# empty (a fresh container) or are not Debian 12's.
+BACKPORTS = (f"deb {_KEYRING} http://deb.debian.org/debian bookworm-backports main\n"
+             f"deb {_KEYRING} http://deb.debian.org/debian bookworm main\n"
+             f"deb {_KEYRING} http://deb.debian.org/debian bookworm-updates main\n"
+             f"deb {_KEYRING} http://security.debian.org/debian-security bookworm-security main\n")
 
 
 def backports_apt(cache: Path) -> list[str]:
-    """apt options for a private bookworm-backports index in the cache (the host's apt config is untouched).
+    """apt options for a private Debian 12 index (with backports) in the cache; the host's apt config is untouched.
 
-    Newer kernels (6.12) live in backports, which the host need not have configured.
+    Newer kernels (6.12) live in bookworm-backports, which the host need not have configured.
     """
     root = cache / "apt"
     (root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (root / "cache").mkdir(parents=True, exist_ok=True)
-    (root / "sources.list").write_text(BACKPORTS)
-    opts = ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
+    sources = root / "sources.list"
+    changed = not sources.exists() or sources.read_text() != BACKPORTS
+    sources.write_text(BACKPORTS)
+    opts = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}"]
-    if not any((root / "lists").glob("*_Packages")):
+    if changed or not any((root / "lists").glob("*_Packages")):
         run(["apt-get", *opts, "update"], capture_output=True)
     return opts
 
@@ -160,7 +185,7 @@ def fetch_kernel(series: str, cache: Path) -> Path:
     if cached:
         return cached[-1]
     apt_opts: list[str] = []
-    pkg = kernel_package(series, apt_opts)
+    pkg = kernel_package(series, apt_opts) if shutil.which("apt-cache") else None
     if pkg is None:
         apt_opts = backports_apt(cache)
         pkg = kernel_package(series, apt_opts)
@@ -186,6 +211,7 @@ def guest_script(rundir: Path, python: str, command: str) -> str:
     pythonpath = ":".join(str(CHECKOUT / "packages" / p / "src") for p in PACKAGES)
     return f"""#!/bin/bash
 echo "{GUEST_UP}: $(uname -r) ($(nproc) cpus)"
+uname -r > {shlex.quote(str(rundir / "uname"))}
 for fs in "bpf /sys/fs/bpf" "tracefs /sys/kernel/tracing" "debugfs /sys/kernel/debug" \\
           "securityfs /sys/kernel/security"; do
     set -- $fs
@@ -207,9 +233,14 @@ echo $rc > {shlex.quote(str(rundir / "rc"))}
 """
 
 
-def pytest_command(python: str, args: list[str]) -> str:
-    """The pytest invocation (as in docs/DEVELOPING.md) with ``args``."""
-    base = [python, "-m", "pytest", "-p", "ebpf.core.testing", "-p", "no:cacheprovider", "--import-mode=importlib"]
+def pytest_command(python: str, args: list[str], plugin: bool = True) -> str:
+    """The pytest invocation (as in docs/DEVELOPING.md) with ``args``.
+
+    :param plugin: name ``-p ebpf.core.testing``; False when ebpf-core is installed in ``python``'s
+        environment, whose pytest11 entry point loads it already (pytest refuses a plugin registered twice).
+    """
+    base = [python, "-m", "pytest", *(["-p", "ebpf.core.testing"] if plugin else []), "-p", "no:cacheprovider",
+            "--import-mode=importlib"]
     return shlex.join(base + (args or [*DEFAULT_TESTS, "-v", "-rs"]))
 
 
@@ -235,12 +266,27 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def boot(args: argparse.Namespace, vng: str, image: Path, command: str) -> int:
-    """Boot ``image`` with vng, run ``command`` in it, stream its output; returns the command's status."""
-    accel = choose_accel(args.accel)
-    runs = args.cache / "runs"
+def new_rundir(cache: Path) -> Path:
+    """A fresh run directory under ``<cache>/runs`` (shared read-write with the guest)."""
+    runs = cache / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    rundir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    return Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+
+
+def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: Path | None = None) -> int:
+    """Boot ``image`` with vng, run ``command`` in it, stream its output; returns the command's status.
+
+    vng's own exit status means nothing here (255 under TCG even after a clean run): the status is the
+    one the guest script wrote to ``<rundir>/rc``.  Everything the VM printed, the kernel console
+    included, goes to ``<rundir>/console.txt``.  A ``rundir`` passed in is the caller's: it is kept.
+
+    :param rundir: the directory shared read-write with the guest (default: a new one, removed after success).
+    """
+    accel = choose_accel(args.accel)
+    owned = rundir is None
+    if rundir is None:
+        rundir = new_rundir(args.cache)
+    rundir.mkdir(parents=True, exist_ok=True)
     script = rundir / "guest.sh"
     script.write_text(guest_script(rundir, args.python, command))
     append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
@@ -263,6 +309,7 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str) -> int:
                             env=env, start_new_session=True)
     timed_out = False
     assert proc.stdout is not None
+    console = (rundir / "console.txt").open("w", encoding="utf-8")
     try:
         deadline = started + args.timeout
         import selectors
@@ -289,13 +336,17 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str) -> int:
                 if GUEST_UP in line and up_at is None:
                     up_at = time.monotonic()
                     log(f"guest up after {up_at - started:.1f}s")
+                console.write(line + "\n")
                 if args.verbose or not KERNEL_LINE.match(line):
                     print(line, flush=True)
+                elif KERNEL_TROUBLE.search(line):
+                    print(f"[vm] kernel: {line}", flush=True)
     finally:
         if timed_out or proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the process group we started (vng and its qemu)
         proc.wait()
         proc.stdout.close()
+        console.close()
     total = time.monotonic() - started
     log(f"VM ran {total:.1f}s in all" + (f" (boot {up_at - started:.1f}s)" if up_at else ""))
     if timed_out:
@@ -307,7 +358,7 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str) -> int:
             f"see {rundir}")
         return 125
     rc = int(rc_file.read_text().strip() or "125")
-    if not args.keep and rc == 0:
+    if owned and not args.keep and rc == 0:
         shutil.rmtree(rundir, ignore_errors=True)
     return rc
 
@@ -321,14 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vmlinuz", type=Path, help="boot this image instead (modules from <root>/lib/modules)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--memory", "-m", default="2G")
-    parser.add_argument("--cpus", "-p", type=int, default=2)
+    parser.add_argument("--cpus", "-p", type=int, default=1,
+                        help="vCPUs (default 1: under TCG a 2-vCPU guest sometimes panicked)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds before the VM is killed (default 600)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"default {DEFAULT_CACHE} ($EBPF_VM_CACHE)")
     parser.add_argument("--lsm", default=DEFAULT_LSM, help=f"the lsm= boot list (default {DEFAULT_LSM})")
     parser.add_argument("--append", default="", help="more kernel command line")
     parser.add_argument("--python", default=os.path.realpath(sys.executable), help="python inside the VM")
     parser.add_argument("--shell", help="run this shell command in the VM instead of pytest")
-    parser.add_argument("--setup", action="store_true", help="install qemu/kmod (apt) and virtme-ng (venv) first")
+    parser.add_argument("--setup", action="store_true",
+                        help="install what is missing first: qemu, kmod, busybox-static (apt), virtme-ng (venv)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the run directory (guest script, output, status) even after a success")
     parser.add_argument("--verbose", "-v", action="store_true", help="show the kernel console too")

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""The kernel test matrix: one test set on the host kernel and inside each Debian kernel, one table of results.
+
+    python3 tools/vm/matrix.py                        # host + Debian 6.1 + 6.12, the VM test set
+    python3 tools/vm/matrix.py --kernel 6.12 --tests packages/ebpf-core/tests/test_vm_only.py
+    python3 tools/vm/matrix.py --sessions events,security -- -x     # whole test dirs; after -- : pytest
+    nox -s vm [-- <the same options>]                 # the same, from a fresh machine (installs everything)
+
+It installs what is missing (apt: qemu-system-x86, kmod, busybox-static; virtme-ng into the cache's
+venv), downloads and extracts the kernels once, runs pytest on the host, then boots each kernel once
+(vng under QEMU, 1 vCPU) and runs the same pytest command inside with the same interpreter.  Every
+run writes a JUnit XML file into its run directory (shared read-write with the guest); the table is
+built from those files, never from vng's exit status (255 under TCG even after a clean run).
+
+Exit status 0 when every kernel ran the set without a failure or error, 1 otherwise (a VM that timed
+out or gave no result counts as a failure), 2 on a setup problem.  See tools/vm/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as vm  # tools/vm/run.py, the single-VM harness
+
+#: --sessions names -> test directories.
+SESSIONS = {name: f"packages/ebpf-{name}/tests" for name in ("core", "net", "events", "security", "elf")}
+#: Outcome columns in pytest's own order of its summary line.
+OUTCOMES = ("failed", "error", "passed", "skipped")
+
+
+@dataclass
+class Counts:
+    """Test outcomes of one module on one kernel."""
+
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    skipped: int = 0
+
+    def add(self, other: Counts) -> None:
+        """Add ``other``'s counts to these."""
+        for name in OUTCOMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def cell(self) -> str:
+        """"12 passed", "1 failed, 10 passed, 2 skipped"; "-" when nothing ran."""
+        parts = [f"{n} {name}" for name in OUTCOMES if (n := getattr(self, name))]
+        return ", ".join(parts) or "-"
+
+
+@dataclass
+class KernelRun:
+    """One column of the matrix: where the tests ran and what came back."""
+
+    label: str
+    kind: str  # "host" or "vm"
+    series: str
+    release: str = ""
+    image: str = ""
+    exit: int | None = None  # pytest's status (from the rc file in a VM); None: no result
+    seconds: float = 0.0
+    rundir: str = ""
+    junit: str = ""
+    status: str = "not run"
+    modules: dict[str, Counts] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # failed/errored test ids
+    kernel_trouble: list[str] = field(default_factory=list)  # Oops/panic/BUG lines from the console
+
+    def total(self) -> Counts:
+        """The counts over every module."""
+        total = Counts()
+        for counts in self.modules.values():
+            total.add(counts)
+        return total
+
+    @property
+    def ok(self) -> bool:
+        """Ran, wrote its JUnit file, and nothing failed or errored."""
+        total = self.total()
+        return self.exit in (0, 5) and bool(self.junit) and not total.failed and not total.error
+
+
+def log(msg: str) -> None:
+    """A harness message on stderr (stdout carries the pytest output and the table)."""
+    vm.log(msg)
+
+
+# --- reading results ----------------------------------------------------------------------------------------
+
+
+def module_of(case: ET.Element) -> str:
+    """The test file of a JUnit ``testcase`` (``file`` with junit_family=xunit1; else from the classname)."""
+    path = case.get("file")
+    if path:
+        return path
+    # a collection error: classname empty, name is the module's dotted path
+    dotted = case.get("classname") or case.get("name") or "?"
+    parts = dotted.split(".")
+    while parts and parts[-1][:1].isupper():  # drop test classes
+        parts.pop()
+    return "/".join(parts) + ".py" if parts else dotted
+
+
+def read_junit(path: Path) -> tuple[dict[str, Counts], list[str]]:
+    """Per-module counts and the failed/errored test ids of a pytest JUnit XML file.
+
+    :raises ET.ParseError: when the file is not XML (a run cut off while writing it).
+    """
+    modules: dict[str, Counts] = {}
+    problems: list[str] = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = module_of(case)
+        counts = modules.setdefault(module, Counts())
+        test_id = f"{module}::{case.get('name', '?')}"
+        if case.find("failure") is not None:
+            counts.failed += 1
+            problems.append(f"FAILED {test_id}")
+        elif case.find("error") is not None:
+            # an error in teardown of a passed test is reported in a second testcase element; count both
+            counts.error += 1
+            problems.append(f"ERROR {test_id}")
+        elif case.find("skipped") is not None:
+            counts.skipped += 1
+        else:
+            counts.passed += 1
+    return modules, problems
+
+
+def kernel_trouble(console: Path) -> list[str]:
+    """The Oops/panic/BUG lines of a VM's console, each with the last test line before it (which test hit it)."""
+    if not console.exists():
+        return []
+    found: list[str] = []
+    last_test = ""
+    for line in console.read_text(errors="replace").splitlines():
+        if "::" in line and not vm.KERNEL_LINE.match(line):
+            last_test = line.strip()
+        elif vm.KERNEL_LINE.match(line) and re.search(r"Oops|Kernel panic|BUG:|general protection fault", line):
+            found.append(f"{line.strip()}  (during: {last_test or 'before the first test'})")
+    return found
+
+
+def collect(result: KernelRun, rundir: Path) -> None:
+    """Fill ``result`` from the files a run left in ``rundir`` (junit.xml, rc, uname, console.txt)."""
+    junit = rundir / "junit.xml"
+    if junit.exists():
+        try:
+            result.modules, result.problems = read_junit(junit)
+            result.junit = str(junit)
+        except ET.ParseError as exc:
+            result.problems.append(f"unreadable {junit}: {exc}")
+    uname = rundir / "uname"
+    if uname.exists():
+        result.release = uname.read_text().strip()
+    result.kernel_trouble = kernel_trouble(rundir / "console.txt")
+
+
+def describe(result: KernelRun, timeout: int) -> str:
+    """The status cell: "ok", "FAILED (pytest exit 1)", "no result (VM timed out after 600 s)"."""
+    if result.exit == 124:
+        return f"no result (timed out after {timeout} s)"
+    if result.exit is None or result.exit == 125:
+        return "no result (VM ended without a status: crash?)"
+    if not result.junit:
+        return f"no result (no JUnit file; exit {result.exit})"
+    if result.ok:
+        return "ok"
+    return f"FAILED (pytest exit {result.exit})"
+
+
+# --- running ------------------------------------------------------------------------------------------------
+
+
+def pytest_args(tests: list[str], junit: Path, extra: list[str]) -> list[str]:
+    """The arguments after ``python -m pytest -p ebpf.core.testing ...`` for one run."""
+    # xunit1 puts each testcase's file in the XML: the table's rows
+    return [*tests, "-v", "-rs", f"--junitxml={junit}", "-o", "junit_family=xunit1", *extra]
+
+
+def installed_plugin(python: str) -> bool:
+    """Whether ``python``'s environment has ebpf-core installed (its pytest11 entry point loads ebpf.core.testing)."""
+    probe = ("import importlib.metadata as m; "
+             "raise SystemExit(not any(ep.value == 'ebpf.core.testing' for ep in m.entry_points(group='pytest11')))")
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def run_host(args: argparse.Namespace, tests: list[str], extra: list[str], outdir: Path) -> KernelRun:
+    """The test set on the host kernel, directly (same interpreter, same PYTHONPATH as in the guest)."""
+    release = os.uname().release
+    result = KernelRun(label=f"host {'.'.join(release.split('.')[:2])}", kind="host", series="host",
+                       release=release)
+    rundir = outdir / "host"
+    rundir.mkdir(parents=True)
+    pythonpath = ":".join(str(vm.CHECKOUT / "packages" / p / "src") for p in vm.PACKAGES)
+    env = dict(os.environ, PYTHONPATH=pythonpath, EBPF_PLUGINS=vm.EBPF_PLUGINS, PYTHONDONTWRITEBYTECODE="1",
+               HYPOTHESIS_STORAGE_DIRECTORY=str(rundir / "hypothesis"))
+    cmd = shlex.split(vm.pytest_command(args.python, pytest_args(tests, rundir / "junit.xml", extra),
+                                        plugin=not args.installed))
+    log(f"== host kernel {release}")
+    log("$ " + shlex.join(cmd))
+    started = time.monotonic()
+    try:
+        result.exit = subprocess.run(cmd, cwd=vm.CHECKOUT, env=env, timeout=args.timeout).returncode
+    except subprocess.TimeoutExpired:
+        result.exit = 124
+    result.seconds = time.monotonic() - started
+    result.rundir = str(rundir)
+    collect(result, rundir)
+    return result
+
+
+def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, tests: list[str], extra: list[str],
+           outdir: Path) -> KernelRun:
+    """Boot ``image`` once and run the test set inside."""
+    result = KernelRun(label=series, kind="vm", series=series, image=str(image))
+    rundir = outdir / series
+    command = vm.pytest_command(args.python, pytest_args(tests, rundir / "junit.xml", extra),
+                                plugin=not args.installed)
+    log(f"== Debian {series}: {image}")
+    started = time.monotonic()
+    result.exit = vm.boot(args, vng, image, command, rundir=rundir)  # the guest's rc file, never vng's status
+    result.seconds = time.monotonic() - started
+    result.rundir = str(rundir)
+    collect(result, rundir)
+    if result.release:
+        result.label = result.release
+    return result
+
+
+# --- the summary ----------------------------------------------------------------------------------------------
+
+
+def table(results: list[KernelRun], timeout: int) -> str:
+    """A Markdown table: one row per test module, one column per kernel, then totals, status and time."""
+    modules = sorted({m for r in results for m in r.modules})
+    header = ["test module", *[r.label for r in results]]
+    rows = [[m, *[r.modules[m].cell() if m in r.modules else "-" for r in results]] for m in modules]
+    rows.append(["**total**", *[r.total().cell() for r in results]])
+    rows.append(["**result**", *[describe(r, timeout) for r in results]])
+    rows.append(["**seconds**", *[f"{r.seconds:.0f}" for r in results]])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def resolve_tests(args: argparse.Namespace) -> list[str]:
+    """The test paths: --tests, else --sessions' directories, else the default VM set; each must exist."""
+    if args.tests:
+        tests = list(args.tests)
+    elif args.sessions:
+        names = [n.strip().removeprefix("ebpf-") for n in args.sessions.split(",") if n.strip()]
+        unknown = [n for n in names if n not in SESSIONS]
+        if unknown:
+            raise SystemExit(vm.die(f"unknown session(s) {', '.join(unknown)}; known: {', '.join(SESSIONS)}"))
+        tests = [SESSIONS[n] for n in names]
+    else:
+        tests = list(vm.DEFAULT_TESTS)
+    missing = [t for t in tests if not (vm.CHECKOUT / t.split("::")[0]).exists()]
+    if missing:
+        raise SystemExit(vm.die(f"no such test path in {vm.CHECKOUT}: {', '.join(missing)}"))
+    return tests
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Our options, and the pytest arguments after ``--``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Arguments after -- go to every pytest run.")
+    parser.add_argument("--kernel", action="append", metavar="SERIES",
+                        help="Debian kernel series to boot; repeat or comma-separate (default 6.1,6.12)")
+    parser.add_argument("--no-host", action="store_true", help="skip the run on the host kernel")
+    parser.add_argument("--tests", nargs="+", metavar="PATH", help="test files/dirs/node ids (default: the VM set)")
+    parser.add_argument("--sessions", help=f"comma-separated packages whose tests/ to run: {', '.join(SESSIONS)}")
+    parser.add_argument("--cpus", "-p", type=int, default=1, help="vCPUs per VM (default 1: 2 sometimes panicked)")
+    parser.add_argument("--memory", "-m", default="2G")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per kernel before it is killed (600)")
+    parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    parser.add_argument("--lsm", default=vm.DEFAULT_LSM, help=f"the lsm= boot list (default {vm.DEFAULT_LSM})")
+    parser.add_argument("--append", default="", help="more kernel command line")
+    # not realpath'd (unlike run.py's default): a venv's python must stay the venv's, for its site-packages
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the tests (default: this one)")
+    parser.add_argument("--cache", type=Path, default=vm.DEFAULT_CACHE, help=f"default {vm.DEFAULT_CACHE}")
+    parser.add_argument("--json", type=Path, help="write the summary here (default <cache>/results/<stamp>.json)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show the kernel console too")
+    ours, rest = argv, []
+    if "--" in argv:
+        i = argv.index("--")
+        ours, rest = argv[:i], argv[i + 1:]
+    args = parser.parse_args(ours)
+    args.cache = args.cache.resolve()
+    args.kernels = [k.strip() for spec in (args.kernel or ["6.1,6.12"]) for k in spec.split(",") if k.strip()]
+    args.keep = True  # boot() keeps the run directories we hand it anyway; the results live there
+    return args, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up, run every kernel, print the table, write the JSON; returns the exit status."""
+    wall = time.monotonic()
+    args, extra = parse(sys.argv[1:] if argv is None else argv)
+    tests = resolve_tests(args)
+    check = subprocess.run([args.python, "-c", "import pytest, pluggy"], capture_output=True)
+    if check.returncode != 0:
+        return vm.die(f"{args.python} cannot import pytest/pluggy: use `nox -s vm`, or --python with a venv "
+                      "that has the packages' test dependencies")
+    # An environment with the packages installed (nox -s vm) has their entry points (plugins, pytest11);
+    # PYTHONPATH still puts the checkout's src first, so the tests import the working tree either way.
+    args.installed = installed_plugin(args.python)
+    log(f"python {args.python}: " + ("ebpf packages installed" if args.installed else "dev tree (PYTHONPATH only)"))
+    vm.setup_tools(args.cache)  # installs only what is missing
+    problem = vm.check_tools(args.cache)
+    if problem:
+        return vm.die(problem)
+    vng = vm.find_vng(args.cache)
+    assert vng is not None
+    images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads up front
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    outdir = args.cache / "results" / f"matrix-{stamp}"
+    outdir.mkdir(parents=True)
+    log(f"tests: {' '.join(tests)}; results in {outdir}")
+
+    results: list[KernelRun] = []
+    if not args.no_host:
+        results.append(run_host(args, tests, extra, outdir))
+    for series, image in images.items():
+        results.append(run_vm(args, vng, series, image, tests, extra, outdir))
+    for r in results:
+        r.status = describe(r, args.timeout)
+    elapsed = time.monotonic() - wall
+
+    print(f"\n## Kernel matrix ({elapsed:.0f} s; tests: {' '.join(tests)})\n", flush=True)
+    print(table(results, args.timeout))
+    for r in results:
+        for text in [*r.problems, *(f"kernel: {t}" for t in r.kernel_trouble)]:
+            print(f"{r.label}: {text}")
+    summary = {
+        "ok": all(r.ok for r in results),
+        "wall_seconds": round(elapsed, 1),
+        "tests": tests,
+        "pytest_extra": extra,
+        "cpus": args.cpus,
+        "results_dir": str(outdir),
+        "kernels": [dict(asdict(r), ok=r.ok, total=asdict(r.total()), seconds=round(r.seconds, 1))
+                    for r in results],
+    }
+    path = args.json or (args.cache / "results" / f"matrix-{stamp}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nsummary: {path}")
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; the VM was stopped")
+        sys.exit(130)
