@@ -12,9 +12,14 @@ first, then one consumer drains it and only the draining is timed (best of ``--r
   per-record algorithm with a copy of each record), built with
   ``python3 -m ziglang cc -O2 -target x86_64-linux-gnu`` in this run; it opens the same
   map through a pin on bpffs;
-- ``perf.callback``, ``perf.read_batch``, ``perf.numpy``: the perf buffer reader.
+- ``perf.callback``, ``perf.read_batch``, ``perf.numpy``: the perf buffer reader, against
+- ``perf.c_reference``: ``ref/perf_ref.c`` (perf_event_open per CPU, raw mmap, wrapped
+  records stitched, libbpf's per-ring algorithm), which puts its own rings into the same
+  map, waits while this script fills them, then drains.
 
-Prints one JSON line per figure (events/s, ratio to the C reference, the target).
+Prints one JSON line per figure: events/s, the C consumer's events/s, their ratio, the
+target ratio from the issue and whether it is met.  Every drain is checked: exactly the
+number of events produced, none lost, nothing left in the ring (an error otherwise).
 Run as root: ``python3 packages/ebpf-events/bench/bench_events.py``.
 """
 
@@ -89,41 +94,102 @@ def best_rate(rounds: int, n: int, prog: Any, drain: Callable[[], int]) -> float
     return best
 
 
-def build_reference(workdir: str) -> str | None:
-    """Compile ref/ringbuf_ref.c with the ziglang toolchain; None when it is not installed."""
-    out = os.path.join(workdir, "ringbuf_ref")
+def build_reference(workdir: str, name: str) -> str | None:
+    """Compile ref/<name>.c with the ziglang toolchain; None (and a JSON error line) when that fails."""
+    out = os.path.join(workdir, name)
     cmd = [sys.executable, "-m", "ziglang", "cc", "-O2", "-target", "x86_64-linux-gnu",
-           os.path.join(HERE, "ref", "ringbuf_ref.c"), "-o", out]
+           os.path.join(HERE, "ref", f"{name}.c"), "-o", out]
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        emit(bench="ringbuf.c_reference", error=f"cannot build the C reference: {exc}")
+        detail = getattr(exc, "stderr", "") or exc
+        emit(bench=f"{name}.build", error=f"cannot build the C reference: {detail}")
         return None
     return out
 
 
-def c_reference(binary: str, rb: Any, prog: Any, n: int, rounds: int) -> float:
-    """Best events/s of the C consumer draining ``rb`` through a bpffs pin."""
-    from ebpf.core.system import ensure_bpf_fs
+class Pinned:
+    """``m`` pinned on bpffs for the life of the ``with`` block (how the C consumers open the same map)."""
 
-    pin = os.path.join(ensure_bpf_fs(), f"ebpf-bench-events-{os.getpid()}")
-    rb.pin(pin)
-    try:
-        best = 0.0
+    def __init__(self, m: Any, tag: str) -> None:
+        from ebpf.core.system import ensure_bpf_fs
+
+        self.m = m
+        self.path = os.path.join(ensure_bpf_fs(), f"ebpf-bench-{tag}-{os.getpid()}")
+
+    def __enter__(self) -> str:
+        self.m.pin(self.path)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        os.unlink(self.path)
+
+
+def c_ringbuf(binary: str, rb: Any, prog: Any, n: int, rounds: int) -> float:
+    """Best events/s of the C ring buffer consumer draining ``rb`` (filled first) through a bpffs pin."""
+    best = 0.0
+    with Pinned(rb, "rb") as pin:
         for _ in range(rounds):
             fill(prog, n)
             res = json.loads(subprocess.run([binary, pin, str(n)], check=True, capture_output=True,
                                             text=True).stdout)
             if res["events"] != n:
-                raise RuntimeError(f"C reference drained {res['events']} events, expected {n}")
+                raise RuntimeError(f"C ring buffer consumer drained {res['events']} events, expected {n}")
             best = max(best, n / (res["ns"] / 1e9))
-        return best
-    finally:
-        os.unlink(pin)
+    return best
+
+
+def c_perf(binary: str, pm: Any, prog: Any, n: int, rounds: int, pages: int, watermark: int) -> float:
+    """Best events/s of the C perf consumer: it opens its per-CPU rings into ``pm``, we fill, it drains."""
+    best = 0.0
+    with Pinned(pm, "perf") as pin:
+        for _ in range(rounds):
+            proc = subprocess.Popen([binary, pin, str(pages), str(watermark), str(n)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError("C perf consumer did not start")
+                fill(prog, n)
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                res = json.loads(proc.stdout.readline())
+            finally:
+                proc.communicate(timeout=60)
+            if res["events"] != n or res["lost"]:
+                raise RuntimeError(f"C perf consumer drained {res['events']} events ({res['lost']} lost), "
+                                   f"expected {n}")
+            best = max(best, n / (res["ns"] / 1e9))
+    return best
+
+
+class Report:
+    """Prints one JSON line per figure with its ratio to the C consumer of the same kind of ring."""
+
+    def __init__(self, kind: str, n: int, ref: float | None) -> None:
+        self.kind, self.n, self.ref = kind, n, ref
+
+    def __call__(self, name: str, rate: float, target: float | None, **extra: Any) -> None:
+        ratio = rate / self.ref if self.ref else None
+        emit(bench=f"{self.kind}.{name}", python=sys.executable, events=self.n, events_per_s=round(rate),
+             c_events_per_s=round(self.ref) if self.ref else None,
+             ratio=round(ratio, 4) if ratio is not None else None,
+             target_ratio=target, met=(ratio >= target) if ratio is not None and target is not None else None,
+             totals_checked=True, **extra)
+
+
+def drain_batches(read: Callable[[int], list[Any]]) -> int:
+    """Call ``read(65536)`` until it returns nothing; the number of records read."""
+    total = 0
+    while True:
+        got = len(read(65536))
+        if not got:
+            return total
+        total += got
 
 
 def bench_ringbuf(args: argparse.Namespace, workdir: str) -> None:
-    """Ring buffer figures and the C reference."""
+    """Ring buffer figures against the C ring buffer consumer."""
     from ebpf.core.maps import create_ringbuf_map
     from ebpf.events.ringbuf import RingBuffer
 
@@ -131,79 +197,81 @@ def bench_ringbuf(args: argparse.Namespace, workdir: str) -> None:
     size = 1 << max(22, (n * 24 * 2 - 1).bit_length())
     with create_ringbuf_map(size, name="bench_rb") as rbm, ringbuf_program(rbm) as prog:
         ref = None
-        binary = build_reference(workdir)
+        binary = build_reference(workdir, "ringbuf_ref")
         if binary is not None:
-            ref = c_reference(binary, rbm, prog, n, rounds)
-            emit(bench="ringbuf.c_reference", events=n, events_per_s=round(ref), ratio_to_c=1.0)
-
-        def report(name: str, rate: float, target: str, ok: bool | None) -> None:
-            emit(bench=f"ringbuf.{name}", events=n, events_per_s=round(rate),
-                 ratio_to_c=round(rate / ref, 3) if ref else None, target=target, met=ok)
+            ref = c_ringbuf(binary, rbm, prog, n, rounds)
+            emit(bench="ringbuf.c_reference", python=sys.executable, events=n, events_per_s=round(ref), ratio=1.0)
+        report = Report("ringbuf", n, ref)
 
         def noop(record: Any) -> None:
             pass
 
-        with RingBuffer(rbm, noop) as rb:
-            rate = best_rate(rounds, n, prog, rb.consume)
-            report("callback", rate, ">= 1,000,000 events/s", rate >= 1e6)
-        with RingBuffer(rbm, noop, zero_copy=True) as rb:
-            rate = best_rate(rounds, n, prog, rb.consume)
-            report("callback_zero_copy", rate, ">= 1,000,000 events/s", rate >= 1e6)
-        with RingBuffer(rbm) as rb:
-            def batches() -> int:
-                total = 0
-                while True:
-                    got = len(rb.read_batch(65536))
-                    if not got:
-                        return total
-                    total += got
+        def checked(rb: RingBuffer, drain: Callable[[], int]) -> Callable[[], int]:
+            def run() -> int:
+                got = drain()
+                if rb.available():  # every record consumed, the consumer position published
+                    raise RuntimeError(f"{rb.available()} bytes left in the ring after the drain")
+                return got
+            return run
 
-            report("read_batch", best_rate(rounds, n, prog, batches), "", None)
+        with RingBuffer(rbm, noop) as rb:
+            report("callback", best_rate(rounds, n, prog, checked(rb, rb.consume)), 0.02)
+        with RingBuffer(rbm, noop, zero_copy=True) as rb:
+            report("callback_zero_copy", best_rate(rounds, n, prog, checked(rb, rb.consume)), None)
+        with RingBuffer(rbm) as rb:
+            report("read_batch", best_rate(rounds, n, prog, checked(rb, lambda: drain_batches(rb.read_batch))),
+                   0.03)
             try:
                 import numpy as np
             except ImportError:
                 emit(bench="ringbuf.numpy", skipped="NumPy is not installed (pip install ebpf-events[numpy])")
                 return
             dtype = np.dtype(RECORD)
-            rate = best_rate(rounds, n, prog, lambda: len(rb.read_array(dtype)))
-            report("numpy", rate, ">= 0.5 x C reference", rate >= 0.5 * ref if ref else None)
+            report("numpy", best_rate(rounds, n, prog, checked(rb, lambda: len(rb.read_array(dtype)))), 0.5)
 
 
-def bench_perf(args: argparse.Namespace) -> None:
-    """Perf buffer figures."""
+def bench_perf(args: argparse.Namespace, workdir: str) -> None:
+    """Perf buffer figures against the C perf consumer."""
     from ebpf.events.perf import PerfBuffer, create_perf_event_array
 
     n, rounds = args.events // 2, args.rounds
     pages = 1 << max(4, (n * 32 * 2 // 4096 - 1).bit_length())  # every event may land on one CPU
+    # A watermark instead of a wake-up per sample: the fill is not timed, and a wake-up
+    # (an IPI) per sample would make it slow.
+    watermark = pages * 4096 // 2
     with create_perf_event_array(name="bench_perf") as pm, perf_program(pm) as prog:
+        ref = None
+        binary = build_reference(workdir, "perf_ref")
+        if binary is not None:
+            ref = c_perf(binary, pm, prog, n, rounds, pages, watermark)
+            emit(bench="perf.c_reference", python=sys.executable, events=n, events_per_s=round(ref), ratio=1.0)
+        report = Report("perf", n, ref)
+
         def noop(data: bytes) -> None:
             pass
 
-        # A watermark instead of a wake-up per sample: the fill is not timed, and a wake-up
-        # (an IPI) per sample would make it slow.
-        with PerfBuffer(pm, noop, buffer_pages=pages, watermark_bytes=pages * 4096 // 2) as pb:
-            rate = best_rate(rounds, n, prog, pb.consume)
-            emit(bench="perf.callback", events=n, events_per_s=round(rate), target=">= 500,000 events/s",
-                 met=rate >= 5e5, lost=pb.lost)
+        with PerfBuffer(pm, noop, buffer_pages=pages, watermark_bytes=watermark) as pb:
+            def checked(drain: Callable[[], int]) -> Callable[[], int]:
+                def run() -> int:
+                    got = drain()
+                    if pb.lost:
+                        raise RuntimeError(f"{pb.lost} samples lost")
+                    if pb.consume(max_events=1):
+                        raise RuntimeError("samples left in the rings after the drain")
+                    return got
+                return run
 
-            def batches() -> int:
-                total = 0
-                while True:
-                    got = len(pb.read_batch(65536))
-                    if not got:
-                        return total
-                    total += got
-
-            rate = best_rate(rounds, n, prog, batches)
-            emit(bench="perf.read_batch", events=n, events_per_s=round(rate), target=">= 500,000 events/s",
-                 met=rate >= 5e5, lost=pb.lost)
+            report("callback", best_rate(rounds, n, prog, checked(pb.consume)), 0.026, lost=pb.lost)
+            report("read_batch", best_rate(rounds, n, prog, checked(lambda: drain_batches(pb.read_batch))), None,
+                   lost=pb.lost)
             try:
                 import numpy as np
             except ImportError:
+                emit(bench="perf.numpy", skipped="NumPy is not installed (pip install ebpf-events[numpy])")
                 return
             dtype = np.dtype(RECORD)
-            rate = best_rate(rounds, n, prog, lambda: len(pb.read_array(dtype)))
-            emit(bench="perf.numpy", events=n, events_per_s=round(rate), lost=pb.lost)
+            report("numpy", best_rate(rounds, n, prog, checked(lambda: len(pb.read_array(dtype)))), 0.3,
+                   lost=pb.lost)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="ebpf-bench-events-")
     try:
         bench_ringbuf(args, workdir)
-        bench_perf(args)
+        bench_perf(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -19,8 +19,11 @@ import struct
 import sys
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from itertools import chain, repeat
+from operator import length_hint
 from typing import Any
 
 from ebpf.core._sys import perf as _perf
@@ -48,10 +51,38 @@ PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 _DATA_HEAD = 1024 // 8  # u64 index of perf_event_mmap_page.data_head
 _DATA_TAIL = 1032 // 8
-_HEAD4 = struct.Struct("<IHHI")  # perf_event_header + the sample's u32 raw size
 _HEADER = struct.Struct("<IHH")
 _LOST = struct.Struct("<QQ")
 _ALL = sys.maxsize
+_MAX_RUN = 1 << 16  # samples per C-level run
+
+
+_STRUCTS: dict[tuple[int, int], struct.Struct] = {}
+
+
+def _sample_struct(raw: int, sz: int) -> struct.Struct:
+    """The layout of one sample record of ``sz`` bytes carrying ``raw`` bytes of data."""
+    st = _STRUCTS.get((raw, sz))
+    if st is None:
+        st = _STRUCTS[(raw, sz)] = struct.Struct(f"12x{raw}s{sz - 12 - raw}x")
+    return st
+
+
+def _run_length(words: memoryview, halves: memoryview, off: int, sz: int, raw: int, k: int) -> int:
+    """How many of the ``k`` records every ``sz`` bytes from ``off`` are samples of that size and raw size.
+
+    Only a prefix of matching headers is trusted: each match says where the next record starts.
+    """
+    w, step = off >> 2, sz >> 2
+    types = words[w:w + k * step:step].tolist()
+    sizes = halves[(off >> 1) + 3:(off >> 1) + 3 + k * (sz >> 1):sz >> 1].tolist()
+    raws = words[w + 2:w + 2 + k * step:step].tolist()
+    if types.count(PERF_RECORD_SAMPLE) == k and sizes.count(sz) == k and raws.count(raw) == k:
+        return k
+    for i in range(k):
+        if types[i] != PERF_RECORD_SAMPLE or sizes[i] != sz or raws[i] != raw:
+            return max(i, 1)
+    return k
 
 
 def create_perf_event_array(cpus: int | None = None, name: str = "", **kw: Any) -> Any:
@@ -69,14 +100,21 @@ class _Ring:
         self.cpu = cpu
         self.fd = fd
         self.mm = mm
-        self.ctl = memoryview(mm)[:mmap.PAGESIZE].cast("Q")
         self.size = pages * mmap.PAGESIZE
+        whole = memoryview(mm)
+        self.ctl = whole[:mmap.PAGESIZE].cast("Q")
+        self.data = whole[mmap.PAGESIZE:]
+        # record headers read through casts (records are 8-byte aligned): u32 type/raw size, u16 size
+        self.words = self.data.cast("I")
+        self.halves = self.data.cast("H")
+        self._views = [self.ctl, self.words, self.halves, self.data, whole]
 
     def release(self) -> None:
-        try:
-            self.ctl.release()
-        except BufferError:
-            pass
+        for view in self._views:
+            try:
+                view.release()
+            except BufferError:  # a zero-copy record still exported: it goes with its holder
+                pass
         close_mmap(self.mm)
         try:
             _perf.disable(self.fd)
@@ -242,35 +280,71 @@ class PerfBuffer:
         if self._lost_cb is not None:
             self._lost_cb(ring.cpu, lost)
 
-    def _drain(self, ring: _Ring, emit: Callable[..., Any], limit: int, with_cpu: bool) -> int:
-        ctl, mm = ring.ctl, ring.mm
+    def _drain(self, ring: _Ring, emit: Callable[..., Any] | None, limit: int, with_cpu: bool,
+               out: list[Any] | None = None) -> int:
+        """Deliver up to ``limit`` samples of ``ring`` to ``emit`` (or append their data to ``out``).
+
+        As in the ring buffer reader, samples go in runs: the headers of the next ``window``
+        records at the first one's size are read by strided ``tolist()`` calls, and the prefix
+        of identical samples (type, size and raw size) that does not cross the ring's end is
+        handed over by C-level iteration.  Anything else (a wrapped record, a lost record,
+        another size) takes the one-record path.  ``data_tail`` is published once, at the end.
+        """
+        ctl, mm, words, halves, data = ring.ctl, ring.mm, ring.words, ring.halves, ring.data
         head = ctl[_DATA_HEAD]
         tail = ctl[_DATA_TAIL]
         size, base, cpu = ring.size, mmap.PAGESIZE, ring.cpu
         mask = size - 1
-        unpack = _HEAD4.unpack_from
         n = 0
+        window = 1
         try:
             while tail < head and n < limit:
                 off = tail & mask
                 if off + 12 <= size:
-                    typ, _m, sz, raw = unpack(mm, base + off)
-                    if typ == PERF_RECORD_SAMPLE and off + sz <= size and sz >= 12 + raw:
-                        tail += sz
-                        off += base + 12
-                        if with_cpu:
-                            emit(cpu, mm[off:off + raw])
+                    w = off >> 2
+                    typ, sz, raw = words[w], halves[(off >> 1) + 3], words[w + 2]
+                    if typ == PERF_RECORD_SAMPLE and off + sz <= size and sz >= 12 + raw and sz & 7 == 0:
+                        k = min((head - tail) // sz, (size - off) // sz, limit - n, window)
+                        run = _run_length(words, halves, off, sz, raw, k) if k > 1 else 1
+                        if run == 1:
+                            tail += sz
+                            n += 1
+                            a = base + off + 12
+                            if out is not None:
+                                out.append(mm[a:a + raw])
+                            elif with_cpu:
+                                emit(cpu, mm[a:a + raw])  # type: ignore[misc]
+                            else:
+                                emit(mm[a:a + raw])  # type: ignore[misc]
                         else:
-                            emit(mm[off:off + raw])
-                        n += 1
+                            rows = _sample_struct(raw, sz).iter_unpack(data[off:off + run * sz])
+                            recs = chain.from_iterable(rows)
+                            try:
+                                if out is not None:
+                                    out.extend(recs)
+                                elif with_cpu:
+                                    deque(map(emit, repeat(cpu), recs), maxlen=0)  # type: ignore[arg-type]
+                                else:
+                                    deque(map(emit, recs), maxlen=0)  # type: ignore[arg-type]
+                            finally:
+                                done = run - length_hint(rows)
+                                tail += done * sz
+                                n += done
+                        window = min(window * 2, _MAX_RUN) if run == k else 1
                         continue
                 typ, sz, body = self._record(ring, tail)
                 tail += sz
+                window = 1
                 if typ == PERF_RECORD_SAMPLE and len(body) >= 4:
                     raw = struct.unpack_from("<I", body, 0)[0]
-                    data = body[4:4 + raw]
-                    emit(cpu, data) if with_cpu else emit(data)
+                    rec = body[4:4 + raw]
                     n += 1
+                    if out is not None:
+                        out.append(rec)
+                    elif with_cpu:
+                        emit(cpu, rec)  # type: ignore[misc]
+                    else:
+                        emit(rec)  # type: ignore[misc]
                 elif typ == PERF_RECORD_LOST:
                     self._lost_record(ring, body)
         finally:
@@ -323,7 +397,7 @@ class PerfBuffer:
         for ring in self._rings:
             if len(out) >= limit:
                 break
-            self._drain(ring, out.append, limit - len(out), False)
+            self._drain(ring, None, limit - len(out), False, out)
         if self.parser is not None:
             parse = self.parser
             return [parse(d) for d in out]

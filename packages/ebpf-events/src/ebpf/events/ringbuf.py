@@ -17,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import mmap
 import select
+import struct
 import sys
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from itertools import chain
+from operator import length_hint
 from typing import Any
 
 from ebpf.core.errors import EBPFError
@@ -45,6 +49,7 @@ DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
 _LEN_MASK = DISCARD_BIT - 1
 _ALL = sys.maxsize
+_MAX_RUN = 1 << 16  # records per C-level run (the window doubles up to this while headers agree)
 
 
 def _limit(max_events: int | None) -> int:
@@ -204,46 +209,26 @@ class RingBuffer:
         return f"<RingBuffer {getattr(self.map, 'name', '')!r} size={self.size} {state}>"
 
     # -- the hot loop ----------------------------------------------------------------------------------------
-    def _drain(self, emit: Callable[[Any], Any], limit: int, views: bool) -> int:
-        """Deliver up to ``limit`` committed records to ``emit``; publish the new consumer position."""
-        if limit != _ALL:
-            return self._drain_limited(emit, limit, views)
-        cons_arr, prod_arr, words, mask = self._cons, self._prod, self._words, self._mask
-        # bytes: slice the mmap itself (one copy, straight to bytes); views: slice the data view
-        src: Any = self._data if views else self._m.prod_mm
-        base = 8 if views else self._page + 8
-        cons = cons_arr[0]
-        prod = prod_arr[0]
-        n = 0
-        try:
-            while True:
-                if cons >= prod:
-                    prod = prod_arr[0]
-                    if cons >= prod:
-                        break
-                off = cons & mask
-                ln = words[off >> 2]
-                if ln & BUSY_BIT:  # reserved, not yet committed: later records must wait for it
-                    break
-                cons += ((ln & _LEN_MASK) + 15) & ~7
-                if ln & DISCARD_BIT:
-                    continue
-                off += base
-                emit(src[off:off + ln])
-                n += 1
-        finally:
-            # A record whose callback raised counts as consumed: it is never delivered twice.
-            cons_arr[0] = cons
-        return n
+    def _drain(self, emit: Callable[[Any], Any] | None, limit: int, views: bool, out: list[Any] | None = None) -> int:
+        """Deliver up to ``limit`` committed records to ``emit`` (or append them to ``out``).
 
-    def _drain_limited(self, emit: Callable[[Any], Any], limit: int, views: bool) -> int:
-        """:meth:`_drain` with a record limit (kept apart so the unlimited loop has one test less)."""
+        Records are taken in runs: the headers of the next ``w`` records at the stride of the
+        first are read in one strided ``tolist()``; the prefix whose headers all equal the first
+        (same length, committed, not discarded) is handed over by C-level iteration
+        (``struct.iter_unpack`` + ``map``/``chain``), so a Python-level step is paid per run,
+        not per record.  Any other header (busy, discarded, another length) ends the run and is
+        handled on its own; a busy record stops the drain.  ``consumer_pos`` is published once,
+        at the end (a record whose callback raised counts as consumed: never delivered twice).
+        """
         cons_arr, prod_arr, words, mask = self._cons, self._prod, self._words, self._mask
-        src: Any = self._data if views else self._m.prod_mm
+        data = self._data
+        # single records: bytes sliced from the mmap itself (one copy), views from the data view
+        src: Any = data if views else self._m.prod_mm
         base = 8 if views else self._page + 8
         cons = cons_arr[0]
         prod = prod_arr[0]
         n = 0
+        window = 1
         try:
             while n < limit:
                 if cons >= prod:
@@ -252,14 +237,39 @@ class RingBuffer:
                         break
                 off = cons & mask
                 ln = words[off >> 2]
-                if ln & BUSY_BIT:
+                if ln & BUSY_BIT:  # reserved, not yet committed: later records must wait for it
                     break
-                cons += ((ln & _LEN_MASK) + 15) & ~7
+                stride = ((ln & _LEN_MASK) + 15) & ~7
                 if ln & DISCARD_BIT:
+                    cons += stride
                     continue
-                off += base
-                emit(src[off:off + ln])
-                n += 1
+                k = min((prod - cons) // stride, limit - n, window)
+                if k > 1:
+                    w0, step = off >> 2, stride >> 2
+                    heads = words[w0:w0 + k * step:step].tolist()
+                    run = k if heads.count(ln) == k else _first_other(heads, ln)
+                else:
+                    run = 1
+                if run == 1:
+                    a = off + base
+                    cons += stride
+                    n += 1
+                    if out is not None:
+                        out.append(src[a:a + ln])
+                    else:
+                        emit(src[a:a + ln])  # type: ignore[misc]
+                else:
+                    progress, recs = _run_records(data[off:off + run * stride], ln, stride, run, views)
+                    try:
+                        if out is not None:
+                            out.extend(recs)
+                        else:
+                            deque(map(emit, recs), maxlen=0)  # type: ignore[arg-type]
+                    finally:
+                        done = run - length_hint(progress)
+                        cons += done * stride
+                        n += done
+                window = min(window * 2, _MAX_RUN) if run == k else 1
         finally:
             cons_arr[0] = cons
         return n
@@ -312,7 +322,7 @@ class RingBuffer:
         if timeout_ms:
             self.wait(timeout_ms)
         out: list[Any] = []
-        self._drain(out.append, limit, False)
+        self._drain(None, limit, False, out)
         if self.parser is not None:
             parse = self.parser
             return [parse(r) for r in out]
@@ -437,6 +447,34 @@ class RingBuffer:
         if not ln & DISCARD_BIT:
             self.skipped += 1
         return cons + (((ln & _LEN_MASK) + 15) & ~7), False
+
+
+def _first_other(values: list[int], value: int) -> int:
+    """Index of the first item of ``values`` that is not ``value`` (there is one)."""
+    for i, v in enumerate(values):
+        if v != value:
+            return i
+    return len(values)
+
+
+_STRUCTS: dict[tuple[int, int], struct.Struct] = {}
+
+
+def _run_records(span: memoryview, ln: int, stride: int, run: int, views: bool) -> tuple[Any, Iterator[Any]]:
+    """(progress iterator, records) for ``run`` records of ``ln`` bytes every ``stride`` bytes of ``span``.
+
+    The records iterator runs at C level (no Python frame per record); the progress
+    iterator's ``operator.length_hint()`` tells how many records were not taken yet, which is
+    what a consumer needs when a callback raises half-way.
+    """
+    if views:
+        starts = iter(range(8, run * stride, stride))
+        return starts, map(span.__getitem__, map(slice, starts, range(8 + ln, run * stride + ln, stride)))
+    st = _STRUCTS.get((ln, stride))
+    if st is None:
+        st = _STRUCTS[(ln, stride)] = struct.Struct(f"8x{ln}s{stride - 8 - ln}x")
+    rows = st.iter_unpack(span)
+    return rows, chain.from_iterable(rows)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
