@@ -78,10 +78,19 @@ def demo(session: nox.Session) -> None:
     session.run("ebpf", "demo", *session.posargs)
 
 
-@nox.session(python=False)
+@nox.session
 def vm(session: nox.Session) -> None:
-    """kprobe/fentry/LSM tests inside a Debian kernel under QEMU (tools/vm/README.md); not run by default."""
-    session.run("python3", str(ROOT / "tools" / "vm" / "run.py"), *session.posargs, external=True)
+    """Kernel matrix: the kprobe/fentry/LSM/security test set on the host and in Debian 6.1 and 6.12 under QEMU.
+
+    Not run by default.  Installs what is missing (apt tools, virtme-ng, the kernels) on the way; the guests use
+    this venv (packages installed editable, so the working tree) read-only.  ``nox -s vm -- --help`` for options
+    (``--kernel 6.12``, ``--tests PATH...``, ``--sessions events,security``); tools/vm/README.md.
+    """
+    session.install("hatchling", "editables")  # hatchling's editable wheels of a namespace package need editables
+    extras = {"core": "test,demo", "events": "test,numpy", "elf": "test,compile"}
+    session.install("--no-build-isolation", *[f"-e{pkg(p, extras.get(p, 'test'))}" for p in PACKAGES])
+    session.run("python", str(ROOT / "tools" / "vm" / "matrix.py"), "--python", str(Path(session.bin) / "python"),
+                *session.posargs)
 
 
 @nox.session
