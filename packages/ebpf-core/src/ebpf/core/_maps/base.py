@@ -6,7 +6,7 @@ import ctypes
 import dataclasses
 import errno
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -403,6 +403,20 @@ class Map:
         lookup = self.lookup
         pairs = [(k, lookup(k, MISSING)) for k in keys]
         return [(k, v) for k, v in pairs if v is not MISSING]
+
+    def lookup_batch_columns(self) -> tuple[MutableSequence[Any], MutableSequence[Any]]:
+        """Every entry as two columns, ``(keys, values)``, with ``values[i]`` stored under ``keys[i]``.
+
+        The bulk read of :meth:`lookup_batch` (BPF_MAP_LOOKUP_BATCH, one lookup per entry where the
+        kernel has no batch command) without a tuple per entry: integer keys/values come as
+        ``array.array`` (indexable, iterable, ``.tolist()``, zero-copy into NumPy with
+        ``numpy.frombuffer``), copied straight from the kernel's buffers; other codecs give lists.
+        """
+        keys, values = self._key_layout.column(), self._value_layout.column()
+        for ks, vs in _batch.iter_chunks(self, columns=True):
+            keys.extend(ks)
+            values.extend(vs)
+        return keys, values
 
     def update_batch(self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]], flags: str | int = "any") -> int:
         """Store many entries with BPF_MAP_UPDATE_BATCH (one update each where unsupported).

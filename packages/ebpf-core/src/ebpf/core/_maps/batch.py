@@ -71,9 +71,10 @@ def _take_buffers(m: Map) -> _BatchBuffers:
         return _BatchBuffers(m, _batch_size(m, m._value_layout.elem_size))
 
 
-def _batch_chunks(m: Map, delete: bool) -> Iterator[tuple[list[Any], list[Any]]]:
+def _batch_chunks(m: Map, delete: bool, columns: bool = False) -> Iterator[tuple[Sequence[Any], Sequence[Any]]]:
     cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
     klay, vlay = m._key_layout, m._value_layout
+    kdec, vdec = (klay.decode_column, vlay.decode_column) if columns else (klay.decode_many, vlay.decode_many)
     bufs = _take_buffers(m)
     attr = bufs.attr
     attr.map_fd = m.fd
@@ -99,7 +100,7 @@ def _batch_chunks(m: Map, delete: bool) -> Iterator[tuple[list[Any], list[Any]]]
                     raise _NoBatch
                 raise syscall_error(err, cmd_name(cmd))
             if got:
-                chunk = klay.decode_many(bufs.keys, got), vlay.decode_many(bufs.values, got)
+                chunk = kdec(bufs.keys, got), vdec(bufs.values, got)
                 if ret < 0:
                     break
                 ctypes.memmove(bufs.tok_in, bufs.tok_out, bufs.tok)
@@ -161,10 +162,15 @@ def _single_chunks(m: Map, delete: bool) -> Iterator[tuple[list[Any], list[Any]]
             yield [klay.decode(kb)], [vlay.decode(vb)]
 
 
-def iter_chunks(m: Map, delete: bool = False) -> Iterator[tuple[list[Any], list[Any]]]:
-    """(keys, values) chunks of every entry; with ``delete`` each chunk is removed as it is read."""
+def iter_chunks(m: Map, delete: bool = False, columns: bool = False
+                ) -> Iterator[tuple[Sequence[Any], Sequence[Any]]]:
+    """(keys, values) chunks of every entry; with ``delete`` each chunk is removed as it is read.
+
+    :param columns: integer chunks from batch commands come as ``array.array`` (see ``Layout.decode_column``);
+        the one-element fallback always gives lists.
+    """
     if m._state.batch:
-        gen = _batch_chunks(m, delete)
+        gen = _batch_chunks(m, delete, columns)
         try:
             first = next(gen)
         except StopIteration:

@@ -6,6 +6,8 @@ import ctypes
 import errno
 import ipaddress
 import mmap as _mmap
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, parse_update_flags, raise_for
@@ -271,9 +273,12 @@ class _Mmap:
 
     Lazily, because a writable mapping forbids BPF_MAP_FREEZE (EBUSY) and a frozen map allows
     only read-only mappings: the ELF loader's create -> fill -> freeze -> read flow must work.
+    ``view`` is the value area as bytes; ``slots`` (int values only) has one item per array slot,
+    typed by the value codec.  ``listener`` hears every change of ``slots`` (the hot path keeps
+    it in a closure variable: cheaper than an attribute load per call).
     """
 
-    __slots__ = ("cells", "code", "fd", "frozen", "length", "mm", "per", "readonly", "size", "view")
+    __slots__ = ("code", "fd", "frozen", "length", "listener", "mm", "per", "readonly", "size", "slots", "view")
 
     def __init__(self, fd: int, stride: int, n: int, code: str | None, per: int, readonly: bool) -> None:
         self.fd = fd
@@ -282,10 +287,11 @@ class _Mmap:
         self.code, self.per, self.readonly, self.frozen = code, per, readonly, False
         self.mm: _mmap.mmap | None = None
         self.view: memoryview | None = None
-        self.cells: memoryview | None = None
+        self.slots: memoryview | None = None
+        self.listener: Callable[[memoryview | None], None] | None = None
 
     def open(self) -> memoryview:
-        """Map (once) and return the cells view (ints) or the byte view."""
+        """Map (once) and return the byte view of the value area."""
         if self.mm is None:
             prot = _mmap.PROT_READ
             if not (self.readonly or self.frozen):
@@ -298,106 +304,193 @@ class _Mmap:
             except OSError as exc:
                 raise EBPFError(f"cannot mmap the array map: {exc}") from None
             self._views()
-        assert self.cells is not None
-        return self.cells
+        assert self.view is not None
+        return self.view
+
+    def typed(self) -> memoryview:
+        """A new view with one item per slot (int values; strided when the value is narrower than 8 bytes)."""
+        assert self.mm is not None and self.code is not None
+        ints: memoryview = memoryview(self.mm)[: self.size].cast(self.code)  # type: ignore[call-overload]
+        if self.per == 1:
+            return ints
+        try:
+            return ints[:: self.per]
+        finally:
+            ints.release()  # the slice holds the buffer itself
 
     def _views(self) -> None:
         assert self.mm is not None
         self.view = memoryview(self.mm)[: self.size]
-        self.cells = self.view.cast(self.code) if self.code else self.view  # type: ignore[call-overload]
+        self.slots = self.typed() if self.code else None
+        if self.listener is not None:
+            self.listener(self.slots)
 
-    def release(self) -> None:
-        """Unmap; raises EBPFError while the user still holds a view from ``mmap()``."""
+    def release(self, final: bool = False) -> None:
+        """Unmap; raises EBPFError while the user still holds a view from ``mmap()`` or ``view()``.
+
+        :param final: the map is closing: drop our views whatever happens (the mapping then goes
+            with the user's last view) and raise nothing.
+        """
         if self.mm is None:
             return
-        for view in (self.cells, self.view):
+        if self.listener is not None:
+            self.listener(None)
+        for view in (self.slots, self.view):
             if view is not None:
                 view.release()
-        self.cells = self.view = None
+        self.slots = self.view = None
         try:
             self.mm.close()
         except BufferError:
+            if final:
+                self.mm = None
+                return
             self._views()  # still mapped: keep working
-            raise EBPFError("views returned by mmap() are still in use: release them first") from None
+            raise EBPFError("views returned by mmap() or view() are still in use: release them first") from None
         self.mm = None
+
+
+def _index(key: Any) -> int:
+    """``key`` as an array index, or our error."""
+    try:
+        return operator.index(key)
+    except TypeError as exc:
+        raise EBPFError(f"bad map key {key!r}: {exc}") from None
 
 
 class MmapArrayMap(Map):
     """An array map created with BPF_F_MMAPABLE: lookups and updates go through the mmap, no syscall.
 
-    The mapping is made on first use; :meth:`freeze` unmaps it first (the kernel refuses to freeze a
-    map with a writable mapping) and later mappings are read-only.  Requires Linux >= 5.5.
+    :meth:`view` gives the values as a typed memoryview (one int per slot, C-speed indexing, like
+    cilium/ebpf's ``Map.Memory``); ``m[i]``, :meth:`lookup` and :meth:`update` keep the dict protocol
+    (out-of-range keys: ``default`` / :class:`KeyNotFoundError`).  The mapping is made on first use;
+    :meth:`freeze` unmaps it first (the kernel refuses to freeze a map with a writable mapping) and
+    later mappings are read-only.  Requires Linux >= 5.5.
     """
+
+    _mm: _Mmap
 
     def _install_fast_ops(self) -> None:
         super()._install_fast_ops()  # syscall ops kept for the generic paths
         stride = round8(self.value_size)
         codec, n = self.value_codec, self.max_entries
-        ints = isinstance(codec, IntCodec) and codec.size in (4, 8)
-        st = self._mm = _Mmap(self._fd, stride, n, codec.code if isinstance(codec, IntCodec) and ints else None,
+        ints = isinstance(codec, IntCodec)
+        st = self._mm = _Mmap(self._fd, stride, n, codec.code if isinstance(codec, IntCodec) else None,
                               stride // codec.size if ints else 1, bool(self.flags & 0x8))  # BPF_F_RDONLY
-        name = self.name
+        name, state = self.name, self._state
 
-        def writable() -> memoryview:
-            if st.frozen or st.readonly:
-                raise EBPFError(f"map {name!r} is read-only for user space (frozen or BPF_F_RDONLY)")
-            return st.cells if st.cells is not None else st.open()
+        def usable() -> None:
+            if state.closed:
+                raise EBPFError(f"map {name!r} is closed")
+
+        def read_only() -> EBPFError:
+            return EBPFError(f"map {name!r} is read-only for user space (frozen or BPF_F_RDONLY)")
 
         def check_flags(flags: object) -> None:
             if flags not in ("any", "exist", 0, 2):
                 raise EBPFError(f"array maps take update flags 'any' or 'exist', not {flags!r}")
 
         if ints:
-            per = st.per
+            # The hot path tries the one likely case and leaves everything else to the slow path:
+            # ``slots`` is None before the first use (TypeError), released after close (ValueError),
+            # read-only when frozen (TypeError on a write); a key past the end raises IndexError.
+            slots: Any = None
+
+            def set_slots(view: memoryview | None) -> None:
+                nonlocal slots
+                slots = view
+
+            st.listener = set_slots
+
+            def lookup_slow(key: Any, default: Any) -> Any:
+                usable()
+                k = _index(key)
+                if not 0 <= k < n:
+                    return default
+                st.open()
+                assert st.slots is not None
+                return st.slots[k]
 
             def lookup(key: Any, default: Any = None) -> Any:
-                cells = st.cells
-                if cells is None:
-                    cells = st.open()
                 try:
-                    if 0 <= key < n:
-                        return cells[key * per]
-                except BAD_INPUT as exc:
-                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
+                    if key >= 0:
+                        return slots[key]
+                except IndexError:
+                    return default
+                except BAD_INPUT:
+                    return lookup_slow(key, default)
                 return default
+
+            def update_slow(key: Any, value: Any) -> None:
+                usable()
+                k = _index(key)
+                if not 0 <= k < n:
+                    raise KeyNotFoundError(key, "mmap")
+                if st.readonly or st.frozen:
+                    raise read_only()
+                codec.encode(value)  # our error for a bad value
+                st.open()
+                if st.frozen:  # found frozen by someone else on mapping
+                    raise read_only()
+                assert st.slots is not None
+                try:
+                    st.slots[k] = value
+                except BAD_INPUT as exc:
+                    raise EBPFError(f"bad map value {value!r}: {exc}") from None
 
             def update(key: Any, value: Any, flags: str | int = "any") -> None:
                 if flags != "any":
                     check_flags(flags)
-                cells = writable()
                 try:
-                    if 0 <= key < n:
-                        cells[key * per] = value
+                    if key >= 0:
+                        slots[key] = value
                         return
-                except BAD_INPUT as exc:
-                    raise EBPFError(f"bad map key {key!r} or value {value!r}: {exc}") from None
+                except IndexError:
+                    raise KeyNotFoundError(key, "mmap") from None
+                except BAD_INPUT:
+                    update_slow(key, value)
+                    return
                 raise KeyNotFoundError(key, "mmap")
         else:
             size = self.value_size
 
             def lookup(key: Any, default: Any = None) -> Any:
-                view = st.cells if st.cells is not None else st.open()
-                try:
-                    if 0 <= key < n:
-                        return codec.decode(view[key * stride : key * stride + size])
-                except BAD_INPUT as exc:
-                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
-                return default
+                usable()
+                k = _index(key)
+                if not 0 <= k < n:
+                    return default
+                view = st.view if st.view is not None else st.open()
+                return codec.decode(view[k * stride : k * stride + size])
 
             def update(key: Any, value: Any, flags: str | int = "any") -> None:
                 if flags != "any":
                     check_flags(flags)
+                usable()
+                k = _index(key)
+                if not 0 <= k < n:
+                    raise KeyNotFoundError(key, "mmap")
                 data = codec.encode(value)
-                view = writable()
-                try:
-                    if 0 <= key < n:
-                        view[key * stride : key * stride + size] = data
-                        return
-                except BAD_INPUT as exc:
-                    raise EBPFError(f"bad map key {key!r}: {exc}") from None
-                raise KeyNotFoundError(key, "mmap")
+                if st.readonly or st.frozen:
+                    raise read_only()
+                view = st.view if st.view is not None else st.open()
+                if view.readonly:
+                    raise read_only()
+                view[k * stride : k * stride + size] = data
 
         self.__dict__.update(lookup=lookup, update=update)
+
+    def __getitem__(self, key: Any) -> Any:
+        # Inline fast case (one call less than lookup); anything unusual goes through lookup.
+        try:
+            if key >= 0:
+                return self._mm.slots[key]  # type: ignore[index]
+        except IndexError:
+            raise KeyNotFoundError(key, "mmap") from None
+        except BAD_INPUT:
+            value = self.lookup(key, MISSING)
+            if value is not MISSING:
+                return value
+        raise KeyNotFoundError(key, "mmap")
 
     def mmap(self) -> memoryview:
         """The value area (``max_entries`` slots of ``round8(value_size)`` bytes), shared with the kernel.
@@ -410,6 +503,25 @@ class MmapArrayMap(Map):
         assert self._mm.mm is not None
         return memoryview(self._mm.mm)[: self._mm.size]
 
+    def view(self) -> memoryview:
+        """The values as a memoryview with one item per slot (``view()[i]`` is the value at index ``i``).
+
+        Typed by the value codec (format ``"Q"`` for u64, ``"I"`` for u32, ...; slots narrower than
+        8 bytes are a strided view), shared with the kernel and BPF programs both ways, indexed at C
+        speed with no syscall.  Plain memoryview semantics: negative indexes count from the end and a
+        bad index raises IndexError.  Read-only once the map is frozen.  Release it (``with`` or
+        ``.release()``) before :meth:`freeze` or :meth:`close`.
+
+        :raises NotSupportedError: for values that are not integers (use :meth:`mmap` for the bytes).
+        """
+        if self._state.closed:
+            raise EBPFError(f"map {self.name!r} is closed")
+        if self._mm.code is None:
+            raise NotSupportedError(f"map {self.name!r} has {self.value_codec!r} values: view() needs integer "
+                                    "values; mmap() gives the bytes")
+        self._mm.open()
+        return self._mm.typed()
+
     def freeze(self) -> None:
         """Unmap, freeze (user space read-only), and map read-only from then on. Requires Linux >= 5.2."""
         self._mm.release()
@@ -417,10 +529,7 @@ class MmapArrayMap(Map):
         self._mm.frozen = True
 
     def _release_extra(self) -> None:
-        try:
-            self._mm.release()
-        except EBPFError:
-            pass  # the user still holds a view from mmap(); the mapping goes when it does
+        self._mm.release(final=True)  # a view the user still holds keeps the mapping until released
 
 
 class RingBufMap(Map):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableSequence, Sequence
 from typing import Any
 
 from ebpf.core.codecs import Codec, IntCodec, StructCodec
@@ -79,6 +80,16 @@ class Layout:
         self.ncpus = ncpus
         self.elem_size = round8(size) * ncpus if ncpus else size
         self._int = isinstance(codec, IntCodec) and not ncpus
+        # array.array typecode for columns: the struct code, when array's item has the same size
+        self._array_code: str | None = None
+        if isinstance(codec, IntCodec) and not ncpus and array.array(codec.code).itemsize == size:
+            self._array_code = codec.code
+
+    def column(self) -> MutableSequence[Any]:
+        """An empty column of elements: an ``array.array`` for integers (no object per element), else a list."""
+        if self._array_code is not None:
+            return array.array(self._array_code)
+        return []
 
     def encode(self, obj: object) -> bytes:
         """One element."""
@@ -127,6 +138,14 @@ class Layout:
         size = self.elem_size
         decode = self.decode
         return [decode(view[i * size : (i + 1) * size]) for i in range(count)]
+
+    def decode_column(self, buf: Any, count: int) -> MutableSequence[Any]:
+        """The first ``count`` elements of ``buf`` as a :meth:`column` (integers: one copy, no decoding)."""
+        if self._array_code is not None:
+            col = array.array(self._array_code)
+            col.frombytes(memoryview(buf).cast("B")[: count * self.elem_size])
+            return col
+        return self.decode_many(buf, count)
 
     def decode_iter(self, objs: Iterable[bytes]) -> list[Any]:
         """Decode each of ``objs``."""
