@@ -54,6 +54,8 @@ __all__ = [
     "have_lsm_cgroup",
     "active_lsms",
     "lockdown_mode",
+    "explain_refusal",
+    "denying_returns",
     "load_lsm_program",
     "attach_lsm_program",
     "detach_lsm_program",
