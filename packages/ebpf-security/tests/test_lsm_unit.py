@@ -61,9 +61,8 @@ def test_deny_on_a_void_hook_is_refused_before_loading(nothing_left_behind: None
         lsm.load_lsm_program(DENY, "file_free_security")
     with pytest.raises(EBPFError, match=r"returns void.*the program returns 0"):
         lsm.load_lsm_program(ALLOW, "file_free_security", cgroup=True)  # 0 denies in a cgroup program
-    with pytest.raises(EBPFError, match="returns void"):
-        with lsm.lsm_hook(DENY, "file_free_security"):
-            pass
+    with pytest.raises(EBPFError, match="returns void"), lsm.lsm_hook(DENY, "file_free_security"):
+        pass
 
 
 def test_non_gpl_license_and_conflicting_fields_are_refused(nothing_left_behind: None) -> None:
@@ -121,7 +120,7 @@ def test_this_kernel_loads_lsm_programs_or_says_why(nothing_left_behind: None) -
 
 def test_wrong_program_type_is_refused(nothing_left_behind: None) -> None:
     with load_program(prog_type="socket_filter", insns=ALLOW) as prog:
-        with pytest.raises(AttachError, match="needs an lsm program; .* is a socket_filter program"):
+        with pytest.raises(AttachError, match=r"needs an lsm program; .* is a socket_filter program"):
             lsm.attach_lsm_program(prog)
         with pytest.raises(AttachError, match="needs an lsm program"):
             lsm.setup_lsm_hook(prog, "file_open")

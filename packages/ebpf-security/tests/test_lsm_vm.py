@@ -166,6 +166,6 @@ def test_cgroup_lsm_through_program_attach(files: tuple[Path, Path], deny_inode_
 
 def test_mac_program_is_not_attached_to_a_cgroup(child_cgroup: str, nothing_left_behind: None) -> None:
     require(lsm.have_bpf_lsm)
-    with lsm.load_lsm_program([asm.mov64(R0, 0), asm.exit_()], "file_open") as prog:
-        with pytest.raises(AttachError, match="loaded for BPF_LSM_MAC"):
-            lsm.attach_lsm_program(prog, child_cgroup)
+    with lsm.load_lsm_program([asm.mov64(R0, 0), asm.exit_()], "file_open") as prog, \
+            pytest.raises(AttachError, match="loaded for BPF_LSM_MAC"):
+        lsm.attach_lsm_program(prog, child_cgroup)

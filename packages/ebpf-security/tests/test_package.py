@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from importlib import metadata
 
 import ebpf.security
 import ebpf.security.plugin
+import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
