@@ -63,10 +63,32 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *[str(ROOT / "packages" / f"ebpf-{p}" / "src" / "ebpf" / p) for p in PACKAGES])
 
 
-@nox.session
+def _bench_python() -> str | None:
+    """The distribution's /usr/bin/python3 when it is there and new enough, else nox's own interpreter (None).
+
+    Distribution builds are profile-optimized; pyenv-style builds without PGO run ctypes about 30 %
+    slower, which would skew every figure against the C and C-extension references.
+    """
+    import subprocess
+
+    path = "/usr/bin/python3"
+    try:
+        out = subprocess.run([path, "-c", "import sys; print(sys.version_info >= (3, 10))"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if out.strip() == "True" else None
+
+
+@nox.session(python=_bench_python())
 def bench(session: nox.Session) -> None:
-    """Benchmarks: one JSON line per figure, with ratios to references measured in the same run."""
+    """Benchmarks: one JSON line per figure, with ratios to references measured in the same run.
+
+    Runs on /usr/bin/python3 when present (see ``_bench_python``); pylibbpf (the fastest Python peer,
+    a map reference in bench_maps.py) is installed here only.
+    """
     install(session, pkg("core", "test"), pkg("net"), pkg("events", "numpy"), pkg("security"), pkg("elf", "compile"))
+    session.install("pylibbpf", "ziglang")
     for script in sorted(ROOT.glob("packages/*/bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
 

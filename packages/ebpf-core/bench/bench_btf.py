@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
 sys.path.insert(0, SRC)
 
-PYTHON = f"{sys.executable} {sys.version.split()[0]}"
+from _interp import PYTHON, print_interpreter  # noqa: E402
+
 ROUNDS = 7
 
 _COLD = r"""
@@ -112,6 +113,7 @@ def warm_figures() -> None:
 
 def main() -> None:
     """Run every figure."""
+    print_interpreter("bench_btf")
     cold_find()
     warm_figures()
 
