@@ -156,7 +156,8 @@ def explain_refusal(err: int, active: Sequence[str] | None, lockdown: str | None
                                          ("CAP_SYS_ADMIN", has(_CAP_SYS_ADMIN))) if not ok]
         if missing:
             return f"{code}: missing capability {', '.join(missing)} (run as root)"
-    seen = "the 'bpf' LSM is active and this process holds CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+    seen = (f"the 'bpf' LSM is active (lsm={','.join(active or ())}) and this process holds CAP_BPF, CAP_PERFMON "
+            "and CAP_SYS_ADMIN")
     if active is None or caps is None:
         seen = "the active LSMs or capabilities could not be read"
     if lockdown not in (None, "none"):
