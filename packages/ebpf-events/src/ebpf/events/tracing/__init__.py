@@ -1,5 +1,5 @@
 """Attaching tracing programs: tracepoints, raw tracepoints, tp_btf, fentry/fexit/fmod_ret,
-kprobes (PMU, tracefs, kprobe.multi), uprobes (PMU, tracefs, uprobe.multi), USDT probes
+kprobes (PMU, tracefs, kprobe.multi), uprobes (PMU, tracefs, uprobe.multi), USDT probes (with their arguments decoded and readable from the program)
 and perf_event programs.  Every attach function returns a core :class:`~ebpf.core.links.Link`.
 """
 
@@ -31,7 +31,16 @@ from ebpf.events.tracing._probes import (
     resolve_binary,
     resolve_uprobe_offset,
 )
-from ebpf.events.tracing._usdt import UsdtProbe, attach_usdt, list_usdt
+from ebpf.events.tracing._usdt import UsdtLink, UsdtProbe, attach_usdt, list_usdt
+from ebpf.events.tracing._usdt_args import (
+    UsdtArg,
+    UsdtArgKind,
+    UsdtSpecs,
+    encode_usdt_spec,
+    parse_usdt_args,
+    usdt_arg,
+    usdt_cookie,
+)
 
 __all__ = [
     "PERF_EVENTS",
@@ -39,7 +48,11 @@ __all__ = [
     "MultiLink",
     "Symbol",
     "TracefsProbeLink",
+    "UsdtArg",
+    "UsdtArgKind",
+    "UsdtLink",
     "UsdtProbe",
+    "UsdtSpecs",
     "attach_fentry",
     "attach_fexit",
     "attach_fmod_ret",
@@ -55,10 +68,14 @@ __all__ = [
     "attach_uprobe_multi",
     "attach_uretprobe",
     "attach_usdt",
+    "encode_usdt_spec",
     "list_tracepoints",
     "list_usdt",
     "load_tracing_program",
     "parse_tracepoint",
+    "parse_usdt_args",
     "resolve_binary",
     "resolve_uprobe_offset",
+    "usdt_arg",
+    "usdt_cookie",
 ]
