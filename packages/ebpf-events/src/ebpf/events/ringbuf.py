@@ -346,7 +346,12 @@ class RingBuffer:
         return [self.parser(r) for r in out] if self.parser is not None else out
 
     def __iter__(self) -> Iterator[Any]:
-        """The records waiting now, consumed one by one (bytes, or parsed); does not block."""
+        """The records waiting now, consumed one by one (bytes, or parsed); does not block.
+
+        :raises EBPFError: when the reader is closed before iteration starts (closing it
+            during the iteration ends it).
+        """
+        self._check()
         while not self._closed:
             batch = self.read_batch(256)
             if not batch:
@@ -358,6 +363,7 @@ class RingBuffer:
         return self._aiter()
 
     async def _aiter(self) -> AsyncIterator[Any]:
+        self._check()
         loop = asyncio.get_running_loop()
         while not self._closed:
             batch = self.read_batch(1024)
