@@ -80,7 +80,22 @@ def _bench_python() -> str | None:
     return path if out.strip() == "True" else None
 
 
-@nox.session(python=_bench_python())
+def _bench_reuse(python: str | None) -> bool | None:
+    """False when .nox/bench was made from another interpreter (nox checks that only under NOX_ENABLE_STALENESS_CHECK)."""
+    if python is None:
+        return None
+    try:
+        cfg = (ROOT / ".nox" / "bench" / "pyvenv.cfg").read_text()
+    except OSError:
+        return None
+    home = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in cfg.splitlines())}.get("home")
+    return None if home == str(Path(python).parent) else False
+
+
+BENCH_PYTHON = _bench_python()
+
+
+@nox.session(python=BENCH_PYTHON, reuse_venv=_bench_reuse(BENCH_PYTHON))
 def bench(session: nox.Session) -> None:
     """Benchmarks: one JSON line per figure, with ratios to references measured in the same run.
 
