@@ -13,7 +13,10 @@ keys per round; batches and ``items()`` cover the 10,000 entries.
 
 ``batch_lookup`` is :meth:`Map.lookup_batch_columns` (two ``array.array`` columns, like C's two
 arrays); ``batch_lookup_pairs`` is :meth:`Map.lookup_batch` (a list of (key, value) tuples).
-pylibbpf has no batch reads: its ``items()`` is the reference of both.
+pylibbpf has no batch reads: its ``items()`` is the reference of both.  pylibbpf 0.0.6 has no batch
+update and no per-CPU values (its update of a per-CPU hash fails with EINVAL: it passes ``value_size``
+bytes, not one slot per CPU), so ``batch_update`` and ``percpu_hash_lookup`` have no ``ratio_pylibbpf``.
+The mmap figures' floor and pylibbpf references are the syscall lookups of ``array_lookup``.
 
 Run as root: ``python3 packages/ebpf-core/bench/bench_maps.py`` (``nox -s bench`` runs it on
 Debian's ``/usr/bin/python3`` when present, with pylibbpf installed).
