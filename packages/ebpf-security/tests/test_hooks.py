@@ -9,7 +9,7 @@ from ebpf.core.btf.types import Func, FuncProto
 from ebpf.core.errors import EBPFError, UnsupportedFeatureError
 from ebpf.security import hooks as hk
 from ebpf.security import lsm
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 
@@ -138,8 +138,9 @@ def test_btf_without_lsm_hooks_means_no_bpf_lsm() -> None:
         lsm.list_lsm_hooks(btf=Spec(b.encode(), name="nolsm"))
 
 
-@given(st.from_regex(r"[a-z_][a-z0-9_]{0,40}", fullmatch=True))
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # slow under the VM's emulation
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=40))
 def test_every_name_gets_one_category_and_one_spelling(name: str) -> None:
-    assume(not name.startswith("bpf_lsm_"))
+    assume(not name.startswith("bpf_lsm_") and not name[0].isdigit())
     assert hk._category(name) in lsm.CATEGORIES
     assert hk.hook_name(f"lsm/{name}") == hk.hook_name(f"bpf_lsm_{name}") == hk.hook_name(f" {name} ") == name
