@@ -149,3 +149,13 @@ def test_link_type_is_the_core_link() -> None:
     lsm.detach_lsm_program(link)
     lsm.detach_lsm_program(link)
     assert calls == [1]
+
+
+def test_cgroup_lsm_before_linux_6_0_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch,
+                                                               nothing_left_behind: None) -> None:
+    import ebpf.core.system
+
+    monkeypatch.setattr(ebpf.core.system, "kernel_version", lambda: (5, 15, 0))  # what this host cannot be
+    with pytest.raises(UnsupportedFeatureError) as info:
+        lsm.load_lsm_program([asm.mov64(R0, 1), asm.exit_()], "file_open", cgroup=True)
+    assert info.value.feature == "cgroup-scoped BPF LSM (BPF_LSM_CGROUP)" and info.value.min_kernel == "6.0"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,7 +189,7 @@ _probe_lock = threading.Lock()
 _probed: dict[str, UnsupportedFeatureError | None] = {}
 
 
-def _probe_once(key: str, probe: Any) -> None:
+def _probe_once(key: str, probe: Callable[[], None]) -> None:
     with _probe_lock:
         if key in _probed:
             err = _probed[key]
@@ -235,6 +235,13 @@ def have_bpf_lsm() -> None:
     _probe_once("mac", lambda: _probe_load(False))
 
 
+def _check_cgroup_kernel() -> None:
+    from ebpf.core.system import kernel_version
+
+    if kernel_version()[:2] < (6, 0):
+        raise UnsupportedFeatureError(_CGROUP_FEATURE, "6.0")
+
+
 def have_lsm_cgroup() -> None:
     """Probe for cgroup-scoped LSM programs (``BPF_LSM_CGROUP``).
 
@@ -242,6 +249,7 @@ def have_lsm_cgroup() -> None:
     Requires Linux >= 6.0.
     """
     have_bpf_lsm()
+    _check_cgroup_kernel()
     _probe_once("cgroup", lambda: _probe_load(True))
 
 
@@ -355,10 +363,7 @@ def load_lsm_program(insns: Any, hook: object, name: str = "", license: str = "G
         if denies:
             _refuse_void(target, f"; the program returns {denies[0]}")
     if cgroup:
-        from ebpf.core.system import kernel_version
-
-        if kernel_version()[:2] < (6, 0):
-            raise UnsupportedFeatureError(_CGROUP_FEATURE, "6.0")
+        _check_cgroup_kernel()
     _check_active()
     try:
         return load_program(prog_type=ProgType.LSM, expected_attach_type=_attach_type(cgroup), attach_to=target.name,
