@@ -23,10 +23,13 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -225,6 +228,8 @@ def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, tests: 
     """Boot ``image`` once and run the test set inside."""
     result = KernelRun(label=series, kind="vm", series=series, image=str(image))
     rundir = outdir / series
+    if args.quiet:
+        args = argparse.Namespace(**vars(args), tag=f"{series}: ")  # boot() prefixes its messages with it
     command = vm.pytest_command(args.python, pytest_args(tests, rundir / "junit.xml", extra),
                                 plugin=not args.installed)
     log(f"== Debian {series}: {image}")
@@ -235,7 +240,27 @@ def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, tests: 
     collect(result, rundir)
     if result.release:
         result.label = result.release
+    if args.quiet:  # the output was not streamed: show pytest's summary line
+        output = rundir / "output.txt"
+        lines = output.read_text(errors="replace").splitlines() if output.exists() else []
+        log(f"{series}: {lines[-1] if lines else 'no output'} ({output})")
     return result
+
+
+def run_vms(args: argparse.Namespace, vng: str, images: dict[str, Path], tests: list[str], extra: list[str],
+            outdir: Path) -> list[KernelRun]:
+    """Every kernel, one after the other (output streamed) or ``--jobs`` at a time (output in the run dirs)."""
+    if args.jobs <= 1 or len(images) <= 1:
+        return [run_vm(args, vng, series, image, tests, extra, outdir) for series, image in images.items()]
+    args.quiet, args.stop = True, threading.Event()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_vm, args, vng, series, image, tests, extra, outdir)
+                   for series, image in images.items()]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            args.stop.set()  # Ctrl-C/SIGTERM: each boot() kills its VM within a second
+            raise
 
 
 # --- the summary ----------------------------------------------------------------------------------------------
@@ -286,6 +311,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--tests", nargs="+", metavar="PATH", help="test files/dirs/node ids (default: the VM set)")
     parser.add_argument("--sessions", help=f"comma-separated packages whose tests/ to run: {', '.join(SESSIONS)}")
     parser.add_argument("--cpus", "-p", type=int, default=1, help="vCPUs per VM (default 1: 2 sometimes panicked)")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="VMs at once (default 1; 2 streams no output, each VM's is in its run dir)")
     parser.add_argument("--memory", "-m", default="2G")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per kernel before it is killed (600)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
@@ -304,12 +331,15 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args.cache = args.cache.resolve()
     args.kernels = [k.strip() for spec in (args.kernel or ["6.1,6.12"]) for k in spec.split(",") if k.strip()]
     args.keep = True  # boot() keeps the run directories we hand it anyway; the results live there
+    args.quiet = False
     return args, rest
 
 
 def main(argv: list[str] | None = None) -> int:
     """Set up, run every kernel, print the table, write the JSON; returns the exit status."""
     wall = time.monotonic()
+    # SIGTERM (CI, nox) unwinds like Ctrl-C, so every VM gets killed on the way out
+    signal.signal(signal.SIGTERM, vm._interrupt)
     args, extra = parse(sys.argv[1:] if argv is None else argv)
     tests = resolve_tests(args)
     check = subprocess.run([args.python, "-c", "import pytest, pluggy"], capture_output=True)
@@ -335,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[KernelRun] = []
     if not args.no_host:
         results.append(run_host(args, tests, extra, outdir))
-    for series, image in images.items():
-        results.append(run_vm(args, vng, series, image, tests, extra, outdir))
+    results.extend(run_vms(args, vng, images, tests, extra, outdir))
     for r in results:
         r.status = describe(r, args.timeout)
     elapsed = time.monotonic() - wall
@@ -352,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "tests": tests,
         "pytest_extra": extra,
         "cpus": args.cpus,
+        "jobs": args.jobs,
         "results_dir": str(outdir),
         "kernels": [dict(asdict(r), ok=r.ok, total=asdict(r.total()), seconds=round(r.seconds, 1))
                     for r in results],

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -280,8 +281,19 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
     one the guest script wrote to ``<rundir>/rc``.  Everything the VM printed, the kernel console
     included, goes to ``<rundir>/console.txt``.  A ``rundir`` passed in is the caller's: it is kept.
 
+    Optional attributes of ``args`` for running several VMs at once (tools/vm/matrix.py --jobs):
+    ``quiet`` (print only harness lines and kernel trouble, all prefixed with ``tag``) and ``stop``
+    (a ``threading.Event``: when set, the VM is killed and the status is 130).
+
     :param rundir: the directory shared read-write with the guest (default: a new one, removed after success).
     """
+    quiet: bool = getattr(args, "quiet", False)
+    tag: str = getattr(args, "tag", "")
+    stop: threading.Event | None = getattr(args, "stop", None)
+
+    def say(msg: str) -> None:
+        log(tag + msg)
+
     accel = choose_accel(args.accel)
     owned = rundir is None
     if rundir is None:
@@ -298,16 +310,18 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
            "--append", append, "--exec", f"bash {script}"]
     if accel == "tcg":
         cmd.insert(1, "--disable-kvm")
-    log(f"kernel {image} accel={accel} memory={args.memory} cpus={args.cpus} timeout={args.timeout}s")
-    log("$ " + shlex.join(cmd))
+    say(f"kernel {image} accel={accel} memory={args.memory} cpus={args.cpus} timeout={args.timeout}s")
+    say("$ " + shlex.join(cmd))
     env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '')}")
     started = time.monotonic()
     up_at: float | None = None
     # SIGTERM (a CI or nox timeout) unwinds like Ctrl-C, so the finally below still kills the VM
-    signal.signal(signal.SIGTERM, _interrupt)
+    # (only the main thread may set handlers: a caller running VMs in threads sets ``stop`` instead)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=env, start_new_session=True)
-    timed_out = False
+    timed_out = stopped = False
     assert proc.stdout is not None
     console = (rundir / "console.txt").open("w", encoding="utf-8")
     try:
@@ -320,6 +334,9 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
         while True:
             if time.monotonic() > deadline:
                 timed_out = True
+                break
+            if stop is not None and stop.is_set():
+                stopped = True
                 break
             if not sel.select(timeout=1.0):
                 if proc.poll() is not None:
@@ -335,27 +352,28 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
                 line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc", "", line)  # firmware's terminal resets
                 if GUEST_UP in line and up_at is None:
                     up_at = time.monotonic()
-                    log(f"guest up after {up_at - started:.1f}s")
+                    say(f"guest up after {up_at - started:.1f}s")
                 console.write(line + "\n")
-                if args.verbose or not KERNEL_LINE.match(line):
+                if KERNEL_LINE.match(line) and KERNEL_TROUBLE.search(line) and (quiet or not args.verbose):
+                    say(f"kernel: {line}")
+                elif not quiet and (args.verbose or not KERNEL_LINE.match(line)):
                     print(line, flush=True)
-                elif KERNEL_TROUBLE.search(line):
-                    print(f"[vm] kernel: {line}", flush=True)
     finally:
-        if timed_out or proc.poll() is None:
+        if timed_out or stopped or proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the process group we started (vng and its qemu)
         proc.wait()
         proc.stdout.close()
         console.close()
     total = time.monotonic() - started
-    log(f"VM ran {total:.1f}s in all" + (f" (boot {up_at - started:.1f}s)" if up_at else ""))
+    say(f"VM ran {total:.1f}s in all" + (f" (boot {up_at - started:.1f}s)" if up_at else ""))
+    if stopped:
+        return 130
     if timed_out:
-        log(f"timed out after {args.timeout}s; the guest's output so far: {rundir / 'output.txt'}")
+        say(f"timed out after {args.timeout}s; the guest's output so far: {rundir / 'output.txt'}")
         return 124
     rc_file = rundir / "rc"
     if not rc_file.exists():
-        log(f"the VM ended without reporting a status (crash? rerun with --verbose for the kernel log); "
-            f"see {rundir}")
+        say(f"the VM ended without reporting a status (crash? the kernel log: {rundir / 'console.txt'})")
         return 125
     rc = int(rc_file.read_text().strip() or "125")
     if owned and not args.keep and rc == 0:
