@@ -168,6 +168,8 @@ def test_mmap_dict_path_errors() -> None:
         update(0, 1)
     with pytest.raises(EBPFError, match="closed"):
         m[0]
+    with pytest.raises(EBPFError, match="closed"):
+        m[0] = 1
 
 
 def test_mmap_dict_path_before_first_use_and_from_fd() -> None:

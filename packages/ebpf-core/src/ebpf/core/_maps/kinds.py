@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import mmap as _mmap
 import operator
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -368,6 +369,8 @@ class MmapArrayMap(Map):
     later mappings are read-only.  Requires Linux >= 5.5.
     """
 
+    # A slot, not the instance dict: ``m[i]`` reads it on every call and a slot is the cheapest attribute.
+    __slots__ = ("_view_slots",)
     _mm: _Mmap
 
     def _install_fast_ops(self) -> None:
@@ -395,10 +398,15 @@ class MmapArrayMap(Map):
             # ``slots`` is None before the first use (TypeError), released after close (ValueError),
             # read-only when frozen (TypeError on a write); a key past the end raises IndexError.
             slots: Any = None
+            self._view_slots = None
+            owner = weakref.ref(self)  # no cycle map -> _Mmap -> listener -> map
 
             def set_slots(view: memoryview | None) -> None:
                 nonlocal slots
                 slots = view
+                m = owner()
+                if m is not None:
+                    m._view_slots = view
 
             st.listener = set_slots
 
@@ -452,6 +460,7 @@ class MmapArrayMap(Map):
                     return
                 raise KeyNotFoundError(key, "mmap")
         else:
+            self._view_slots = None  # no typed view: m[i] goes through lookup
             size = self.value_size
 
             def lookup(key: Any, default: Any = None) -> Any:
@@ -483,7 +492,7 @@ class MmapArrayMap(Map):
         # Inline fast case (one call less than lookup); anything unusual goes through lookup.
         try:
             if key >= 0:
-                return self._mm.slots[key]  # type: ignore[index]
+                return self._view_slots[key]  # type: ignore[index]
         except IndexError:
             raise KeyNotFoundError(key, "mmap") from None
         except BAD_INPUT:
@@ -491,6 +500,17 @@ class MmapArrayMap(Map):
             if value is not MISSING:
                 return value
         raise KeyNotFoundError(key, "mmap")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        try:
+            if key >= 0:
+                self._view_slots[key] = value  # type: ignore[index]
+                return
+        except IndexError:
+            raise KeyNotFoundError(key, "mmap") from None
+        except BAD_INPUT:
+            pass
+        self.update(key, value)  # the errors: bad key or value, read-only, closed, not mapped yet
 
     def mmap(self) -> memoryview:
         """The value area (``max_entries`` slots of ``round8(value_size)`` bytes), shared with the kernel.
