@@ -342,6 +342,10 @@ def array_ops(c: dict[str, float], plb: tuple[Any, Any, Any] | None) -> None:
         for i in range(N_OPS):
             mm[i % N_KEYS]
 
+    def setitem() -> None:
+        for i in range(N_OPS):
+            mm[i % N_KEYS] = i
+
     def view_lookup() -> None:
         v = view
         for i in range(N_OPS):
@@ -360,6 +364,8 @@ def array_ops(c: dict[str, float], plb: tuple[Any, Any, Any] | None) -> None:
     emit("mmap_array_getitem", {**res, **extra}, c, "array_lookup", "array_lookup")
     res = measure({"ours": loop_update(mm.update)})
     emit("mmap_array_update", {**res, **extra}, c, "array_lookup", "array_lookup")
+    res = measure({"ours": lambda: rate(N_OPS, setitem)})
+    emit("mmap_array_setitem", {**res, **extra}, c, "array_lookup", "array_lookup")
     res = measure({"ours": lambda: rate(N_OPS, view_lookup)})
     emit("mmap_array_view_lookup", {**res, **extra}, c, "array_lookup", "array_lookup")
     res = measure({"ours": lambda: rate(N_OPS, view_update)})
