@@ -350,13 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     # PYTHONPATH still puts the checkout's src first, so the tests import the working tree either way.
     args.installed = installed_plugin(args.python)
     log(f"python {args.python}: " + ("ebpf packages installed" if args.installed else "dev tree (PYTHONPATH only)"))
-    vm.setup_tools(args.cache)  # installs only what is missing
-    problem = vm.check_tools(args.cache)
-    if problem:
-        return vm.die(problem)
+    try:
+        vm.setup_tools(args.cache)  # installs only what is missing
+        problem = vm.check_tools(args.cache)
+        if problem:
+            return vm.die(problem)
+        images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads first
+    except subprocess.CalledProcessError as exc:
+        return vm.die(f"setup step failed (exit {exc.returncode}): {shlex.join(map(str, exc.cmd))}")
     vng = vm.find_vng(args.cache)
     assert vng is not None
-    images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads up front
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outdir = args.cache / "results" / f"matrix-{stamp}"
     outdir.mkdir(parents=True)

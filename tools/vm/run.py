@@ -147,7 +147,7 @@ def backports_apt(cache: Path) -> list[str]:
     sources.write_text(BACKPORTS)
     opts = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}"]
-    if changed or not any((root / "lists").glob("*_Packages")):
+    if changed or not any((root / "lists").glob("*_Packages*")):  # apt may store them .lz4
         run(["apt-get", *opts, "update"], capture_output=True)
     return opts
 
@@ -197,7 +197,13 @@ def fetch_kernel(series: str, cache: Path) -> Path:
     run(["apt-get", *apt_opts, "download", pkg], cwd=debs)
     deb = max(debs.glob(f"{pkg}_*.deb"), key=lambda p: p.stat().st_mtime)
     root = cache / "kernels" / pkg
-    run(["dpkg-deb", "-x", str(deb), str(root)])
+    # dpkg-deb makes only the last directory; extract beside and rename, so a cut-off run leaves no half kernel
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    run(["dpkg-deb", "-x", str(deb), str(partial)])
+    shutil.rmtree(root, ignore_errors=True)
+    partial.rename(root)
     image = find_vmlinuz(root)
     if image is None:
         raise SystemExit(die(f"{deb} holds no boot/vmlinuz-*"))
