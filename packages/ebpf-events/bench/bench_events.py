@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_events.py needs root (BPF programs and maps)", file=sys.stderr)
         return 2
-    emit(bench="environment", python=sys.executable, version=platform.python_version(),
+    emit(bench="environment", python=sys.executable, base_prefix=sys.base_prefix, version=platform.python_version(),
          implementation=platform.python_implementation(), kernel=platform.release(), cpus=os.cpu_count())
     workdir = tempfile.mkdtemp(prefix="ebpf-bench-events-")
     try:
