@@ -4,6 +4,7 @@
     python3 tools/vm/matrix.py                        # host + Debian 6.1 + 6.12, the VM test set
     python3 tools/vm/matrix.py --kernel 6.12 --tests packages/ebpf-core/tests/test_vm_only.py
     python3 tools/vm/matrix.py --sessions events,security -- -x     # whole test dirs; after -- : pytest
+    python3 tools/vm/matrix.py --jobs 2               # both VMs at once (output kept in their run dirs)
     nox -s vm [-- <the same options>]                 # the same, from a fresh machine (installs everything)
 
 It installs what is missing (apt: qemu-system-x86, kmod, busybox-static; virtme-ng into the cache's
