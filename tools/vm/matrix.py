@@ -329,7 +329,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     # not realpath'd (unlike run.py's default): a venv's python must stay the venv's, for its site-packages
     parser.add_argument("--python", default=sys.executable, help="interpreter for the tests (default: this one)")
     parser.add_argument("--cache", type=Path, default=vm.DEFAULT_CACHE, help=f"default {vm.DEFAULT_CACHE}")
-    parser.add_argument("--json", type=Path, help="write the summary here (default <cache>/results/<stamp>.json)")
+    parser.add_argument("--json", type=Path, help="write the summary here (default <cache>/results/matrix-<stamp>.json)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show the kernel console too")
     ours, rest = argv, []
     if "--" in argv:
