@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+from ebpf.core.testing import Opener
 
 pytest_plugins = ["pytester"]
 
@@ -92,3 +95,14 @@ def test_kernel_marker_skips_on_older_kernels_and_names_the_version(pytester: py
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-rs")
     result.stdout.fnmatch_lines(["*unsupported feature: test_future*requires Linux >= 99.0*"])
     result.assert_outcomes(passed=1, skipped=1)
+
+
+def test_opener_child_reports_each_open_errno(tmp_path: Path) -> None:
+    present = tmp_path / "present"
+    present.write_text("x")
+    with Opener() as child:
+        assert child.pid != os.getpid()
+        assert child.open(str(present)) == 0
+        assert child.open(str(tmp_path / "missing")) == errno.ENOENT
+    child.close()  # twice is harmless
+    assert child.proc.returncode == 0

@@ -22,7 +22,7 @@ from ebpf.core.features import have_fentry, have_lsm
 from ebpf.core.links import attach_raw_tracepoint, create_link
 from ebpf.core.maps import create_array_map
 from ebpf.core.programs import load_program
-from ebpf.core.testing import require
+from ebpf.core.testing import Opener, require
 from ebpf.core.types import AttachType, LinkType, ProgType
 
 pytestmark = pytest.mark.privileged
@@ -87,47 +87,6 @@ def for_pid(state: Any, body: list[Any], other: int = 0) -> list[Any]:
         asm.exit_(),
         asm.label("other"), asm.mov64(R0, other), asm.exit_(),
     ]
-
-
-class Opener:
-    """A child Python process that opens the paths it is sent and answers with the errno (0: it worked).
-
-    Started with ``close_fds`` (the default) so it holds none of our BPF fds: closing a link in the test
-    really detaches the program.
-    """
-
-    CODE = ("import os, sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n"
-            "    try:\n        os.close(os.open(line.strip(), os.O_RDONLY))\n        print(0, flush=True)\n"
-            "    except OSError as exc:\n        print(exc.errno, flush=True)\n")
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.readline() == "ready"  # from here on the child opens only what we ask
-
-    @property
-    def pid(self) -> int:
-        """The child's process id (its tgid, which the programs match)."""
-        return self.proc.pid
-
-    def readline(self) -> str:
-        """One answer line from the child."""
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().strip()
-
-    def open(self, path: str) -> int:
-        """Ask the child to open ``path``; returns the errno it got (0 on success)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(path + "\n")
-        self.proc.stdin.flush()
-        return int(self.readline())
-
-    def close(self) -> None:
-        """End the child and reap it."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 from ebpf.core import asm
 from ebpf.core.btf import load_vmlinux
+from ebpf.core.testing import Opener
 
 R0, R1, R2, R3, R4, R6 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6
 _counter = itertools.count()
@@ -75,46 +74,6 @@ def _deny_inode_insns(inode: int, deny: int, allow: int, via: tuple[tuple[str, s
         asm.mov64(R0, deny), asm.exit_(),
         asm.label("allow"), asm.mov64(R0, allow), asm.exit_(),
     ]
-
-
-class Opener:
-    """A child Python process that opens the paths it is sent and answers with the errno (0: it worked).
-
-    Started with ``close_fds`` (the default) so it holds none of our BPF fds.
-    """
-
-    CODE = ("import os, sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n"
-            "    try:\n        os.close(os.open(line.strip(), os.O_RDONLY))\n        print(0, flush=True)\n"
-            "    except OSError as exc:\n        print(exc.errno, flush=True)\n")
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.readline() == "ready"
-
-    @property
-    def pid(self) -> int:
-        """The child's process id."""
-        return self.proc.pid
-
-    def readline(self) -> str:
-        """One answer line from the child."""
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().strip()
-
-    def open(self, path: str) -> int:
-        """Ask the child to open ``path``; returns the errno it got (0 on success)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(path + "\n")
-        self.proc.stdin.flush()
-        return int(self.readline())
-
-    def close(self) -> None:
-        """End the child and reap it."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
 """pytest plugin shared by every ``ebpf`` package (registered through the ``pytest11`` entry point).
 
 Gives: the ``privileged`` and ``kernel(min=...)`` markers, the ``bpffs`` and ``tracefs``
-fixtures, :func:`require` (skip only on :class:`UnsupportedFeatureError`), and the
-session-wide fd-leak check: the open fds at session start must equal those at the end.
+fixtures, :func:`require` (skip only on :class:`UnsupportedFeatureError`), :class:`Opener` (a child
+process that opens files on request, for programs that deny opens), and the session-wide fd-leak check:
+the open fds at session start must equal those at the end.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -16,8 +19,59 @@ import pluggy
 import pytest
 from ebpf.core.errors import UnsupportedFeatureError
 
-__all__ = ["require", "open_fds"]
+__all__ = ["require", "open_fds", "Opener"]
 
+
+
+class Opener:
+    """A child Python process that opens the paths it is sent and answers with the errno (0: it worked).
+
+    For programs that deny opens (LSM ``file_open``, fmod_ret): the child is the process the program
+    targets, or must not.  Started with ``close_fds`` (the default) so it holds none of our BPF fds:
+    closing a link in the test really detaches the program.  ``with Opener() as child: child.open(p)``.
+    """
+
+    CODE = ("import os, sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n"
+            "    try:\n        os.close(os.open(line.strip(), os.O_RDONLY))\n        print(0, flush=True)\n"
+            "    except OSError as exc:\n        print(exc.errno, flush=True)\n")
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        if self.readline() != "ready":  # from here on the child opens only what we ask
+            self.close()
+            raise RuntimeError("the opener child did not start")
+
+    @property
+    def pid(self) -> int:
+        """The child's process id (its tgid, which programs match)."""
+        return self.proc.pid
+
+    def readline(self) -> str:
+        """One answer line from the child."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def open(self, path: str) -> int:
+        """Ask the child to open ``path``; returns the errno it got (0 on success)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(path + "\n")
+        self.proc.stdin.flush()
+        return int(self.readline())
+
+    def close(self) -> None:
+        """End the child and reap it.  Twice is harmless."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+
+    def __enter__(self) -> Opener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 def open_fds() -> set[int]:
     """The fds this process has open (from ``/proc/self/fd``)."""
