@@ -126,3 +126,23 @@ def test_callback_raising_inside_a_run_consumes_that_record_only(source: tuple[A
         assert rb.consume(callback) == len(expected) - 300
         assert seen == [seq for seq, _ in expected]  # none lost, none twice
         assert rb.consume(callback) == 0
+
+
+def test_space_is_freed_during_a_long_drain(source: tuple[Any, dict[int, Any], bool]) -> None:
+    """A full ring drained by one call: records produced from inside the callback find room, because
+    the reader publishes its position run by run, not only when the drain ends."""
+    out, progs, perf = source
+    seen: list[int] = []
+
+    def callback(record: Any) -> None:
+        seen.append(decode(record, perf)[0])
+        if len(seen) == 100:
+            progs[16].test_run(bytes(64), repeat=50)  # seq 5001..5050, only if space was freed
+
+    with reader(out, perf) as rb:
+        progs[16].test_run(bytes(64), repeat=5000)  # far more than the 64 KiB ring holds
+        while rb.consume(callback):
+            pass
+        capacity = len(seen) - 50
+        assert 1000 < capacity < 5000
+        assert seen == [*range(1, capacity + 1), *range(5001, 5051)]

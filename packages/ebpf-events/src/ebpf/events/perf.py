@@ -288,7 +288,8 @@ class PerfBuffer:
         records at the first one's size are read by strided ``tolist()`` calls, and the prefix
         of identical samples (type, size and raw size) that does not cross the ring's end is
         handed over by C-level iteration.  Anything else (a wrapped record, a lost record,
-        another size) takes the one-record path.  ``data_tail`` is published once, at the end.
+        another size) takes the one-record path.  ``data_tail`` is published after each run or
+        record, so a long drain never leaves the kernel without room.
         """
         ctl, mm, words, halves, data = ring.ctl, ring.mm, ring.words, ring.halves, ring.data
         head = ctl[_DATA_HEAD]
@@ -330,6 +331,7 @@ class PerfBuffer:
                                 done = run - length_hint(rows)
                                 tail += done * sz
                                 n += done
+                        ctl[_DATA_TAIL] = tail  # free the space as we go: the kernel may reuse it
                         window = min(window * 2, _MAX_RUN) if run == k else 1
                         continue
                 typ, sz, body = self._record(ring, tail)
@@ -347,6 +349,7 @@ class PerfBuffer:
                         emit(rec)  # type: ignore[misc]
                 elif typ == PERF_RECORD_LOST:
                     self._lost_record(ring, body)
+                ctl[_DATA_TAIL] = tail
         finally:
             ctl[_DATA_TAIL] = tail  # the kernel may reuse the space now
         return n

@@ -217,8 +217,9 @@ class RingBuffer:
         (same length, committed, not discarded) is handed over by C-level iteration
         (``struct.iter_unpack`` + ``map``/``chain``), so a Python-level step is paid per run,
         not per record.  Any other header (busy, discarded, another length) ends the run and is
-        handled on its own; a busy record stops the drain.  ``consumer_pos`` is published once,
-        at the end (a record whose callback raised counts as consumed: never delivered twice).
+        handled on its own; a busy record stops the drain.  ``consumer_pos`` is published after
+        each run or single record has been delivered (a record whose callback raised counts as
+        consumed: never delivered twice).
         """
         cons_arr, prod_arr, words, mask = self._cons, self._prod, self._words, self._mask
         data = self._data
@@ -269,6 +270,9 @@ class RingBuffer:
                         done = run - length_hint(progress)
                         cons += done * stride
                         n += done
+                # free the space as we go (after delivery: views stay valid during the callback),
+                # so a long drain never leaves the producer without room
+                cons_arr[0] = cons
                 window = min(window * 2, _MAX_RUN) if run == k else 1
         finally:
             cons_arr[0] = cons
