@@ -261,3 +261,16 @@ def test_verifier_errors_point_at_c_source_lines(tmp_path):
     with pytest.raises(VerifierError) as info:
         elf.load_elf(out)
     assert "return *v; /* no NULL check */" in info.value.log
+
+
+def test_usdt_programs_built_with_the_shipped_usdt_header(obj):
+    # usdt.bpf.h declares libbpf's two maps with libbpf's layouts; each program uses the spec map.
+    with elf.load_elf(obj("usdt_args")) as coll:
+        specs, by_ip = coll.maps["__bpf_usdt_specs"], coll.maps["__bpf_usdt_ip_to_spec_id"]
+        assert (specs.map_type, specs.key_size, specs.value_size, specs.max_entries) == (MapType.ARRAY, 4, 208, 256)
+        assert specs.name == "__bpf_usdt_spec"  # the kernel keeps 15 characters
+        assert (by_ip.map_type, by_ip.key_size, by_ip.value_size, by_ip.max_entries) == (MapType.HASH, 8, 4, 1024)
+        for name, target in (("on_args", None), ("on_args_by_section", "usdt:usdt_target:test:args4")):
+            prog = coll.programs[name]
+            assert prog.prog_type == ProgType.KPROBE and prog.attach_target == target
+            assert specs in prog.spec.maps  # how ebpf-events finds the spec map when attaching

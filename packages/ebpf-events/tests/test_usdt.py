@@ -16,7 +16,7 @@ import pytest
 from ebpf.core import asm
 from ebpf.core.errors import AttachError, EBPFError
 from ebpf.core.features import have_helper
-from ebpf.core.maps import create_ringbuf_map
+from ebpf.core.maps import create_array_map, create_ringbuf_map
 from ebpf.core.programs import load_program
 from ebpf.core.testing import require
 from ebpf.events import tracing
@@ -180,3 +180,26 @@ def test_spec_slots_are_shared_and_bad_input(target: str) -> None:
     with pytest.raises(EBPFError, match="closed"):
         specs.acquire(b"\0" * USDT_SPEC_SIZE)
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+@pytest.mark.privileged
+def test_a_program_using_a_spec_map_needs_no_specs_argument(target: str) -> None:
+    require(have_helper, "kprobe", "get_attach_cookie")
+    with UsdtSpecs(4) as own:
+        assert UsdtSpecs.from_map(own.map) is own  # one bookkeeping per map
+    # a map of the spec layout made elsewhere (as an ELF object's __bpf_usdt_specs) is borrowed
+    with create_array_map(8, value_size=USDT_SPEC_SIZE, name="__bpf_usdt_spec") as m, \
+            create_ringbuf_map(1 << 12) as rb:
+        specs = UsdtSpecs.from_map(m)
+        with args_program(specs, rb) as prog:
+            assert UsdtSpecs.of_program(prog) is specs
+            with tracing.attach_usdt(prog, target, "test", "args4", cookie=9) as link:  # no specs=
+                assert isinstance(link, UsdtLink) and link.specs is specs and len(specs.in_use()) == 2
+                subprocess.run([target, "1"], capture_output=True, check=True)
+        specs.close()
+        assert specs.closed and not m.closed  # closing the wrapper leaves a borrowed map open
+        with RingBuffer(rb) as reader:
+            got = [struct.unpack("<QqqQQ", r) for r in reader.read_batch()]
+    assert got == [(5, -1007, -3, 60000, 9), (5, -2014, -6, 60001, 9)]
+    with create_array_map(8, value_size=8) as wrong, pytest.raises(EBPFError, match="not a USDT spec map"):
+        UsdtSpecs.from_map(wrong)

@@ -116,6 +116,8 @@ class UsdtLink(MultiLink):
     sites' spec slots back.
 
     :ivar spec_ids: the spec id (BPF cookie) of each site, in site order.
+    :ivar specs: the :class:`UsdtSpecs` holding them (kept alive, so its slot bookkeeping outlives
+        every attachment that uses it).
     """
 
     def __init__(self, links: list[Link], program: Program, description: str, specs: UsdtSpecs,
@@ -123,6 +125,7 @@ class UsdtLink(MultiLink):
         """Own ``links`` and the references to ``ids`` in ``specs``."""
         super().__init__(links, program, description)
         self.spec_ids = list(ids)
+        self.specs = specs
         self._give_back = release_later(self, specs, list(ids))
 
     def detach(self) -> None:
@@ -145,13 +148,18 @@ def attach_usdt(program: Program, binary: str | os.PathLike[str], provider: str,
     :func:`~ebpf.events.tracing.usdt_arg`), each site's decoded arguments are written to the
     spec map and the site's uprobe gets the spec id as its BPF cookie, as libbpf does; the
     program then reads argument N wherever the compiler put it at that site, and ``cookie``
-    is readable with :func:`~ebpf.events.tracing.usdt_cookie`.  Without ``specs``, ``cookie``
-    is the uprobes' BPF cookie and the program decodes :attr:`UsdtProbe.args` itself.
+    is readable with :func:`~ebpf.events.tracing.usdt_cookie`.  When ``specs`` is not given
+    and the program uses a map named ``__bpf_usdt_specs`` (a C program built with
+    ``usdt.bpf.h`` and loaded from its object, or an asm program using a :class:`UsdtSpecs`),
+    that map is used (:meth:`UsdtSpecs.of_program`), so ``bpf_usdt_arg()`` /
+    ``bpf_usdt_cookie()`` work with no extra argument.  Otherwise ``cookie`` is the uprobes'
+    BPF cookie and the program decodes :attr:`UsdtProbe.args` itself.
 
     :returns: the site's :class:`~ebpf.core.links.PerfEventLink`, or a :class:`MultiLink`
         when the probe has several sites or ``specs`` is given (its spec slots are given
         back when it closes).
-    :raises EBPFError: wrong program type, undecodable argument specs (before any syscall).
+    :raises EBPFError: wrong program type, undecodable argument specs, a ``__bpf_usdt_specs`` map
+        of the wrong layout (before any syscall).
     :raises AttachError: no such binary or probe.
 
     Requires Linux >= 5.15 with ``specs`` (BPF cookies for uprobes).
@@ -159,6 +167,8 @@ def attach_usdt(program: Program, binary: str | os.PathLike[str], provider: str,
     check_program(program, ("kprobe",), "attach_usdt")
     if specs is not None and not isinstance(specs, UsdtSpecs):
         raise EBPFError(f"specs must be a UsdtSpecs, not {type(specs).__name__}")
+    if specs is None:
+        specs = UsdtSpecs.of_program(program)
     if specs is not None and specs.closed:
         raise EBPFError("attach_usdt: the UsdtSpecs map is closed")
     path = resolve_binary(binary)

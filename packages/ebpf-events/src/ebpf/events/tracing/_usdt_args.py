@@ -36,6 +36,7 @@ __all__ = [
     "usdt_cookie",
     "USDT_MAX_ARGS",
     "USDT_SPEC_SIZE",
+    "USDT_SPECS_MAP",
     "PT_REGS_OFFSETS",
 ]
 
@@ -182,11 +183,18 @@ def encode_usdt_spec(args: tuple[UsdtArg, ...] | list[UsdtArg], cookie: int = 0)
     return bytes(buf)
 
 
+USDT_SPECS_MAP = "__bpf_usdt_spec"  # libbpf's __bpf_usdt_specs, as the kernel keeps it (15 characters)
+
+# One UsdtSpecs per kernel map, so every program sharing an object's spec map shares its slot bookkeeping.
+_BY_MAP_ID: weakref.WeakValueDictionary[int, UsdtSpecs] = weakref.WeakValueDictionary()
+
+
 class UsdtSpecs:
     """The ``__bpf_usdt_specs`` ARRAY map and the allocation of its slots (spec ids).
 
     Identical specs share a slot (reference counted); :func:`~ebpf.events.tracing.attach_usdt`
     takes slots for the sites it attaches and gives them back when its link closes.
+    :meth:`from_map` wraps the map an ELF object built with ``usdt.bpf.h`` defines.
 
     :param max_entries: how many distinct specs can be attached at once (libbpf: 256).
     :raises EBPFError: a bad size.  :raises BPFSyscallError: when the map cannot be created.
@@ -198,16 +206,71 @@ class UsdtSpecs:
 
         if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries <= 0:
             raise EBPFError(f"max_entries must be a positive int, not {max_entries!r}")
-        self.map = create_array_map(max_entries, value_size=USDT_SPEC_SIZE, name="__bpf_usdt_spec")  # the kernel keeps 15 characters, as libbpf does
+        # the kernel keeps 15 characters of a map name, as libbpf's __bpf_usdt_specs becomes
+        self._setup(create_array_map(max_entries, value_size=USDT_SPEC_SIZE, name=USDT_SPECS_MAP), owns=True)
+
+    def _setup(self, the_map: Any, owns: bool) -> None:
+        self.map = the_map
+        self._owns = owns
+        self._closed = False
         self._slots: dict[bytes, tuple[int, int]] = {}  # spec bytes -> (id, references)
-        self._free = list(range(max_entries - 1, -1, -1))
+        self._free = list(range(the_map.max_entries - 1, -1, -1))
+        try:
+            _BY_MAP_ID[the_map.info().id] = self
+        except EBPFError:
+            pass  # no id to share by (the map still works for this wrapper)
+
+    @classmethod
+    def from_map(cls, the_map: Any) -> UsdtSpecs:
+        """The :class:`UsdtSpecs` over an existing spec map, e.g. the ``__bpf_usdt_specs`` map of an
+        object built with ``usdt.bpf.h`` (``collection.maps["__bpf_usdt_specs"]``).
+
+        The map is borrowed, not owned: :meth:`close` leaves it open.  Every call for the same
+        kernel map returns the same object while it is in use, so programs sharing the map share
+        its slots.  The map's slots are taken to be free (as they are in a freshly loaded object).
+
+        :param the_map: an open ARRAY map with 4-byte keys and ``struct __bpf_usdt_spec`` values
+            (:data:`USDT_SPEC_SIZE` bytes).
+        :raises EBPFError: not a map, closed, or not that layout (checked before any syscall).
+        """
+        from ebpf.core.maps import Map
+        from ebpf.core.types import MapType
+
+        if not isinstance(the_map, Map):
+            raise EBPFError(f"UsdtSpecs.from_map takes a Map, not {type(the_map).__name__}")
+        if the_map.closed:
+            raise EBPFError(f"UsdtSpecs.from_map: map {the_map.name!r} is closed")
+        layout = (the_map.map_type, the_map.key_size, the_map.value_size)
+        if layout != (MapType.ARRAY, 4, USDT_SPEC_SIZE):
+            raise EBPFError(f"map {the_map.name!r} is not a USDT spec map: need an array with 4-byte keys and "
+                            f"{USDT_SPEC_SIZE}-byte values (struct __bpf_usdt_spec), not "
+                            f"{the_map.map_type.lower_name} key {the_map.key_size} value {the_map.value_size}")
+        known = _BY_MAP_ID.get(the_map.info().id)
+        if known is not None and not known.closed:
+            return known
+        specs = cls.__new__(cls)
+        specs._setup(the_map, owns=False)
+        return specs
+
+    @classmethod
+    def of_program(cls, program: Any) -> UsdtSpecs | None:
+        """The :class:`UsdtSpecs` over the spec map ``program`` uses (a map named ``__bpf_usdt_specs``,
+        as ``usdt.bpf.h`` declares, kept by the kernel as ``__bpf_usdt_spec``), or None.
+
+        :raises EBPFError: when that map does not have the spec layout.
+        """
+        spec = getattr(program, "spec", None)
+        for m in getattr(spec, "maps", None) or ():
+            if getattr(m, "name", None) == USDT_SPECS_MAP and not getattr(m, "closed", True):
+                return cls.from_map(m)
+        return None
 
     def acquire(self, spec: bytes) -> int:
         """The slot holding ``spec`` (written to the map when new); one more reference to it.
 
         :raises EBPFError: when every slot is taken or the map is closed.
         """
-        if self.map.closed:
+        if self.closed:
             raise EBPFError("UsdtSpecs is closed")
         if spec in self._slots:
             sid, refs = self._slots[spec]
@@ -238,12 +301,18 @@ class UsdtSpecs:
 
     @property
     def closed(self) -> bool:
-        """True once the map is closed."""
-        return bool(self.map.closed)
+        """True once :meth:`close` was called or the map is closed."""
+        return self._closed or bool(self.map.closed)
 
     def close(self) -> None:
-        """Close the map (programs that use it keep their own reference)."""
-        self.map.close()
+        """Close the map when this object created it (programs that use it keep their own reference);
+        a map given to :meth:`from_map` stays open."""
+        self._closed = True
+        for key, value in list(_BY_MAP_ID.items()):
+            if value is self:
+                del _BY_MAP_ID[key]
+        if self._owns:
+            self.map.close()
 
     def __enter__(self) -> UsdtSpecs:
         return self
