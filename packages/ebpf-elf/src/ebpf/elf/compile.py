@@ -34,7 +34,7 @@ class CompileError(EBPFError):
 
 
 def include_dir() -> str:
-    """The directory holding the shipped ``bpf_helpers.h``."""
+    """The directory holding the shipped headers: ``bpf_helpers.h``, ``bpf_helper_defs.h``, ``usdt.bpf.h``."""
     return str(_INCLUDE)
 
 

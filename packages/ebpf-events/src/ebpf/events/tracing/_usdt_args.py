@@ -10,8 +10,10 @@ spec's index as its BPF cookie; the program then reads argument N with
 -> shifts for size and sign).  BPF cookies exist from Linux 5.15; libbpf's fallback for
 older kernels (an IP -> spec id hash map) is not implemented.
 
-The map layout is libbpf's (``struct __bpf_usdt_spec``), so an ELF program built against
-``usdt.bpf.h`` can share a map filled by :class:`UsdtSpecs`.
+The map layout is libbpf's (``struct __bpf_usdt_spec``): a C program built against
+``usdt.bpf.h`` (libbpf's, or the one ebpf-elf ships) and loaded from its object has its own
+``__bpf_usdt_specs`` map, which :meth:`UsdtSpecs.from_map` wraps; ``attach_usdt`` does that by
+itself when the program uses such a map.
 """
 
 from __future__ import annotations
