@@ -148,6 +148,7 @@ def test_ebpf_check_lists_the_plugin_and_its_feature(plugin_env: dict[str, str])
 
 def test_autoload_off_means_no_backend(plugin_env: dict[str, str]) -> None:
     env = dict(plugin_env, EBPF_DISABLE_PLUGIN_AUTOLOAD="1")
+    env.pop("EBPF_PLUGINS", None)  # named modules load even without autoload (as PYTEST_PLUGINS does)
     code = ("import json\nfrom ebpf.core import plugins\n"
             "print(json.dumps([b.name for b in plugins.attach_backends()]))")
     assert _run(env, code) == []
