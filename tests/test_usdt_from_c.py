@@ -10,10 +10,8 @@ gives each site's uprobe the spec id as its BPF cookie, as libbpf does.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import ebpf.core as bpf
@@ -21,7 +19,7 @@ import pytest
 from ebpf.core.errors import EBPFError
 from ebpf.core.features import have_helper
 from ebpf.core.maps import create_array_map
-from ebpf.core.testing import require
+from ebpf.core.testing import build_host_program, require
 from ebpf.events import tracing
 from ebpf.events.ringbuf import RingBuffer
 from ebpf.events.tracing import UsdtLink, UsdtSpecs
@@ -37,16 +35,7 @@ OBJECTS = ["usdt_args.o", "usdt_args.clang.o"]
 def target(tmp_path_factory: pytest.TempPathFactory) -> str:
     """usdt_target.c built with the system's cc, or the ziglang toolchain (ebpf-elf[compile])."""
     out = str(tmp_path_factory.mktemp("usdt") / "usdt_target")  # the name the section target uses
-    commands = [["cc", "-O1", str(TARGET_C), "-o", out]] if shutil.which("cc") else []
-    commands.append([sys.executable, "-m", "ziglang", "cc", "-O1", "-target", "x86_64-linux-musl", str(TARGET_C),
-                     "-o", out])
-    errors = []
-    for cmd in commands:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode == 0:
-            return out
-        errors.append(proc.stderr[-500:])
-    raise RuntimeError(f"cannot build usdt_target.c: {errors}")
+    return build_host_program(TARGET_C, out)
 
 
 def expected_hits(n: int, cookie: int, program: int) -> list[tuple[int, ...]]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from ebpf.core.testing import Opener
+from ebpf.core.testing import Opener, build_host_program, plugin_registered
 
 pytest_plugins = ["pytester"]
 
@@ -106,3 +107,28 @@ def test_opener_child_reports_each_open_errno(tmp_path: Path) -> None:
         assert child.open(str(tmp_path / "missing")) == errno.ENOENT
     child.close()  # twice is harmless
     assert child.proc.returncode == 0
+
+
+def test_plugin_registered_registers_for_the_block_only() -> None:
+    from ebpf.core import plugins
+
+    class Probe:
+        """A plugin with no hooks."""
+
+    probe = Probe()
+    with plugin_registered(probe, "testing-probe"):
+        assert plugins.plugin_manager().is_registered(probe)
+        with plugin_registered(probe, "testing-probe"):  # already there: left alone
+            pass
+        assert plugins.plugin_manager().is_registered(probe)
+    assert not plugins.plugin_manager().is_registered(probe)
+
+
+def test_build_host_program_reports_compiler_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.c"
+    bad.write_text("int main(void) { return }\n")
+    with pytest.raises(RuntimeError, match="cannot build"):
+        build_host_program(bad, tmp_path / "bad")
+    good = tmp_path / "good.c"
+    good.write_text("int main(void) { return 7; }\n")
+    assert subprocess.run([build_host_program(good, tmp_path / "good")]).returncode == 7

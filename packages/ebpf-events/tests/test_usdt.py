@@ -5,10 +5,8 @@ layouts), checked value by value."""
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from ebpf.core.errors import AttachError, EBPFError
 from ebpf.core.features import have_helper
 from ebpf.core.maps import create_array_map, create_ringbuf_map
 from ebpf.core.programs import load_program
-from ebpf.core.testing import require
+from ebpf.core.testing import build_host_program, require
 from ebpf.events import tracing
 from ebpf.events.ringbuf import RingBuffer
 from ebpf.events.tracing import UsdtArg, UsdtArgKind, UsdtLink, UsdtSpecs, parse_usdt_args, usdt_arg, usdt_cookie
@@ -111,17 +109,7 @@ def test_usdt_arg_helper_refuses_bad_input() -> None:
 def target(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/usdt_target.c built with the system's cc, or the ziglang toolchain (a test dependency)."""
     out = str(tmp_path_factory.mktemp("usdt") / "usdt_target")
-    src = str(HERE / "usdt_target.c")
-    # cc first: it is much quicker than zig's first build of its libc (minutes under an emulated VM)
-    commands = [["cc", "-O1", src, "-o", out]] if shutil.which("cc") else []
-    commands.append([sys.executable, "-m", "ziglang", "cc", "-O1", "-target", "x86_64-linux-musl", src, "-o", out])
-    errors = []
-    for cmd in commands:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode == 0:
-            return out
-        errors.append(proc.stderr[-500:])
-    raise RuntimeError(f"cannot build usdt_target.c: {errors}")
+    return build_host_program(HERE / "usdt_target.c", out)
 
 
 def args_program(specs: UsdtSpecs, rb: Any) -> Any:

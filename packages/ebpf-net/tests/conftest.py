@@ -48,6 +48,7 @@ from ebpf.core.asm import (
     st_mem,
 )
 from ebpf.core.maps import Map, create_array_map
+from ebpf.core.testing import plugin_registered
 
 Item = Instruction | Label
 _counter = itertools.count()
@@ -319,14 +320,6 @@ def _net_plugin_registered() -> Iterator[None]:
     source tree with no entry point.  A no-op when the entry point (or EBPF_PLUGINS) did it;
     a registration made here is undone at the end of the session."""
     import ebpf.net.plugin
-    from ebpf.core import plugins
 
-    pm = plugins.plugin_manager()
-    if pm.is_registered(ebpf.net.plugin) or pm.has_plugin("net"):
+    with plugin_registered(ebpf.net.plugin, "net"):
         yield
-        return
-    plugins.register(ebpf.net.plugin, name="net")
-    try:
-        yield
-    finally:
-        plugins.unregister(ebpf.net.plugin)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ebpf.core import asm
 from ebpf.core.btf import load_vmlinux
-from ebpf.core.testing import Opener
+from ebpf.core.testing import Opener, plugin_registered
 
 R0, R1, R2, R3, R4, R6 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6
 _counter = itertools.count()
@@ -23,17 +23,9 @@ def _security_plugin_registered() -> Iterator[None]:
     """Make sure ebpf-security's plugin is registered (a source tree without EBPF_PLUGINS has no entry
     point); a registration made here is undone at the end of the session."""
     import ebpf.security.plugin
-    from ebpf.core import plugins
 
-    pm = plugins.plugin_manager()
-    if pm.is_registered(ebpf.security.plugin) or pm.has_plugin("security"):
+    with plugin_registered(ebpf.security.plugin, "security"):
         yield
-        return
-    plugins.register(ebpf.security.plugin, name="security")
-    try:
-        yield
-    finally:
-        plugins.unregister(ebpf.security.plugin)
 
 
 @pytest.fixture

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pluggy
 import pytest
 from ebpf.core.errors import UnsupportedFeatureError
 
-__all__ = ["require", "open_fds", "Opener"]
+__all__ = ["require", "open_fds", "Opener", "build_host_program", "plugin_registered"]
 
 
 
@@ -72,6 +75,45 @@ class Opener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def build_host_program(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> str:
+    """Compile a user-space C test target (a uprobe/USDT target): the system's ``cc`` when there is
+    one (much quicker than zig's first libc build, minutes under an emulated VM), else the ziglang
+    wheel (a test dependency) for this machine's ``<arch>-linux-musl``.
+
+    :returns: ``out`` as a string.
+    :raises RuntimeError: with each compiler's error output when none succeeds.
+    """
+    src, dst = os.fspath(source), os.fspath(out)
+    commands = [["cc", "-O1", src, "-o", dst]] if shutil.which("cc") else []
+    commands.append([sys.executable, "-m", "ziglang", "cc", "-O1", "-target", f"{platform.machine()}-linux-musl",
+                     src, "-o", dst])
+    errors = []
+    for cmd in commands:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return dst
+        errors.append(f"{cmd[0]}: {proc.stderr[-500:]}")
+    raise RuntimeError(f"cannot build {src}: {errors}")
+
+
+@contextmanager
+def plugin_registered(module: Any, name: str) -> Iterator[None]:
+    """Make sure plugin ``module`` is registered under ``name`` for the ``with`` block (a source tree
+    without an entry point, or ``EBPF_DISABLE_PLUGIN_AUTOLOAD=1``).  A no-op when an entry point or
+    EBPF_PLUGINS already did it; a registration made here is undone at the end."""
+    from ebpf.core import plugins  # late: the plugin manager is not needed by the other helpers
+
+    pm = plugins.plugin_manager()
+    if pm.is_registered(module) or pm.has_plugin(name):
+        yield
+        return
+    plugins.register(module, name=name)
+    try:
+        yield
+    finally:
+        plugins.unregister(module)
 
 def open_fds() -> set[int]:
     """The fds this process has open (from ``/proc/self/fd``)."""
