@@ -520,15 +520,8 @@ def have_attach_type(prog_type_or_attach_type: ProgType | AttachType | str | int
         return have_link_type(_LINK_FOR_ATTACH[at])
     if at == _A.TRACE_RAW_TP:
         return _probe_load(pt, feature, version, expected_attach_type=at, attach_to="sys_enter")
-    try:
-        prog = load_program(prog_type=pt, insns=RET0, expected_attach_type=at)
-    except VerifierError:
-        return  # the verifier ran: the attach type was accepted
-    except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.E2BIG):
-            raise _unsupported(feature, version) from None
-        raise
-    prog.close()
+    # a verifier run means the attach type was accepted
+    return _probe_load(pt, feature, version, expected_attach_type=at)
 
 
 # --- this machine's gaps -----------------------------------------------------------------------
