@@ -323,3 +323,42 @@ def _net_plugin_registered() -> Iterator[None]:
 
     with plugin_registered(ebpf.net.plugin, "net"):
         yield
+
+
+# ---------------------------------------------------------------------------- one namespace, own cgroup
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with only ``lo`` (up); its name, removed afterwards."""
+    name = f"ebpfnet-n-{os.getpid() % 100000}x{next(_counter)}"
+    sh(f"ip netns add {name}")
+    try:
+        sh(f"ip -n {name} link set lo up")
+        yield name
+    finally:
+        sh(f"ip netns del {name}", check=False)
+
+
+@contextmanager
+def self_in_cgroup(path: str) -> Iterator[None]:
+    """Run the block with this process moved into cgroup ``path`` (moved back to where it was after)."""
+    from ebpf.net.cgroup import cgroup_root, get_current_cgroup
+
+    home = get_current_cgroup()
+    if not home.startswith("/"):
+        home = os.path.join(cgroup_root(), home)
+    with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        with open(os.path.join(home, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+
+
+@pytest.fixture(scope="session")
+def enter() -> SimpleNamespace:
+    """``enter.netns(name)`` and ``enter.cgroup(path)``: context managers that move this thread into a
+    network namespace / this process into a cgroup for the block."""
+    return SimpleNamespace(netns=in_netns, cgroup=self_in_cgroup)

@@ -2,7 +2,8 @@
 
 Modules: :mod:`ebpf.net.xdp` (XDP through links or netlink), :mod:`ebpf.net.tc` (clsact
 filters and TCX links), :mod:`ebpf.net.cgroup` (cgroup v2 programs),
-:mod:`ebpf.net.socket_filter`, :mod:`ebpf.net.sk_lookup` and :mod:`ebpf.net.netfilter`.
+:mod:`ebpf.net.socket_filter`, :mod:`ebpf.net.sk_lookup`, :mod:`ebpf.net.netfilter` and
+:mod:`ebpf.net.sockmap` (sockmap/sockhash, SK_MSG, SK_SKB, sock_ops).
 Netlink goes through pyroute2, wrapped in a private module; every error is one of
 :mod:`ebpf.core.errors`.  Installing the package also registers attach backends, so
 ``program.attach("eth0")`` or ``program.attach("/sys/fs/cgroup/app")`` just works.
@@ -10,7 +11,7 @@ Netlink goes through pyroute2, wrapped in a private module; every error is one o
 
 from __future__ import annotations
 
-from ebpf.net import cgroup, netfilter, sk_lookup, socket_filter, tc, xdp
+from ebpf.net import cgroup, netfilter, sk_lookup, socket_filter, sockmap, tc, xdp
 from ebpf.net.cgroup import (
     CgroupSetup,
     attach_cgroup_program,
@@ -40,6 +41,18 @@ from ebpf.net.socket_filter import (
     detach_socket_filter,
     load_socket_filter,
     open_raw_socket,
+)
+from ebpf.net.sockmap import (
+    SocketCodec,
+    SockOp,
+    attach_sk_msg,
+    attach_sk_skb,
+    create_sockhash,
+    create_sockmap,
+    load_sk_msg_program,
+    load_sk_skb_program,
+    load_sock_ops_program,
+    socket_cookie,
 )
 from ebpf.net.tc import (
     TcAction,
@@ -75,7 +88,7 @@ from ebpf.net.xdp import (
 )
 
 __all__ = [
-    "xdp", "tc", "cgroup", "socket_filter", "sk_lookup", "netfilter",
+    "xdp", "tc", "cgroup", "socket_filter", "sk_lookup", "netfilter", "sockmap",
     "XdpAction", "XdpState", "attach_xdp", "create_cpumap", "create_devmap", "create_xskmap", "detach_xdp",
     "interface_index_to_name", "interface_name_to_index", "load_xdp_program", "query_xdp", "xdp_program",
     "TcAction", "TcFilter", "TcSetup", "add_clsact_qdisc", "attach_tc_filter", "attach_tcx", "detach_tc_filter",
@@ -89,4 +102,6 @@ __all__ = [
     "attach_raw_socket", "attach_socket_filter", "detach_socket_filter", "load_socket_filter", "open_raw_socket",
     "SkAction", "attach_sk_lookup", "load_sk_lookup_program",
     "NfVerdict", "attach_netfilter", "load_netfilter_program",
+    "SocketCodec", "SockOp", "attach_sk_msg", "attach_sk_skb", "create_sockhash", "create_sockmap",
+    "load_sk_msg_program", "load_sk_skb_program", "load_sock_ops_program", "socket_cookie",
 ]  # fmt: skip
