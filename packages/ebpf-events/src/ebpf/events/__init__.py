@@ -9,6 +9,7 @@
 - :mod:`ebpf.events.tracing`: tracepoints, raw tracepoints, tp_btf, fentry/fexit, kprobes,
   uprobes, USDT, perf_event programs; every attach returns a core ``Link``.
 - :mod:`ebpf.events.tracers`: ready-made exec, open and tcp-connect tracers (``ebpf trace``).
+- :mod:`ebpf.events.iterators`: BPF iterators (``attach_iter`` -> ``IterLink``, read as a file).
 
 The package registers with ebpf-core through the ``ebpf`` entry-point group
 (``ebpf.events.plugin``), so ``program.attach("syscalls:sys_enter_execve")`` and
@@ -21,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ringbuf", "perf", "tracing", "tracers"]
+__all__ = ["ringbuf", "perf", "tracing", "tracers", "iterators"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ Registered through the ``ebpf`` entry-point group.  Targets understood by ``prog
   ``"uprobe:/path/or/lib:symbol"``, ``"uretprobe:libc.so.6:malloc"`` (``pid=`` option);
   ``"usdt:/path:provider:name"``; programs loaded for kprobe.multi / uprobe.multi take a list
   of symbols (``program.attach(["a", "b"])`` / ``program.attach(("/bin/x", ["f", "g"]))``);
+- iterator programs (``iter/<target>``): no target; ``map=``, ``task=``, ``cgroup=`` options;
 - perf_event programs: ``"cpu-clock"`` (default), ``"cycles"``, ... with ``sample_freq=``/``sample_period=``.
 """
 
@@ -96,6 +97,14 @@ def attach_kprobe_target(program: Any, target: object = None, **options: Any) ->
     raise EBPFError(f"unknown probe kind {kind!r} in {target!r}")
 
 
+def _iter(program: Any, target: object = None, **options: Any) -> Any:
+    from ebpf.events.iterators import attach_iter
+
+    if target is not None:
+        raise EBPFError(f"iterator programs take map=/task=/cgroup= options, not a target ({target!r})")
+    return attach_iter(program, **options)
+
+
 def _perf_event(program: Any, target: object = None, **options: Any) -> Any:
     from ebpf.events.tracing import attach_perf_event
 
@@ -104,7 +113,7 @@ def _perf_event(program: Any, target: object = None, **options: Any) -> Any:
 
 @hookimpl
 def ebpf_attach_backends() -> list[AttachBackend]:
-    """Tracepoint, raw tracepoint, tracing (tp_btf/fentry/fexit/fmod_ret), kprobe/uprobe/USDT and perf_event."""
+    """Tracepoint, raw tracepoint, tracing (tp_btf/fentry/fexit/fmod_ret), kprobe/uprobe/USDT, perf_event, iter."""
     return [
         AttachBackend("tracepoint", [("tracepoint", None)], _tracepoint, _DIST),
         AttachBackend("raw_tracepoint", [("raw_tracepoint", None), ("raw_tracepoint_writable", None)], _raw_tp,
@@ -113,6 +122,7 @@ def ebpf_attach_backends() -> list[AttachBackend]:
                                   ("tracing", "trace_fexit"), ("tracing", "modify_return")], _tracing, _DIST),
         AttachBackend("kprobe/uprobe/usdt", [("kprobe", None)], attach_kprobe_target, _DIST),
         AttachBackend("perf_event", [("perf_event", None)], _perf_event, _DIST),
+        AttachBackend("iter", [("tracing", "trace_iter")], _iter, _DIST),
     ]
 
 
