@@ -10,6 +10,8 @@
   uprobes, USDT, perf_event programs; every attach returns a core ``Link``.
 - :mod:`ebpf.events.tracers`: ready-made exec, open and tcp-connect tracers (``ebpf trace``).
 - :mod:`ebpf.events.iterators`: BPF iterators (``attach_iter`` -> ``IterLink``, read as a file).
+- :mod:`ebpf.events.userringbuf`: :class:`~ebpf.events.userringbuf.UserRingBuffer`, Python producing
+  samples a program drains with ``bpf_user_ringbuf_drain``.
 
 The package registers with ebpf-core through the ``ebpf`` entry-point group
 (``ebpf.events.plugin``), so ``program.attach("syscalls:sys_enter_execve")`` and
@@ -22,14 +24,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ringbuf", "perf", "tracing", "tracers", "iterators"]
+_MODULES = ["ringbuf", "perf", "tracing", "tracers", "iterators", "userringbuf"]
+#: Names re-exported from a submodule, imported on first use.
+_NAMES = {"attach_iter": "iterators", "IterLink": "iterators", "UserRingBuffer": "userringbuf"}
+__all__ = [*_MODULES, *_NAMES]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in _MODULES:
         module = importlib.import_module(f"ebpf.events.{name}")
         globals()[name] = module
         return module
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"ebpf.events.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'ebpf.events' has no attribute {name!r}")
 
 
