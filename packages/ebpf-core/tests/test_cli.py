@@ -228,6 +228,36 @@ def test_check_json_reports_the_system(capsys: pytest.CaptureFixture[str]) -> No
     assert isinstance(report["plugins"], list) and isinstance(report["broken_plugins"], list)
 
 
+def _unprivileged_bpf_disabled() -> bool:
+    with open("/proc/sys/kernel/unprivileged_bpf_disabled") as f:
+        return f.read().strip() != "0"
+
+
+def _drop_all_capabilities() -> None:
+    """In the child before exec: empty the bounding set, so root execs with no capability at all."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in range(last + 1):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+
+
+def test_check_without_privileges_says_could_not_tell_instead_of_supported() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "check", "--json"], capture_output=True,
+                          text=True, timeout=180, preexec_fn=_drop_all_capabilities)
+    report = json.loads(proc.stdout)
+    probes = {f"{kind}.{name}": why for kind in ("map_types", "prog_types", "link_types")
+              for name, why in report[kind].items()}
+    if _unprivileged_bpf_disabled():  # bpf() refuses this user: no type can be shown as supported
+        assert [name for name, why in probes.items() if why is None] == []
+        assert report["map_types"]["hash"].startswith("could not tell (not root)")
+        assert report["link_types"]["struct_ops"].startswith("could not tell (not root)")
+    # whatever the sysctl: a probe that did not run never reads as missing or supported
+    assert all(why is None or "EPERM" not in why or why.startswith("could not tell") for why in probes.values())
+
+
 def test_check_text(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "check")
     assert status == 0

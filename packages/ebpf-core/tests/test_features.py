@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import errno
+import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
-from ebpf.core import features
-from ebpf.core.errors import BPFSyscallError, EBPFError, UnsupportedFeatureError
-from ebpf.core.programs import load_program
+from ebpf.core import _probing, features, testing
+from ebpf.core.errors import (
+    ENOTSUPP,
+    BPFSyscallError,
+    EBPFError,
+    ProbeInconclusiveError,
+    UnsupportedFeatureError,
+    errno_name,
+)
+from ebpf.core.programs import Program, load_program
 from ebpf.core.system import kernel_version
 from ebpf.core.types import AttachType, LinkType, MapType, ProgType
 
@@ -22,8 +31,15 @@ def fresh_cache() -> Iterator[None]:
     features.clear_cache()
 
 
-def _at_least(version: str) -> bool:
-    return kernel_version()[:2] >= tuple(int(x) for x in version.split("."))
+def _answers_clearly(exc: UnsupportedFeatureError | None, feature: str, min_kernel: str) -> None:
+    """A probe's answer is None, or names the feature, its first kernel and why (old, or refused by this build)."""
+    if exc is None:
+        return
+    assert exc.feature == feature and exc.min_kernel == min_kernel
+    if kernel_version()[:2] >= tuple(int(x) for x in min_kernel.split(".")):
+        assert f"in Linux since {min_kernel}, but" in str(exc)
+    else:
+        assert f"requires Linux >= {min_kernel}" in str(exc)
 
 
 def _outcome(probe: object, *args: object) -> UnsupportedFeatureError | None:
@@ -37,26 +53,31 @@ def _outcome(probe: object, *args: object) -> UnsupportedFeatureError | None:
 @pytest.mark.parametrize("map_type", ["hash", "array", "lpm_trie", "array_of_maps", "ringbuf", "bloom_filter",
                                       "user_ringbuf", "cgrp_storage", "task_storage", "queue", "arena"])
 def test_map_types_of_this_kernel(map_type: str) -> None:
-    mt = MapType.parse(map_type)
-    if _at_least(features.MAP_TYPE_VERSIONS[mt]):
-        assert features.have_map_type(map_type) is None
-    else:
-        with pytest.raises(UnsupportedFeatureError) as exc:
-            features.have_map_type(map_type)
-        assert exc.value.min_kernel == features.MAP_TYPE_VERSIONS[mt]
+    # Never "the version is new enough, so it must work": builds refuse types (arena: EPERM on some 6.18s).
+    exc = _outcome(features.have_map_type, map_type)
+    _answers_clearly(exc, f"map type {map_type}", features.MAP_TYPE_VERSIONS[MapType.parse(map_type)])
+    testing.require(features.have_map_type, map_type)
+
+
+def test_hash_maps_are_everywhere() -> None:
+    assert features.have_map_type("hash") is None
 
 
 @pytest.mark.parametrize("prog_type", ["socket_filter", "xdp", "sched_cls", "kprobe", "tracepoint",
                                        "raw_tracepoint", "cgroup_skb", "cgroup_sock_addr", "sk_lookup",
                                        "tracing", "syscall", "netfilter", "struct_ops"])
 def test_prog_types_of_this_kernel(prog_type: str) -> None:
-    assert features.have_prog_type(prog_type) is None
+    exc = _outcome(features.have_prog_type, prog_type)
+    _answers_clearly(exc, f"program type {prog_type}", features.PROG_TYPE_VERSIONS[ProgType.parse(prog_type)])
+    testing.require(features.have_prog_type, prog_type)
 
 
 @pytest.mark.parametrize("link_type", ["raw_tracepoint", "cgroup", "netns", "xdp", "perf_event", "iter", "tcx",
                                        "uprobe_multi", "netfilter", "sockmap"])
 def test_link_types_of_this_kernel(link_type: str) -> None:
-    assert features.have_link_type(link_type) is None
+    exc = _outcome(features.have_link_type, link_type)
+    _answers_clearly(exc, f"link type {link_type}", features.LINK_TYPE_VERSIONS[LinkType.parse(link_type)])
+    testing.require(features.have_link_type, link_type)
 
 
 @pytest.mark.parametrize("link_type", ["kprobe_multi", "netkit", "tracing"])
@@ -71,7 +92,10 @@ def test_config_dependent_link_types_answer_clearly(link_type: str) -> None:
 @pytest.mark.parametrize("attach_type", ["cgroup_inet4_connect", "cgroup_getsockopt", "sk_lookup", "xdp",
                                          "tcx_ingress", "perf_event", "trace_raw_tp", "cgroup_unix_connect"])
 def test_attach_types_of_this_kernel(attach_type: str) -> None:
-    assert features.have_attach_type(attach_type) is None
+    exc = _outcome(features.have_attach_type, attach_type)
+    if exc is not None:  # the attach type itself, or what it rests on (its program or link type)
+        assert (exc.min_kernel and f"Linux since {exc.min_kernel}" in str(exc)) or "requires Linux" in str(exc)
+    testing.require(features.have_attach_type, attach_type)
 
 
 def test_attach_type_with_program_type() -> None:
@@ -167,11 +191,51 @@ def test_unknown_link_type_names_the_kernel_version(monkeypatch: pytest.MonkeyPa
     assert exc.value.min_kernel == "6.6"
 
 
-def test_probe_that_cannot_tell_raises_something_else(monkeypatch: pytest.MonkeyPatch) -> None:
-    def eperm(*args: object) -> int:
-        raise BPFSyscallError(errno.EPERM, "BPF_MAP_CREATE")
+def _eperm(*args: object) -> int:
+    raise BPFSyscallError(errno.EPERM, "BPF_MAP_CREATE")
 
-    monkeypatch.setattr(features.commands, "map_create", eperm)
+
+@pytest.mark.parametrize("err", [errno.EPERM, errno.EINVAL, errno.E2BIG, ENOTSUPP])
+def test_refusal_of_a_fully_privileged_caller_is_unsupported(monkeypatch: pytest.MonkeyPatch, err: int) -> None:
+    # What a 6.18 build that refuses arena maps answers root with every capability.
+    def refuse(*args: object) -> int:
+        raise BPFSyscallError(err, "BPF_MAP_CREATE")
+
+    monkeypatch.setattr(features.commands, "map_create", refuse)
+    monkeypatch.setattr(_probing, "fully_privileged", lambda: True)
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        features.have_map_type("arena")
+    name = errno_name(err)
+    assert exc.value.feature == "map type arena" and exc.value.refused == name
+    if kernel_version()[:2] >= (6, 9):  # the message's wording, not whether arena works here
+        assert exc.value.reason == f"in Linux since 6.9, but refused by this kernel's build or configuration: {name}"
+    else:
+        assert "requires Linux >= 6.9" in exc.value.reason
+
+
+def test_probe_without_privileges_could_not_tell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features.commands, "map_create", _eperm)
+    monkeypatch.setattr(_probing, "fully_privileged", lambda: False)
+    with pytest.raises(ProbeInconclusiveError, match="could not tell whether map type hash is supported") as exc:
+        features.have_map_type("hash")
+    assert isinstance(exc.value, EBPFError) and not isinstance(exc.value, UnsupportedFeatureError)
+    assert exc.value.errno == errno.EPERM and "run as root" in str(exc.value)
+    # not cached: with privileges the same probe answers
+    monkeypatch.undo()
+    assert features.have_map_type("hash") is None
+
+
+def test_version_only_answers_are_not_given_without_privileges(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(features, "fully_privileged", lambda: False)
+    with pytest.raises(ProbeInconclusiveError, match="kernel version only"):
+        features.have_link_type("struct_ops")
+
+
+def test_probe_that_cannot_tell_raises_something_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    def enomem(*args: object) -> int:
+        raise BPFSyscallError(errno.ENOMEM, "BPF_MAP_CREATE")
+
+    monkeypatch.setattr(features.commands, "map_create", enomem)
     with pytest.raises(BPFSyscallError) as exc:
         features.have_map_type("hash")
     assert not isinstance(exc.value, UnsupportedFeatureError)
@@ -195,7 +259,48 @@ def test_outcomes_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
         features.have_map_type("bloom_filter")
     with pytest.raises(UnsupportedFeatureError) as second:
         features.have_map_type("bloom_filter")
-    assert first.value is second.value
+    # a fresh exception each call (the cached one would collect every caller's traceback), same words
+    assert first.value is not second.value and str(first.value) == str(second.value)
+    assert second.value.feature == "map type bloom_filter" and second.value.min_kernel == "5.16"
+
+
+def test_failed_calls_through_a_cached_negative_probe_keep_nothing_alive() -> None:
+    """20 failed attach-style calls must not keep their programs alive through the cached exception."""
+
+    @features.feature_test
+    def have_warp_drive() -> None:
+        raise UnsupportedFeatureError("warp drive", "99.1")
+
+    def attach_warp(prog: Program) -> None:
+        have_warp_drive()
+
+    alive = []
+    for _ in range(20):
+        prog = load_program(prog_type="socket_filter", insns=features.RET0)
+        alive.append(weakref.ref(prog))
+        with pytest.raises(UnsupportedFeatureError) as exc:
+            attach_warp(prog)
+        prog.close()
+        del prog, exc
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+
+
+def test_feature_test_caches_both_answers_per_arguments() -> None:
+    calls: list[str] = []
+
+    @features.feature_test
+    def have_thing(name: str) -> None:
+        calls.append(name)
+        if name == "missing":
+            raise UnsupportedFeatureError(f"thing {name}")
+
+    for _ in range(3):
+        assert have_thing("there") is None
+        with pytest.raises(UnsupportedFeatureError, match="thing missing"):
+            have_thing("missing")
+    assert calls == ["there", "missing"]
+    assert have_thing.__name__ == "have_thing"
 
 
 def test_bad_input() -> None:

@@ -19,13 +19,27 @@ __all__ = [
     "VerifierError",
     "NotSupportedError",
     "UnsupportedFeatureError",
+    "ProbeInconclusiveError",
     "ELFError",
     "BTFError",
     "AsmError",
     "AttachError",
     "PluginError",
     "syscall_error",
+    "errno_name",
+    "ENOTSUPP",
 ]
+
+#: The kernel-internal "operation not supported" (524) that leaks to user space from some
+#: bpf commands; not in :mod:`errno`.  The one definition every package uses.
+ENOTSUPP = 524
+
+
+def errno_name(err: int | None) -> str:
+    """The symbolic name of an errno (``"EPERM"``, ``"ENOTSUPP"`` for 524), or its number as text."""
+    if err == ENOTSUPP:
+        return "ENOTSUPP"
+    return _errno.errorcode.get(err or 0, str(err))
 
 
 class EBPFError(Exception):
@@ -108,21 +122,49 @@ class UnsupportedFeatureError(NotSupportedError):
 
     :ivar feature: what is missing, e.g. ``"map type ringbuf"``.
     :ivar min_kernel: the first Linux version with it, e.g. ``"5.8"``, or ``""``.
+    :ivar reason: why it is missing, e.g. ``"in Linux since 6.9, but refused by this kernel's build or
+        configuration: EPERM"``, or ``""``.
+    :ivar refused: the errno name the kernel answered the probe with (``"EPERM"``), or ``""``.
     """
 
-    def __init__(self, feature: str, min_kernel: str = "", reason: str = "") -> None:
+    def __init__(self, feature: str, min_kernel: str = "", reason: str = "", refused: str = "") -> None:
         self.feature = feature
         self.min_kernel = min_kernel
+        self.refused = refused
+        new_enough = bool(min_kernel) and _running_kernel() >= _version_tuple(min_kernel)
+        if refused:
+            # A refusal on a kernel new enough is a build/config gap: say so, with the kernel's word.
+            why = (f"in Linux since {min_kernel}, but refused by this kernel's build or configuration: {refused}"
+                   if new_enough else
+                   f"requires Linux >= {min_kernel}; the kernel answered {refused}" if min_kernel else
+                   f"refused by this kernel's build or configuration: {refused}")
+            reason = f"{why} ({reason})" if reason else why
         self.reason = reason
         text = f"{feature} is not supported by this kernel"
-        if min_kernel:
-            if _running_kernel() >= _version_tuple(min_kernel):
+        if min_kernel and not refused:
+            if new_enough:
                 text += f" (in Linux since {min_kernel}, but not in this kernel's build or configuration)"
             else:
                 text += f" (requires Linux >= {min_kernel})"
         if reason:
             text += f": {reason}"
         super().__init__(text)
+
+
+class ProbeInconclusiveError(EBPFError):
+    """A feature probe could not tell whether the feature is there (e.g. the caller lacks privileges).
+
+    Deliberately not an :class:`UnsupportedFeatureError`: nothing is known to be missing.
+
+    :ivar feature: what was probed.
+    :ivar errno: the kernel's errno that left the question open, or None.
+    """
+
+    def __init__(self, feature: str, reason: str, err: int | None = None) -> None:
+        self.feature = feature
+        self.reason = reason
+        self.errno = err
+        super().__init__(f"could not tell whether {feature} is supported: {reason}")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

@@ -1,28 +1,40 @@
 """Kernel feature probes.
 
 Every probe says one of three things: the feature is there (returns None), it is not
-(raises :class:`~ebpf.core.errors.UnsupportedFeatureError` naming the feature and the
-first kernel version with it), or the probe cannot tell (raises another error).  Probes
-create tiny real objects (a map, a two-instruction program, a link with bad fds) the
-way cilium/ebpf's ``features`` package does, and their outcomes are cached for the
-life of the process.
+(raises :class:`~ebpf.core.errors.UnsupportedFeatureError` naming the feature, the
+first kernel version with it and why: the kernel is older, or "in Linux since X, but
+refused by this kernel's build or configuration: EPERM"), or the probe cannot tell
+(:class:`~ebpf.core.errors.ProbeInconclusiveError` when the caller lacks the privileges
+to know, another error otherwise).  The kernel's answer decides, never its version.
+Probes create tiny real objects (a map, a two-instruction program, a link with bad fds)
+the way cilium/ebpf's ``features`` package does, and their outcomes, negative ones too,
+are cached for the life of the process through :func:`feature_test`, which other
+packages use for their own probes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+from ebpf.core._probing import clear_cache, feature_test, fully_privileged, probe_error
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import MapBatchAttr, MapCreateAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd, libc
-from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, UnsupportedFeatureError, VerifierError
-from ebpf.core.programs import ENOTSUPP, Program, load_program
+from ebpf.core.errors import (
+    ENOTSUPP,
+    BPFSyscallError,
+    BTFError,
+    EBPFError,
+    ProbeInconclusiveError,
+    UnsupportedFeatureError,
+    VerifierError,
+    errno_name,
+)
+from ebpf.core.programs import Program, load_program
 from ebpf.core.types import AttachType, Helper, LinkType, MapType, ProgType
 
 __all__ = [
@@ -36,6 +48,10 @@ __all__ = [
     "have_fentry",
     "have_lsm",
     "clear_cache",
+    "feature_test",
+    "probe_error",
+    "fully_privileged",
+    "ENOTSUPP",
     "MAP_TYPE_VERSIONS",
     "PROG_TYPE_VERSIONS",
     "LINK_TYPE_VERSIONS",
@@ -115,48 +131,11 @@ ATTACH_TYPE_VERSIONS: dict[AttachType, tuple[str, ProgType]] = {
     _A.TRACE_KPROBE_SESSION: ("6.10", _P.KPROBE), _A.TRACE_UPROBE_SESSION: ("6.13", _P.KPROBE),
 }
 
-_F = TypeVar("_F", bound=Callable[..., None])
-_CACHE: dict[tuple[str, tuple[Any, ...]], UnsupportedFeatureError | None] = {}
-_LOCK = threading.RLock()
+_cached = feature_test  # every probe below caches through the public decorator
 
 
-def _cached(fn: _F) -> _F:
-    """Cache a probe's outcome: None or UnsupportedFeatureError (errors that could not tell are not cached)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any) -> None:
-        key = (fn.__name__, args)
-        with _LOCK:
-            if key in _CACHE:
-                err = _CACHE[key]
-                if err is not None:
-                    raise err
-                return
-            try:
-                fn(*args)
-            except UnsupportedFeatureError as exc:
-                _CACHE[key] = exc
-                raise
-            _CACHE[key] = None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def clear_cache() -> None:
-    """Forget every cached probe outcome (for tests)."""
-    with _LOCK:
-        _CACHE.clear()
-
-
-def _unsupported(feature: str, version: str = "", reason: str = "") -> UnsupportedFeatureError:
-    if version and not reason:
-        from ebpf.core.system import kernel_version
-
-        running = kernel_version()
-        if running[:2] >= tuple(int(x) for x in version.split(".")):
-            reason = (f"Linux {running[0]}.{running[1]} is new enough, so it was left out when this kernel "
-                      "was built (a CONFIG option) or is disabled")
-    return UnsupportedFeatureError(feature, version, reason)
+def _unsupported(feature: str, version: str = "", reason: str = "", refused: str = "") -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(feature, version, reason, refused)
 
 
 # --- maps ------------------------------------------------------------------------------------
@@ -183,6 +162,8 @@ def _map_attr(mt: MapType) -> MapCreateAttr:
         a.key_size = 0
     elif mt == _M.ARENA:
         a.key_size, a.value_size, a.map_flags = 0, 0, _BPF_F_MMAPABLE
+    elif mt == _M.STRUCT_OPS:
+        a.btf_vmlinux_value_type_id = 1  # not a struct_ops value type: ENOTSUPP where the map type exists
     return a
 
 
@@ -197,26 +178,26 @@ def have_map_type(map_type: MapType | str | int) -> None:
     feature, version = f"map type {mt.lower_name}", MAP_TYPE_VERSIONS.get(mt, "")
     if mt == _M.UNSPEC:
         raise EBPFError("map type unspec cannot be probed")
-    if mt == _M.STRUCT_OPS:
-        # Needs a vmlinux struct_ops value type: probe through the version instead.
-        return _by_version(feature, version)
     try:
         fd = commands.map_create(_map_attr(mt))
     except BPFSyscallError as exc:
         if exc.errno == errno.EBADF and mt in (_M.ARRAY_OF_MAPS, _M.HASH_OF_MAPS, _M.SK_STORAGE, _M.INODE_STORAGE,
                                                _M.TASK_STORAGE, _M.CGRP_STORAGE):
             return  # it got as far as looking at our bad fd: the type exists
-        if exc.errno in (errno.EINVAL, errno.E2BIG):
-            raise _unsupported(feature, version) from None
-        raise
+        if exc.errno == ENOTSUPP and mt == _M.STRUCT_OPS:
+            return  # vmlinux type id 1 is an integer, not a struct_ops value: the type exists
+        raise probe_error(exc, feature, version) from None
     close_fd(fd)
 
 
 def _by_version(feature: str, version: str) -> None:
-    from ebpf.core.system import kernel_version
+    """For the few probes that cannot run a syscall: older kernels lack it; newer ones cannot be told."""
+    from ebpf.core.system import kernel_version  # late: system imports the plugin manager
 
     if version and kernel_version()[:2] < tuple(int(x) for x in version.split(".")):
         raise _unsupported(feature, version)
+    if not fully_privileged():
+        raise ProbeInconclusiveError(feature, "answered from the kernel version only, and not root")
 
 
 # --- programs ----------------------------------------------------------------------------------
@@ -228,12 +209,12 @@ def _probe_load(prog_type: ProgType, feature: str, version: str, **fields: Any) 
         prog = load_program(prog_type=prog_type, insns=RET0, **fields)
     except VerifierError as exc:
         if exc.errno == errno.E2BIG:
-            raise _unsupported(feature, version) from None
+            raise _unsupported(feature, version, refused="E2BIG") from None
         return  # the verifier ran: the kernel knows the type, our tiny program just does not suit it
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.E2BIG):
-            raise _unsupported(feature, version) from None
-        raise
+        if exc.errno == ENOTSUPP and prog_type == _P.STRUCT_OPS:
+            return  # ENOTSUPP: known type, missing struct_ops target (as cilium/ebpf reads it)
+        raise probe_error(exc, feature, version) from None
     prog.close()
 
 
@@ -266,13 +247,11 @@ def have_prog_type(prog_type: ProgType | str | int) -> None:
         _probe_load(pt, feature, version, **extra)
     except BTFError as exc:
         raise _unsupported(feature, version, f"no kernel BTF: {exc}") from None
-    except BPFSyscallError as exc:
-        if exc.errno == ENOTSUPP and pt == _P.STRUCT_OPS:
-            return  # ENOTSUPP: known type, missing struct_ops target (as cilium/ebpf reads it)
-        if exc.errno in (errno.EPERM, errno.EACCES) and pt == _P.EXT:
+    except UnsupportedFeatureError as exc:
+        if pt == _P.EXT and exc.refused in ("EPERM", "EACCES"):
             # The type exists since 5.6; EPERM is the same refusal fentry gets (trampolines).
-            raise _unsupported(feature, version, f"ext programs cannot be loaded: {errno.errorcode[exc.errno]} "
-                               "(kernel lockdown or missing CONFIG_FUNCTION_TRACER)") from None
+            raise _unsupported(feature, version, "kernel lockdown or missing CONFIG_FUNCTION_TRACER",
+                               exc.refused) from None
         raise
 
 
@@ -326,9 +305,7 @@ def have_batch_ops() -> None:
         attr = MapBatchAttr(map_fd=fd, keys=ctypes.addressof(keys), values=ctypes.addressof(values), count=1)
         bpf(Cmd.MAP_UPDATE_BATCH, attr)
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.ENOTSUP, ENOTSUPP):
-            raise _unsupported("map batch operations", "5.6") from None
-        raise
+        raise probe_error(exc, "map batch operations", "5.6") from None
     finally:
         close_fd(fd)
 
@@ -396,9 +373,7 @@ def have_link_type(link_type: LinkType | str | int) -> None:
             try:
                 commands.link_info(fd)  # a raw fd before 5.8, a link since
             except BPFSyscallError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise _unsupported(feature, version) from None
-                raise
+                raise probe_error(exc, feature, version) from None
             finally:
                 close_fd(fd)
         return
@@ -406,8 +381,10 @@ def have_link_type(link_type: LinkType | str | int) -> None:
         try:
             with _tiny(_P.TRACING, expected_attach_type=_A.TRACE_ITER, attach_to="task") as prog:
                 ok = _link_errno(prog, _A.TRACE_ITER, 0) == 0
-        except (BTFError, BPFSyscallError) as exc:
+        except BTFError as exc:
             raise _unsupported(feature, version, str(exc)) from None
+        except BPFSyscallError as exc:
+            raise probe_error(exc, feature, version) from None
         if not ok:
             raise _unsupported(feature, version)
         return
@@ -430,23 +407,18 @@ def have_link_type(link_type: LinkType | str | int) -> None:
             err = _xdp_link_errno(prog)
         if err in (0, errno.EBUSY, errno.EEXIST):
             return
-        if err == errno.EINVAL:
-            raise _unsupported(feature, version)
-        raise BPFSyscallError(err, "BPF_LINK_CREATE", hint="probing XDP links")
+        raise probe_error(BPFSyscallError(err, "BPF_LINK_CREATE", hint="probing XDP links"), feature, version)
     pt, fields, at, target, extra, known = plan[lt]
     try:
         prog = _tiny(pt, **fields)
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.E2BIG):
-            raise _unsupported(feature, version, f"cannot load a {pt.lower_name} program") from None
-        raise
+        raise probe_error(exc, feature, version, f"cannot load a {pt.lower_name} program") from None
     with prog:
         err = _link_errno(prog, at, target, extra)
     if err in known or err == 0:
         return
-    if err in (errno.EINVAL, errno.E2BIG):
-        raise _unsupported(feature, version)
-    raise BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}")
+    raise probe_error(BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}"),
+                      feature, version)
 
 
 def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
@@ -454,9 +426,7 @@ def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
     try:
         prog = _tiny(_P.KPROBE, expected_attach_type=at)
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.E2BIG):
-            raise _unsupported(feature, version) from None
-        raise
+        raise probe_error(exc, feature, version) from None
     with prog:
         if lt == _L.KPROBE_MULTI:
             syms = (ctypes.c_char_p * 1)(b"vprintk")
@@ -465,7 +435,7 @@ def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
             if err == 0:
                 return
             if err in (errno.EOPNOTSUPP, ENOTSUPP):
-                raise _unsupported(feature, version, "kprobe_multi needs CONFIG_FPROBE (fprobe)") from None
+                raise _unsupported(feature, version, "kprobe_multi needs CONFIG_FPROBE (fprobe)", errno_name(err))
         else:
             path = ctypes.create_string_buffer(b"/")
             offsets = (ctypes.c_uint64 * 1)(0)
@@ -474,10 +444,9 @@ def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
             if err == errno.EBADF:
                 return
             if err in (errno.EOPNOTSUPP, ENOTSUPP):
-                raise _unsupported(feature, version, "uprobe_multi needs CONFIG_UPROBES") from None
-    if err in (errno.EINVAL, errno.E2BIG):
-        raise _unsupported(feature, version)
-    raise BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}")
+                raise _unsupported(feature, version, "uprobe_multi needs CONFIG_UPROBES", errno_name(err))
+    raise probe_error(BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}"),
+                      feature, version)
 
 
 # --- attach types ------------------------------------------------------------------------------
@@ -556,16 +525,9 @@ def _trampoline_probe(feature: str, version: str, why: str, **fields: Any) -> No
         prog = load_program(insns=RET0, **fields)
     except BTFError as exc:
         raise _unsupported(feature, version, f"{exc}") from None
-    except VerifierError as exc:
-        if exc.errno in (errno.EPERM, errno.EACCES, ENOTSUPP, errno.EOPNOTSUPP):
-            raise _unsupported(feature, version, f"{feature} cannot be loaded: "
-                               f"{errno.errorcode.get(exc.errno, exc.errno)} ({why})") from None
-        raise
-    except BPFSyscallError as exc:
-        if exc.errno in (errno.EPERM, errno.EACCES, ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL, errno.E2BIG):
-            code = "ENOTSUPP" if exc.errno == ENOTSUPP else errno.errorcode.get(exc.errno, str(exc.errno))
-            raise _unsupported(feature, version, f"{feature} cannot be loaded: {code} ({why})") from None
-        raise
+    except BPFSyscallError as exc:  # a VerifierError too: EPERM/EACCES there is the same refusal
+        code = errno_name(exc.errno)
+        raise probe_error(exc, feature, version, f"{feature} cannot be loaded: {code} ({why})") from None
     prog.close()
 
 

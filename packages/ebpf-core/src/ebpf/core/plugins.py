@@ -595,24 +595,15 @@ def run_feature_probes() -> dict[str, str | None]:
     """Run every plugin's feature probes; never raises.
 
     :returns: feature name -> None when supported, else the reason (the error's text;
-        "could not tell" errors are prefixed with their class name).
+        a probe that could not tell says "could not tell ...", see :func:`ebpf.core.features.outcome`).
     """
-    from ebpf.core.errors import UnsupportedFeatureError
+    from ebpf.core._probing import outcome
 
-    results: dict[str, str | None] = {}
     try:
         probes = feature_probes()
     except Exception as exc:  # never raise: init() and `ebpf check` rely on it
         return {"plugins": f"{type(exc).__name__}: {exc}"}
-    for fp in probes:
-        try:
-            fp.probe()
-            results[fp.name] = None
-        except UnsupportedFeatureError as exc:
-            results[fp.name] = str(exc)
-        except Exception as exc:
-            results[fp.name] = f"{type(exc).__name__}: {exc}"
-    return results
+    return {fp.name: outcome(fp.probe) for fp in probes}
 
 
 def add_cli_commands(subparsers: Any) -> None:

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import ProgInfo, ProgLoadAttr, TestRunAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd
-from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, NotSupportedError, VerifierError, syscall_error
+from ebpf.core.errors import (
+    ENOTSUPP,
+    BPFSyscallError,
+    BTFError,
+    EBPFError,
+    NotSupportedError,
+    VerifierError,
+    syscall_error,
+)
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
 from ebpf.core.types import AttachType, ProgType
 
@@ -37,7 +45,6 @@ MAX_LOG_SIZE = (1 << 30) - 1
 #: Programs are limited to this many instructions by the kernel (BPF_COMPLEXITY_LIMIT_INSNS).
 MAX_INSNS = 1_000_000
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
-ENOTSUPP = 524  # the kernel-internal "operation not supported" errno some loads return
 
 
 @dataclass

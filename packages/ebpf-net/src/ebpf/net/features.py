@@ -2,15 +2,15 @@
 
 Each probe returns None when the feature works here, raises
 :class:`~ebpf.core.errors.UnsupportedFeatureError` when it does not, and any other
-error when it cannot tell.
+error when it cannot tell (:class:`~ebpf.core.errors.ProbeInconclusiveError` without
+the privileges to know).  They cache through :func:`ebpf.core.features.feature_test`,
+negative answers too.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
-
-from ebpf.core.errors import BPFSyscallError, UnsupportedFeatureError
+from ebpf.core.errors import BPFSyscallError
+from ebpf.core.features import feature_test, have_link_type, probe_error
 from ebpf.core.types import AttachType, ProgType
 
 __all__ = ["probe_xdp_link", "probe_tcx", "probe_netfilter_link", "probe_sk_lookup"]
@@ -24,23 +24,18 @@ def _load_probe(prog_type: ProgType, attach_type: AttachType | None, feature: st
     try:
         prog = load_program(prog_type=prog_type, insns=_RET1, expected_attach_type=attach_type, name="net_probe")
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.E2BIG):
-            raise UnsupportedFeatureError(feature, min_kernel, str(exc)) from exc
-        raise
+        raise probe_error(exc, feature, min_kernel) from None
     prog.close()
 
 
-@functools.cache
+@feature_test
 def probe_xdp_link() -> None:
     """XDP attachments through BPF links.  Requires Linux >= 5.9."""
-    from ebpf.core.system import kernel_version
-
-    if kernel_version() < (5, 9):
-        raise UnsupportedFeatureError("XDP links", "5.9")
+    have_link_type("xdp")  # the kernel's answer, not its version's
     _load_probe(ProgType.XDP, AttachType.XDP, "XDP programs", "4.8")
 
 
-@functools.cache
+@feature_test
 def probe_tcx() -> None:
     """TCX links (BPF_PROG_QUERY on lo's tcx ingress hook answers).  Requires Linux >= 6.6."""
     from ebpf.core._sys.commands import prog_query
@@ -48,18 +43,16 @@ def probe_tcx() -> None:
     try:
         prog_query(1, AttachType.TCX_INGRESS)
     except BPFSyscallError as exc:
-        if exc.errno == errno.EINVAL:
-            raise UnsupportedFeatureError("TCX links", "6.6", str(exc)) from exc
-        raise
+        raise probe_error(exc, "TCX links", "6.6") from None
 
 
-@functools.cache
+@feature_test
 def probe_netfilter_link() -> None:
     """Netfilter programs and links (CONFIG_NETFILTER_BPF_LINK).  Requires Linux >= 6.4."""
     _load_probe(ProgType.NETFILTER, AttachType.NETFILTER, "netfilter BPF links", "6.4")
 
 
-@functools.cache
+@feature_test
 def probe_sk_lookup() -> None:
     """``sk_lookup`` programs.  Requires Linux >= 5.9."""
     _load_probe(ProgType.SK_LOOKUP, AttachType.SK_LOOKUP, "sk_lookup programs", "5.9")

@@ -22,13 +22,22 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError, UnsupportedFeatureError, VerifierError
+from ebpf.core.errors import (
+    ENOTSUPP,
+    AttachError,
+    BPFSyscallError,
+    EBPFError,
+    ProbeInconclusiveError,
+    UnsupportedFeatureError,
+    VerifierError,
+    errno_name,
+)
+from ebpf.core.features import feature_test, fully_privileged
 from ebpf.core.links import Link, attach_raw_tracepoint, create_link
 from ebpf.core.programs import Program, load_program
 from ebpf.core.types import AttachType, ProgType
@@ -79,7 +88,6 @@ _CGROUP2_MAGIC = 0x63677270
 _PROBE_HOOK = "file_mprotect"
 _MOV_IMM = (0xB7, 0xB4)  # BPF_ALU64|BPF_MOV|BPF_K, BPF_ALU|BPF_MOV|BPF_K
 _EXIT = 0x95
-_ENOTSUPP = 524  # the kernel-internal "operation not supported", seen by user space as 524
 
 
 # -- what the kernel allows --------------------------------------------------------------------------
@@ -185,25 +193,7 @@ def _check_active() -> None:
         raise UnsupportedFeatureError(_FEATURE, "5.7", _not_active_reason(active))
 
 
-_probe_lock = threading.Lock()
-_probed: dict[str, UnsupportedFeatureError | None] = {}
-
-
-def _probe_once(key: str, probe: Callable[[], None]) -> None:
-    with _probe_lock:
-        if key in _probed:
-            err = _probed[key]
-            if err is not None:
-                raise err
-            return
-        try:
-            probe()
-        except UnsupportedFeatureError as exc:
-            _probed[key] = exc
-            raise
-        _probed[key] = None
-
-
+@feature_test
 def _probe_load(cgroup: bool) -> None:
     hook = find_lsm_hook("file_open" if cgroup else _PROBE_HOOK)
     # r0 = 0 (MAC: allow) or 1 (cgroup: allow); exit
@@ -213,12 +203,15 @@ def _probe_load(cgroup: bool) -> None:
         prog = load_program(prog_type=ProgType.LSM, expected_attach_type=_attach_type(cgroup),
                             attach_btf_id=hook.btf_id, insns=insns, name="lsm_probe")
     except BPFSyscallError as exc:
+        if _is_refusal(exc) and not fully_privileged():
+            # Not everything is allowed to us, so the refusal does not say the kernel lacks it.
+            raise ProbeInconclusiveError(feature, explain_refusal(exc.errno or 0, active_lsms(), lockdown_mode(),
+                                                                  _effective_caps()), exc.errno) from None
         if _is_refusal(exc):
             raise _refusal(exc, feature) from None
-        if exc.errno in (_errno.EINVAL, _errno.EOPNOTSUPP, _ENOTSUPP):
-            code = _errno.errorcode.get(exc.errno or 0, "ENOTSUPP")
-            raise UnsupportedFeatureError(feature, "6.0" if cgroup else "5.7",
-                                          f"the kernel does not load them ({code})") from None
+        if exc.errno in (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP):
+            raise UnsupportedFeatureError(feature, "6.0" if cgroup else "5.7", "the kernel does not load them",
+                                          errno_name(exc.errno)) from None
         raise
     prog.close()
 
@@ -232,7 +225,7 @@ def have_bpf_lsm() -> None:
     """
     _check_active()  # not cached: cheap, and the answer may change (securityfs mounted later)
     list_lsm_hooks()
-    _probe_once("mac", lambda: _probe_load(False))
+    _probe_load(False)
 
 
 def _check_cgroup_kernel() -> None:
@@ -250,7 +243,7 @@ def have_lsm_cgroup() -> None:
     """
     have_bpf_lsm()
     _check_cgroup_kernel()
-    _probe_once("cgroup", lambda: _probe_load(True))
+    _probe_load(True)
 
 
 def lsm_available() -> bool:
@@ -447,7 +440,7 @@ def attach_lsm_program(prog: Program, cgroup: object = None) -> Link:
             return create_link(prog, 0, AttachType.LSM_MAC, description=f"{prog.name or 'lsm'} lsm on "
                                f"{prog.spec.attach_to or 'its hook'}")
         except BPFSyscallError as exc:
-            if exc.errno not in (_errno.EINVAL, _errno.EOPNOTSUPP, _ENOTSUPP):
+            if exc.errno not in (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP):
                 raise
         # kernels whose BPF_LINK_CREATE does not take LSM programs
         return attach_raw_tracepoint(prog)

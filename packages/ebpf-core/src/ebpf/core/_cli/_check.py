@@ -15,16 +15,10 @@ __all__ = ["add_commands", "collect_report"]
 
 
 def _outcome(call: Callable[[], None]) -> str | None:
-    """None when ``call`` finds the feature, else why not; never raises."""
-    from ebpf.core.errors import UnsupportedFeatureError
+    """None when ``call`` finds the feature, else why not, or "could not tell ..."; never raises."""
+    from ebpf.core._probing import outcome  # late: only `ebpf check` runs probes
 
-    try:
-        call()
-        return None
-    except UnsupportedFeatureError as exc:
-        return str(exc)
-    except Exception as exc:  # could not tell: report, never fail the whole check
-        return f"could not tell: {type(exc).__name__}: {exc}"
+    return outcome(call)
 
 
 def _probe_all(probe: Callable[[Any], None] | None, members: Iterable[Any]) -> dict[str, str | None]:
@@ -119,12 +113,23 @@ def _support_section(title: str, results: dict[str, str | None], verbose: bool) 
     lines = [f"{title}: {len(ok)} of {len(results)} supported"]
     if ok:
         lines += _wrapped("supported: ", ok)
-    missing = {n: why for n, why in results.items() if why is not None}
-    if missing and verbose:
-        lines += [f"  missing:   {n}: {why}" for n, why in missing.items()]
-    elif missing:
-        lines += _wrapped("missing:   ", list(missing), "  (--verbose for reasons)")
+    for label, group in (("missing:   ", {n: why for n, why in results.items() if why and not _unknown(why)}),
+                         ("could not tell: ", {n: why for n, why in results.items() if why and _unknown(why)})):
+        if group and verbose:  # each reason says whether it is missing or could not tell
+            lines += [f"  {n}: {why}" for n, why in group.items()]
+        elif group:
+            lines += _wrapped(label, list(group), "  (--verbose for reasons)")
     return lines
+
+
+def _unknown(why: str) -> bool:
+    return why.startswith("could not tell")
+
+
+def _plugin_feature(why: str | None) -> str:
+    if why is None:
+        return "yes"
+    return why if _unknown(why) else f"no: {why}"
 
 
 def format_report(report: dict[str, Any], verbose: bool = False) -> str:
@@ -153,7 +158,7 @@ def format_report(report: dict[str, Any], verbose: bool = False) -> str:
     features = report["plugin_features"]
     lines.append(f"Plugin features: {len(features)}")
     for name, why in features.items():
-        lines.append(f"  {name}: " + ("yes" if why is None else f"no: {why}"))
+        lines.append(f"  {name}: {_plugin_feature(why)}")
     broken = report["broken_plugins"]
     lines.append(f"Broken plugins: {len(broken)}")
     for b in broken:

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from ebpf.core._sys.attrs import MapBatchAttr, MapElemAttr
 from ebpf.core._sys.syscall import SYS_BPF, Cmd, get_errno, raw_syscall
-from ebpf.core.errors import EBPFError, KeyNotFoundError, MapFullError, syscall_error
+from ebpf.core.errors import ENOTSUPP, EBPFError, KeyNotFoundError, MapFullError, syscall_error
 
 if TYPE_CHECKING:
     from ebpf.core._maps.base import Map
 
 __all__ = ["iter_chunks", "update_batch", "delete_batch", "NO_BATCH_ERRNOS", "BATCH_BYTES"]
 
-ENOTSUPP = 524  # the kernel-internal "not supported" that leaks to user space from batch ops
 NO_BATCH_ERRNOS = frozenset({errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP, errno.ENOSYS})
 #: Upper bound on the buffers one batch call uses.
 BATCH_BYTES = 4 << 20
