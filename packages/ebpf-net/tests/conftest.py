@@ -362,3 +362,77 @@ def enter() -> SimpleNamespace:
     """``enter.netns(name)`` and ``enter.cgroup(path)``: context managers that move this thread into a
     network namespace / this process into a cgroup for the block."""
     return SimpleNamespace(netns=in_netns, cgroup=self_in_cgroup)
+
+
+# ---------------------------------------------------------------------------- three hosts in a row
+
+
+@dataclass
+class ChainWorld:
+    """A -- B -- C: namespaces ``ns["a"]``, ``ns["b"]``, ``ns["c"]``; veth ``a0``<->``b0`` and ``b1``<->``c0``
+    (names in ``ifs``, addresses in ``ips``, MACs in ``macs``).  B does not forward; A reaches C's address
+    with C's MAC directly, so a frame from A gets to C only when B's XDP redirects it."""
+
+    ns: dict[str, str]
+    ifs: dict[str, str]
+    ips: dict[str, str]
+    macs: dict[str, str]
+
+    def enter(self, host: str) -> Any:
+        """Context manager: inside host ``host``'s namespace."""
+        return in_netns(self.ns[host])
+
+    def udp(self, host: str, ip: str, port: int = 0) -> socket.socket:
+        """A UDP socket in ``host`` bound to ``(ip, port)`` (timeout 0.5 s)."""
+        with self.enter(host):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((ip, port))
+        s.settimeout(0.5)
+        return s
+
+
+def _make_chain() -> ChainWorld:
+    tag = f"{os.getpid() % 100000}x{next(_counter)}"
+    w = ChainWorld(
+        ns={h: f"ebpfnet-{h}-{tag}" for h in "abc"},
+        ifs={i: f"{i}{tag}" for i in ("a0", "b0", "b1", "c0")},
+        ips={"a0": "10.214.1.1", "b0": "10.214.1.2", "b1": "10.214.2.1", "c0": "10.214.2.2"},
+        macs={"a0": "02:00:00:01:01:01", "b0": "02:00:00:01:01:02", "b1": "02:00:00:02:02:01",
+              "c0": "02:00:00:02:02:02"},
+    )  # fmt: skip
+    host = {"a0": "a", "b0": "b", "b1": "b", "c0": "c"}
+    try:
+        for ns in w.ns.values():
+            sh(f"ip netns add {ns}")
+            sh(f"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+            sh(f"ip -n {ns} link set lo up")
+        for x, y in (("a0", "b0"), ("b1", "c0")):
+            sh(f"ip link add {w.ifs[x]} netns {w.ns[host[x]]} type veth peer name {w.ifs[y]} netns {w.ns[host[y]]}")
+        for i, h in host.items():
+            n, dev = w.ns[h], w.ifs[i]
+            sh(f"ip -n {n} link set {dev} address {w.macs[i]}")
+            sh(f"ip -n {n} addr add {w.ips[i]}/24 dev {dev}")
+            sh(f"ip -n {n} link set {dev} up")
+        a, c = w.ns["a"], w.ns["c"]
+        sh(f"ip -n {a} route add 10.214.2.0/24 dev {w.ifs['a0']}")
+        sh(f"ip -n {c} route add 10.214.1.0/24 dev {w.ifs['c0']}")
+        sh(f"ip -n {a} neigh replace {w.ips['c0']} lladdr {w.macs['c0']} dev {w.ifs['a0']} nud permanent")
+        sh(f"ip -n {a} neigh replace {w.ips['b0']} lladdr {w.macs['b0']} dev {w.ifs['a0']} nud permanent")
+        sh(f"ip -n {c} neigh replace {w.ips['a0']} lladdr {w.macs['a0']} dev {w.ifs['c0']} nud permanent")
+        sh(f"ip -n {w.ns['b']} neigh replace {w.ips['a0']} lladdr {w.macs['a0']} dev {w.ifs['b0']} nud permanent")
+    except BaseException:
+        for ns in w.ns.values():
+            sh(f"ip netns del {ns}", check=False)
+        raise
+    return w
+
+
+@pytest.fixture
+def chain() -> Iterator[ChainWorld]:
+    """Three namespaces in a row, A -- B -- C (removed afterwards)."""
+    world = _make_chain()
+    try:
+        yield world
+    finally:
+        for ns in world.ns.values():
+            sh(f"ip netns del {ns}", check=False)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core.codecs import Codec
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
 from ebpf.core.types import AttachType, MapType, ProgType
 from ebpf.net import _netlink
@@ -43,6 +44,7 @@ __all__ = [
     "create_devmap",
     "create_cpumap",
     "create_xskmap",
+    "RedirectValueCodec",
 ]
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
@@ -297,28 +299,66 @@ def xdp_program(
             prog.close()
 
 
-def _redirect_map(map_type: MapType, max_entries: int, value_size: int, name: str) -> Map:
+class RedirectValueCodec(Codec):
+    """Values of devmaps/cpumaps that carry a program (``struct bpf_devmap_val`` / ``bpf_cpumap_val``):
+    written as ``n`` or ``(n, program)``, read back as ``(n, program id)`` (``n``: ifindex or queue size)."""
+
+    size = 8
+
+    def __repr__(self) -> str:
+        return "redirect_value"
+
+    def encode(self, obj: Any) -> bytes:
+        """``n`` or ``(n, program-or-fd-or-None)`` as 8 bytes.
+
+        :raises EBPFError: not an int or such a pair, or out of range.
+        """
+        first, prog = obj, None
+        if isinstance(obj, tuple):
+            first, prog = obj if len(obj) == 2 else (None, None)
+        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first < 1 << 32:
+            raise EBPFError(f"a devmap/cpumap value is n or (n, program), not {obj!r}")
+        fd = 0 if prog is None else getattr(prog, "fd", prog)
+        if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd < 1 << 31:
+            raise EBPFError(f"a devmap/cpumap program is a Program or an fd, not {prog!r}")
+        return first.to_bytes(4, "little") + fd.to_bytes(4, "little")
+
+    def decode(self, buf: bytes | bytearray | memoryview) -> Any:
+        """``(n, program id)`` (:raises EBPFError: on another length)."""
+        self._check_len(buf)
+        raw = bytes(buf)
+        return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
+
+
+def _redirect_map(map_type: MapType, max_entries: int, name: str, programs: bool) -> Map:
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries <= 0:
         raise EBPFError(f"{map_type.lower_name}: max_entries must be a positive int, got {max_entries!r}")
     from ebpf.core.maps import create_map
 
-    return create_map(map_type=map_type, key_size=4, value_size=value_size, max_entries=max_entries, name=name)
+    if programs:
+        return create_map(map_type=map_type, key_size=4, value_size=8, max_entries=max_entries, name=name,
+                          value_codec=RedirectValueCodec())
+    return create_map(map_type=map_type, key_size=4, value_size=4, max_entries=max_entries, name=name)
 
 
-def create_devmap(max_entries: int, name: str = "devmap", hashed: bool = False) -> Map:
+def create_devmap(max_entries: int, name: str = "devmap", hashed: bool = False, programs: bool = False) -> Map:
     """A DEVMAP (or DEVMAP_HASH) for ``bpf_redirect_map`` to other interfaces: key u32, value ifindex (u32).
 
+    :param programs: values are ``(ifindex, program)``: an XDP program loaded with
+        ``expected_attach_type=AttachType.XDP_DEVMAP`` runs on each frame before it leaves (Linux >= 5.8).
     Requires Linux >= 4.14 (devmap_hash: 5.4).
     """
-    return _redirect_map(MapType.DEVMAP_HASH if hashed else MapType.DEVMAP, max_entries, 4, name)
+    return _redirect_map(MapType.DEVMAP_HASH if hashed else MapType.DEVMAP, max_entries, name, programs)
 
 
-def create_cpumap(max_entries: int, name: str = "cpumap") -> Map:
+def create_cpumap(max_entries: int, name: str = "cpumap", programs: bool = False) -> Map:
     """A CPUMAP for ``bpf_redirect_map`` to other CPUs: key cpu (u32), value queue size (u32).
 
+    :param programs: values are ``(qsize, program)``: an XDP program loaded with
+        ``expected_attach_type=AttachType.XDP_CPUMAP`` runs on the target CPU (Linux >= 5.9).
     Requires Linux >= 4.15.
     """
-    return _redirect_map(MapType.CPUMAP, max_entries, 4, name)
+    return _redirect_map(MapType.CPUMAP, max_entries, name, programs)
 
 
 def create_xskmap(max_entries: int, name: str = "xskmap") -> Map:
@@ -326,4 +366,4 @@ def create_xskmap(max_entries: int, name: str = "xskmap") -> Map:
 
     Requires Linux >= 4.18.
     """
-    return _redirect_map(MapType.XSKMAP, max_entries, 4, name)
+    return _redirect_map(MapType.XSKMAP, max_entries, name, False)
