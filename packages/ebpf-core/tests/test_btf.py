@@ -507,6 +507,22 @@ def test_dump_c_header_of_small_spec() -> None:
     assert "enum big {" in header and "HUGE = 1099511627776ULL," in header
 
 
+def test_dump_c_header_declares_kfuncs_from_decl_tags() -> None:
+    # The kernel marks kfuncs with a "bpf_kfunc" decl tag; vmlinux.h declares them weak __ksym.
+    b = btf.Builder()
+    i32 = b.add_int("int", 4, btf.IntEncoding.SIGNED)
+    task = b.add_struct("task_struct", [("pid", i32)])
+    ptr = b.add_pointer(task)
+    proto = b.add_func_proto(ptr, [("pid", i32)])
+    kfunc = b.add_func("bpf_task_from_pid", proto)
+    b.add(btf.DeclTag(b.next_id, "bpf_kfunc", kfunc))
+    b.add_func("not_a_kfunc", b.add_func_proto(i32, []))
+    header = btf.dump_c_header(btf.parse(b.encode()))
+    assert "extern struct task_struct *bpf_task_from_pid(int pid) __weak __ksym;" in header
+    assert "not_a_kfunc" not in header
+    assert header.index("bpf_task_from_pid") > header.index("#pragma clang attribute pop")
+
+
 def test_ctypes_struct_from_btf_matches(vmlinux: Spec) -> None:
     # sizeof/find_member agree with the kernel ABI the syscall layer was written against.
     info = vmlinux.find("bpf_map_info", "struct")

@@ -1,147 +1,170 @@
-"""Regenerate ``src/ebpf/elf/include/bpf_helper_defs.h`` from ``ebpf.core.types.Helper``.
+"""Regenerate ``include/bpf/bpf_helper_defs.h`` from the kernel's own list of BPF helpers.
 
-Common helpers get their exact prototypes (from the kernel's ``include/uapi/linux/bpf.h``
-documentation); the others get an unprototyped declaration ``long (*name)()`` which is
-valid C17 (BPF has no varargs, and an unprototyped call passes each argument as is).
-Run: ``python3 packages/ebpf-elf/tools/gen_helpers.py``.
+The kernel documents every helper in ``include/uapi/linux/bpf.h``: a comment block with one
+prototype line per helper (`` * long bpf_map_update_elem(struct bpf_map *map, ...)``) and the
+``__BPF_FUNC_MAPPER`` list whose order gives the helper ids.  This script reads both from a
+uapi header (default ``/usr/include/linux/bpf.h``, Debian's ``linux-libc-dev``), turns the
+kernel-internal types into what a BPF program sees (``u64`` -> ``__u64``, ``struct sk_buff *``
+-> ``struct __sk_buff *``, ``struct bpf_map *`` -> ``void *``), checks the ids against
+``ebpf.core.types.Helper`` and writes one ``static`` function pointer per helper.  Helpers the
+header knows by id but documents without a prototype get an unprototyped declaration.
+
+Run: ``python3 packages/ebpf-elf/tools/gen_helpers.py [path/to/linux/bpf.h]``.
 """
 
 from __future__ import annotations
 
 import pathlib
+import re
+import sys
 
-from ebpf.core.types import Helper
+HERE = pathlib.Path(__file__).resolve().parent
+TARGET = HERE.parent / "src/ebpf/elf/include/bpf/bpf_helper_defs.h"
 
-EXACT: dict[str, str] = {
-    "map_lookup_elem": "void *(*)(void *map, const void *key)",
-    "map_update_elem": "long (*)(void *map, const void *key, const void *value, __u64 flags)",
-    "map_delete_elem": "long (*)(void *map, const void *key)",
-    "probe_read": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "ktime_get_ns": "__u64 (*)(void)",
-    "trace_printk": "long (*)(const char *fmt, __u32 fmt_size, ...)",
-    "get_prandom_u32": "__u32 (*)(void)",
-    "get_smp_processor_id": "__u32 (*)(void)",
-    "skb_store_bytes": "long (*)(struct __sk_buff *skb, __u32 offset, const void *from, __u32 len, __u64 flags)",
-    "l3_csum_replace": "long (*)(struct __sk_buff *skb, __u32 offset, __u64 from, __u64 to, __u64 size)",
-    "l4_csum_replace": "long (*)(struct __sk_buff *skb, __u32 offset, __u64 from, __u64 to, __u64 flags)",
-    "tail_call": "long (*)(void *ctx, void *prog_array_map, __u32 index)",
-    "clone_redirect": "long (*)(struct __sk_buff *skb, __u32 ifindex, __u64 flags)",
-    "get_current_pid_tgid": "__u64 (*)(void)",
-    "get_current_uid_gid": "__u64 (*)(void)",
-    "get_current_comm": "long (*)(void *buf, __u32 size_of_buf)",
-    "get_cgroup_classid": "__u32 (*)(struct __sk_buff *skb)",
-    "skb_vlan_push": "long (*)(struct __sk_buff *skb, __be16 vlan_proto, __u16 vlan_tci)",
-    "skb_vlan_pop": "long (*)(struct __sk_buff *skb)",
-    "perf_event_read": "__u64 (*)(void *map, __u64 flags)",
-    "redirect": "long (*)(__u32 ifindex, __u64 flags)",
-    "get_route_realm": "__u32 (*)(struct __sk_buff *skb)",
-    "perf_event_output": "long (*)(void *ctx, void *map, __u64 flags, void *data, __u64 size)",
-    "skb_load_bytes": "long (*)(const void *skb, __u32 offset, void *to, __u32 len)",
-    "get_stackid": "long (*)(void *ctx, void *map, __u64 flags)",
-    "csum_diff": "__s64 (*)(__be32 *from, __u32 from_size, __be32 *to, __u32 to_size, __wsum seed)",
-    "skb_change_proto": "long (*)(struct __sk_buff *skb, __be16 proto, __u64 flags)",
-    "skb_change_type": "long (*)(struct __sk_buff *skb, __u32 type)",
-    "get_current_task": "__u64 (*)(void)",
-    "get_hash_recalc": "__u32 (*)(struct __sk_buff *skb)",
-    "skb_change_tail": "long (*)(struct __sk_buff *skb, __u32 len, __u64 flags)",
-    "skb_pull_data": "long (*)(struct __sk_buff *skb, __u32 len)",
-    "get_numa_node_id": "long (*)(void)",
-    "xdp_adjust_head": "long (*)(struct xdp_md *xdp_md, int delta)",
-    "probe_read_str": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "get_socket_cookie": "__u64 (*)(void *ctx)",
-    "get_socket_uid": "__u32 (*)(struct __sk_buff *skb)",
-    "redirect_map": "long (*)(void *map, __u64 key, __u64 flags)",
-    "perf_event_read_value": "long (*)(void *map, __u64 flags, void *buf, __u32 buf_size)",
-    "perf_prog_read_value": "long (*)(void *ctx, void *buf, __u32 buf_size)",
-    "xdp_adjust_meta": "long (*)(struct xdp_md *xdp_md, int delta)",
-    "get_stack": "long (*)(void *ctx, void *buf, __u32 size, __u64 flags)",
-    "xdp_adjust_tail": "long (*)(struct xdp_md *xdp_md, int delta)",
-    "get_current_cgroup_id": "__u64 (*)(void)",
-    "get_local_storage": "void *(*)(void *map, __u64 flags)",
-    "map_push_elem": "long (*)(void *map, const void *value, __u64 flags)",
-    "map_pop_elem": "long (*)(void *map, void *value)",
-    "map_peek_elem": "long (*)(void *map, void *value)",
-    "spin_lock": "long (*)(struct bpf_spin_lock *lock)",
-    "spin_unlock": "long (*)(struct bpf_spin_lock *lock)",
-    "sk_storage_get": "void *(*)(void *map, void *sk, void *value, __u64 flags)",
-    "sk_storage_delete": "long (*)(void *map, void *sk)",
-    "send_signal": "long (*)(__u32 sig)",
-    "probe_read_user": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "probe_read_kernel": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "probe_read_user_str": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "probe_read_kernel_str": "long (*)(void *dst, __u32 size, const void *unsafe_ptr)",
-    "jiffies64": "__u64 (*)(void)",
-    "get_ns_current_pid_tgid": "long (*)(__u64 dev, __u64 ino, struct bpf_pidns_info *nsdata, __u32 size)",
-    "get_current_ancestor_cgroup_id": "__u64 (*)(int ancestor_level)",
-    "ktime_get_boot_ns": "__u64 (*)(void)",
-    "ringbuf_output": "long (*)(void *ringbuf, void *data, __u64 size, __u64 flags)",
-    "ringbuf_reserve": "void *(*)(void *ringbuf, __u64 size, __u64 flags)",
-    "ringbuf_submit": "void (*)(void *data, __u64 flags)",
-    "ringbuf_discard": "void (*)(void *data, __u64 flags)",
-    "ringbuf_query": "__u64 (*)(void *ringbuf, __u64 flags)",
-    "get_current_task_btf": "struct task_struct *(*)(void)",
-    "ktime_get_coarse_ns": "__u64 (*)(void)",
-    "task_storage_get": "void *(*)(void *map, struct task_struct *task, void *value, __u64 flags)",
-    "task_storage_delete": "long (*)(void *map, struct task_struct *task)",
-    "snprintf_btf": "long (*)(char *str, __u32 str_size, struct btf_ptr *ptr, __u32 btf_ptr_size, __u64 flags)",
-    "for_each_map_elem": "long (*)(void *map, void *callback_fn, void *callback_ctx, __u64 flags)",
-    "snprintf": "long (*)(char *str, __u32 str_size, const char *fmt, __u64 *data, __u32 data_len)",
-    "loop": "long (*)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags)",
-    "ktime_get_tai_ns": "__u64 (*)(void)",
-    "get_func_ip": "__u64 (*)(void *ctx)",
-    "get_attach_cookie": "__u64 (*)(void *ctx)",
-    "task_pt_regs": "long (*)(struct task_struct *task)",
-    "strncmp": "long (*)(const char *s1, __u32 s1_sz, const char *s2)",
-    "get_func_arg": "long (*)(void *ctx, __u32 n, __u64 *value)",
-    "get_func_ret": "long (*)(void *ctx, __u64 *value)",
-    "get_func_arg_cnt": "long (*)(void *ctx)",
-    "trace_vprintk": "long (*)(const char *fmt, __u32 fmt_size, const void *data, __u32 data_len)",
-    "copy_from_user": "long (*)(void *dst, __u32 size, const void *user_ptr)",
-    "cgrp_storage_get": "void *(*)(void *map, struct cgroup *cgroup, void *value, __u64 flags)",
-    "cgrp_storage_delete": "long (*)(void *map, struct cgroup *cgroup)",
-    "sk_lookup_tcp": "struct bpf_sock *(*)(void *ctx, struct bpf_sock_tuple *tuple, __u32 tuple_size, __u64 netns, __u64 flags)",
-    "sk_lookup_udp": "struct bpf_sock *(*)(void *ctx, struct bpf_sock_tuple *tuple, __u32 tuple_size, __u64 netns, __u64 flags)",
-    "sk_release": "long (*)(void *sock)",
-    "fib_lookup": "long (*)(void *ctx, struct bpf_fib_lookup *params, int plen, __u32 flags)",
-    "sk_redirect_map": "long (*)(struct __sk_buff *skb, void *map, __u32 key, __u64 flags)",
-    "msg_redirect_map": "long (*)(struct sk_msg_md *msg, void *map, __u32 key, __u64 flags)",
-    "this_cpu_ptr": "void *(*)(const void *percpu_ptr)",
-    "per_cpu_ptr": "void *(*)(const void *percpu_ptr, __u32 cpu)",
+_PROTO = re.compile(r"^ \* ((?:const )?(?:struct )?[a-z_0-9]+ ?\**)\s*(bpf_[a-z0-9_]+)\((.*)\)\s*$")
+_MAPPER = re.compile(r"^\s*FN\(([a-z0-9_]+)(?:,\s*(\d+))?")
+
+# Kernel-side names -> the names a BPF program compiles against.
+_TYPES = {
+    "u8": "__u8", "u16": "__u16", "u32": "__u32", "u64": "__u64",
+    "s8": "__s8", "s16": "__s16", "s32": "__s32", "s64": "__s64",
+    "size_t": "unsigned long",
+    "struct bpf_map": "void",
+    "struct sk_buff": "struct __sk_buff",
+    "struct sk_msg_buff": "struct sk_msg_md",
+    "struct xdp_buff": "struct xdp_md",
 }
 
-FORWARD = [
-    "__sk_buff", "xdp_md", "bpf_spin_lock", "bpf_pidns_info", "task_struct", "btf_ptr", "cgroup",
-    "bpf_sock", "bpf_sock_tuple", "bpf_fib_lookup", "sk_msg_md",
-]
+
+def _convert(decl: str) -> str:
+    """One declaration (``const struct sk_buff *skb``) with kernel types translated."""
+    decl = decl.strip()
+    if decl in ("...", "void"):
+        return decl
+    const = ""
+    if decl.startswith("const "):
+        const, decl = "const ", decl[6:]
+    m = re.match(r"^((?:struct |unsigned )?[A-Za-z_0-9]+)(.*)$", decl)
+    if m is None:
+        raise ValueError(f"cannot read the declaration {decl!r}")
+    base, rest = m.group(1), m.group(2)
+    return const + _TYPES.get(base, base) + rest
 
 
-def render() -> str:
-    """The header text."""
-    out = [
+def parse_header(text: str) -> tuple[list[str], dict[str, tuple[str, list[str]]]]:
+    """(helper names in id order, {name: (return type, [parameter declarations])})."""
+    order: list[str] = []
+    in_mapper = False
+    for line in text.splitlines():
+        if "__BPF_FUNC_MAPPER(FN" in line and "#define" in line:
+            in_mapper = True
+            continue
+        if in_mapper:
+            m = _MAPPER.match(line)
+            if m:
+                if m.group(2) is not None and int(m.group(2)) != len(order):
+                    raise ValueError(f"helper {m.group(1)}: id {m.group(2)} out of order")
+                order.append(m.group(1))
+            elif not line.strip().endswith("\\") and order:
+                in_mapper = False
+    protos: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        m = _PROTO.match(line)
+        if m is None:
+            continue
+        ret, name, params = m.group(1).strip(), m.group(2), m.group(3)
+        args = [] if params.strip() in ("", "void") else [p for p in params.split(",")]
+        protos[name[4:]] = (ret, args)
+    if not order:
+        raise ValueError("no __BPF_FUNC_MAPPER list found")
+    return order, protos
+
+
+# Helpers newer than the header at hand (from ebpf.core.types.Helper), as their kernels document them.
+NEWER: dict[str, tuple[str, list[str]]] = {
+    "cgrp_storage_get": ("void *", ["struct bpf_map *map", "struct cgroup *cgroup", "void *value", "u64 flags"]),
+    "cgrp_storage_delete": ("long", ["struct bpf_map *map", "struct cgroup *cgroup"]),
+}
+
+
+def _forwards(decls: list[str]) -> list[str]:
+    """Struct names used by the prototypes (declared up front so each use names one type)."""
+    found: list[str] = []
+    for d in decls:
+        for name in re.findall(r"struct ([A-Za-z_0-9]+)", d):
+            if name not in found:
+                found.append(name)
+    return sorted(found)
+
+
+def render(text: str, source: str = "include/uapi/linux/bpf.h") -> str:
+    """The header for the uapi header ``text``."""
+    order, protos = parse_header(text)
+    order = order + _newer(len(order))
+    protos = {**NEWER, **protos}
+    lines: list[str] = []
+    decls: list[str] = []
+    for hid, name in enumerate(order):
+        if hid == 0:
+            continue
+        proto = protos.get(name)
+        if proto is None:  # known by id only: unprototyped (valid C17), the verifier checks arguments
+            lines.append(f"static long (* const bpf_{name})() = (void *) {hid};")
+            continue
+        ret, args = proto
+        params = ", ".join(_convert(a) for a in args) or "void"
+        ret_c = _convert(ret)
+        decls += [ret_c, params]
+        star = ret_c.endswith("*")
+        lines.append(f"static {ret_c}{'' if star else ' '}(* const bpf_{name})({params}) = (void *) {hid};")
+    head = [
         "/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */",
-        "/* Generated by packages/ebpf-elf/tools/gen_helpers.py from ebpf.core.types.Helper: do not edit. */",
-        "#ifndef __EBPF_BPF_HELPER_DEFS_H",
-        "#define __EBPF_BPF_HELPER_DEFS_H",
+        f"/* Generated by packages/ebpf-elf/tools/gen_helpers.py from the helper list of {source}:",
+        f" * {len(order) - 1} helpers, ids in the kernel's order.  Do not edit. */",
+        "#ifndef __BPF_HELPER_DEFS_H__",
+        "#define __BPF_HELPER_DEFS_H__",
+        "",
+        *[f"struct {n};" for n in _forwards(decls)],
         "",
     ]
-    out += [f"struct {name};" for name in FORWARD]
-    out.append("")
-    for helper in Helper:
-        if helper.value == 0:
+    return "\n".join([*head, *lines, "", "#endif /* __BPF_HELPER_DEFS_H__ */", ""])
+
+
+def _newer(first: int) -> list[str]:
+    """Names of the helpers ebpf.core.types.Helper knows past id ``first - 1``."""
+    try:
+        from ebpf.core.types import Helper
+    except ImportError:
+        return []
+    return [h.name.lower() for h in sorted(Helper, key=int) if h >= first]
+
+
+def _check_ids(order: list[str]) -> None:
+    """The ids must agree with ebpf.core.types.Helper (the assembler's helper names)."""
+    try:
+        from ebpf.core.types import Helper
+    except ImportError:
+        return
+    for hid, name in enumerate(order):
+        try:
+            known = Helper(hid).name.lower()
+        except ValueError:
             continue
-        name = helper.name.lower()
-        proto = EXACT.get(name)
-        if proto is None:
-            # Unprototyped (valid C17): arguments are passed as given, the verifier checks them.
-            out.append(f"static long (* const bpf_{name})() = (void *) {helper.value};")
-        else:
-            ret, args = proto.split("(*)", 1)
-            out.append(f"static {ret.strip()} (* const bpf_{name}){args} = (void *) {helper.value};")
-    out += ["", "#endif", ""]
-    return "\n".join(out)
+        if known != name:
+            raise SystemExit(f"helper id {hid}: the header says {name!r}, ebpf.core.types.Helper says {known!r}")
+
+
+def main(argv: list[str]) -> int:
+    """Write the header; prints its path."""
+    src = pathlib.Path(argv[0] if argv else "/usr/include/linux/bpf.h")
+    text = src.read_text()
+    order, _ = parse_header(text)
+    _check_ids(order)
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    TARGET.write_text(render(text))
+    print(TARGET)
+    return 0
 
 
 if __name__ == "__main__":
-    target = pathlib.Path(__file__).resolve().parent.parent / "src/ebpf/elf/include/bpf_helper_defs.h"
-    target.write_text(render())
-    print(target)
+    raise SystemExit(main(sys.argv[1:]))

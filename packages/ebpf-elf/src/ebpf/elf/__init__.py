@@ -11,7 +11,7 @@ Use it as ``from ebpf import elf``::
 
 from __future__ import annotations
 
-from ebpf.elf.compile import CompileError, compile_c, include_dir, vmlinux_header
+from ebpf.elf.compile import CompileError, CompileResult, CompileWarning, compile_c, include_dir, vmlinux_header
 from ebpf.elf.info import (
     MapInfo,
     ObjectInfo,
@@ -35,6 +35,8 @@ from ebpf.elf.sections import SECTION_DEFS, SectionMatch, match_section
 
 __all__ = [
     "CompileError",
+    "CompileResult",
+    "CompileWarning",
     "MapInfo",
     "ObjectInfo",
     "ProgramInfo",

@@ -5,14 +5,29 @@ Compilers leave DATASEC sizes and variable offsets for the linker; externs (``__
 returns BTF bytes the kernel accepts: DATASEC sizes from the ELF sections and offsets from
 the symbols, ``.kconfig`` laid out like the loader's ``.kconfig`` map, ``.ksyms`` (and any
 DATASEC without a section) turned into an empty anonymous struct (ids stay stable), extern
-VARs made global and extern FUNCs static.
+VARs made global (``.kconfig`` ones keep their type), extern FUNCs static with every parameter
+named.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ebpf.core.btf import Builder, Datasec, Func, Int, IntEncoding, Linkage, Spec, Struct, Var, VarSecinfo
+from ebpf.core.btf import (
+    Builder,
+    Datasec,
+    Func,
+    FuncProto,
+    Int,
+    IntEncoding,
+    Linkage,
+    Param,
+    Spec,
+    Struct,
+    Var,
+    VarSecinfo,
+)
+from ebpf.core.errors import BTFError
 from ebpf.elf._reader import RawSection
 from ebpf.elf.objfile import ElfObject, Extern
 
@@ -39,14 +54,34 @@ def fixup_btf(obj: ElfObject) -> bytes | None:
     kconfig = {e.name: e for e in obj.externs.values() if e.kind == "kconfig"}
     for t in list(b.types):
         if isinstance(t, Var) and t.linkage == Linkage.EXTERN:
-            # Extern VARs may be typeless (``const void``), which the kernel refuses: as libbpf,
-            # give them a plain int (their DATASEC is neutralized below anyway).
-            b[t.id] = dataclasses.replace(t, type_id=_int_type(b), linkage=Linkage.GLOBAL)
+            if t.name in kconfig and _sized(obj.btf, t.type_id):
+                # A .kconfig value keeps its own type: its DATASEC entry has the type's size
+                # (``_Bool`` is 1 byte; an int in its place would overflow the entry).
+                b[t.id] = dataclasses.replace(t, linkage=Linkage.GLOBAL)
+            else:
+                # Extern VARs may be typeless (``const void``), which the kernel refuses: as libbpf,
+                # give them a plain int (their DATASEC is neutralized below anyway).
+                b[t.id] = dataclasses.replace(t, type_id=_int_type(b), linkage=Linkage.GLOBAL)
         elif isinstance(t, Func) and t.linkage == Linkage.EXTERN:
             b[t.id] = dataclasses.replace(t, linkage=Linkage.STATIC)
+            proto = b[t.type_id]
+            if isinstance(proto, FuncProto) and any(not p.name and p.type_id for p in proto.params):
+                # The kernel wants every parameter of a FUNC named; a prototype such as
+                # ``extern struct task_struct *bpf_task_from_pid(s32) __ksym`` has none.
+                named = tuple(p if p.name or not p.type_id else Param(f"arg{i}", p.type_id)
+                              for i, p in enumerate(proto.params))
+                b[proto.id] = dataclasses.replace(proto, params=named)
         elif isinstance(t, Datasec):
             b[t.id] = _fix_datasec(obj.btf, t, sections.get(t.name), symbols, kconfig, kconfig_size(obj))
     return b.encode()
+
+
+def _sized(btf: Spec, type_id: int) -> bool:
+    """True when ``type_id`` has a size (not ``void``, not broken)."""
+    try:
+        return type_id != 0 and btf.sizeof(type_id) > 0
+    except BTFError:
+        return False
 
 
 def _int_type(b: Builder) -> int:

@@ -1,27 +1,33 @@
 """Compile BPF C to an object: Debian's clang when present, else the ``ziglang`` PyPI toolchain.
 
-The include path always holds the shipped ``bpf_helpers.h`` (SEC, map macros, helper
-prototypes, CO-RE macros); ``vmlinux.h`` is generated from the running kernel's BTF on first
+The include path always holds the shipped headers, written for this project with libbpf's
+names: ``<bpf/bpf_helpers.h>``, ``<bpf/bpf_helper_defs.h>``, ``<bpf/bpf_tracing.h>``,
+``<bpf/bpf_core_read.h>``, ``<bpf/bpf_endian.h>``, ``<bpf/usdt.bpf.h>`` (each also reachable
+without the ``bpf/``); ``vmlinux.h`` (with the kernel's kfuncs) is generated from the running kernel's BTF on first
 use (``ebpf.core.btf.dump_c_header``) and cached, so a program builds with no kernel headers
 and no libbpf installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
-import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from ebpf.core.errors import EBPFError, UnsupportedFeatureError
 
-__all__ = ["compile_c", "CompileError", "include_dir", "find_compiler", "vmlinux_header"]
+__all__ = ["compile_c", "CompileError", "CompileResult", "CompileWarning", "include_dir", "find_compiler", "vmlinux_header"]
 
 _INCLUDE = Path(__file__).resolve().parent / "include"
+# Bumped when the generated vmlinux.h changes shape (2: kfunc prototypes), so caches refresh.
+_VMLINUX_FORMAT = "v2"
 
 
 class CompileError(EBPFError):
@@ -34,7 +40,7 @@ class CompileError(EBPFError):
 
 
 def include_dir() -> str:
-    """The directory holding the shipped headers: ``bpf_helpers.h``, ``bpf_helper_defs.h``, ``usdt.bpf.h``."""
+    """The directory holding the shipped headers (``bpf/bpf_helpers.h``, ``bpf/bpf_tracing.h``, ...)."""
     return str(_INCLUDE)
 
 
@@ -82,7 +88,7 @@ def vmlinux_header(directory: str | None = None) -> str:
     :raises BTFError: the kernel has no BTF.
     """
     base = directory or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ebpf",
-                                     f"vmlinux-{platform.release()}")
+                                     f"vmlinux-{platform.release()}-{_VMLINUX_FORMAT}")
     path = os.path.join(base, "vmlinux.h")
     if not os.path.exists(path):
         from ebpf.core.btf import dump_c_header, load_vmlinux
@@ -96,6 +102,50 @@ def vmlinux_header(directory: str | None = None) -> str:
     return base
 
 
+class CompileWarning(UserWarning):
+    """The C compiler printed warnings for a program it did compile (see ``CompileResult.warnings``)."""
+
+
+class CompileResult(str):
+    """The path of the compiled object (a ``str``), with what the compiler said about it.
+
+    :ivar warnings: one entry per compiler warning (``file:line:col: warning: ...`` and its context).
+    :ivar output: everything the compiler printed.
+    """
+
+    warnings: list[str]
+    output: str
+
+    def __new__(cls, path: str, output: str = "") -> CompileResult:
+        """Wrap ``path``; ``output`` is the compiler's stderr."""
+        self = super().__new__(cls, path)
+        self.output = output
+        self.warnings = _split_warnings(output)
+        return self
+
+
+def _split_warnings(output: str) -> list[str]:
+    """Group the compiler's lines into one entry per warning (the context lines follow their warning)."""
+    out: list[str] = []
+    for line in output.splitlines():
+        if ": warning: " in line:
+            out.append(line)
+        elif out and line and not _DIAG_HEAD.match(line):
+            out[-1] += "\n" + line
+    return out
+
+
+_DIAG_HEAD = re.compile(r"^\S+:\d+:\d+: (error|note|warning): |^\d+ (warnings?|errors?) generated")
+# Source text, not a path: a path has no newline, brace, semicolon or preprocessor line.
+_SOURCE_MARKS = ("\n", "{", ";", "#")
+_ARCH = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc", "riscv64": "riscv"}
+
+
+def _objects_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return os.path.join(base, "ebpf", "objects")
+
+
 def compile_c(
     source_or_path: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
@@ -103,52 +153,73 @@ def compile_c(
     *,
     compiler: str = "auto",
     optimize: str = "-O2",
-) -> str:
+    warn: bool = True,
+) -> CompileResult:
     """Compile BPF C into an object file with BTF and ``.BTF.ext`` (``-g``).
 
-    :param source_or_path: a ``.c`` file, or C source text.
-    :param output: the ``.o`` to write (default: beside the source, or a temporary file for text).
+    ``-Werror=implicit-function-declaration`` is on, so a misspelled helper is a compile error
+    with its line; ``__TARGET_ARCH_<arch>`` names the running machine (for ``bpf_tracing.h``)
+    unless ``cflags`` define one.  No temporary file is left behind.
+
+    :param source_or_path: a ``.c`` file (``str`` or path), or C source text (a string with a
+        newline, ``{``, ``;`` or ``#`` in it).
+    :param output: the ``.o`` to write (default: beside the source file; for source text, a
+        file named by the hash of the source and flags in ``~/.cache/ebpf/objects``).
     :param cflags: extra compiler flags (``-DNAME=1``, ``-I...``).
     :param compiler: ``"auto"`` (clang if on PATH, else ziglang), ``"clang"`` or ``"zig"``.
     :param optimize: the optimisation flag (BPF needs at least ``-O1``).
-    :returns: the path of the object.
-    :raises CompileError: the compiler failed (``.output`` has its messages).
+    :param warn: also report compiler warnings as a Python :class:`CompileWarning`.
+    :returns: the path of the object, a ``str`` whose ``.warnings`` lists the compiler's warnings.
+    :raises CompileError: the file does not exist, or the compiler failed (``.output`` has its messages).
     :raises UnsupportedFeatureError: no compiler available (a NotSupportedError).
     """
-    text_source = isinstance(source_or_path, str) and ("\n" in source_or_path or not os.path.exists(source_or_path))
-    tmpdir = None
+    if not isinstance(source_or_path, (str, os.PathLike)):
+        raise CompileError(f"compile_c takes a path or C source text, not {type(source_or_path).__name__}")
+    text_source = isinstance(source_or_path, str) and any(m in source_or_path for m in _SOURCE_MARKS)
+    cmd = find_compiler(compiler)
+    flags = [optimize, "-g", "-Werror=implicit-function-declaration", "-Wno-unknown-attributes"]
+    if not any(f.startswith("-D__TARGET_ARCH_") for f in cflags):
+        flags.append(f"-D__TARGET_ARCH_{_ARCH.get(platform.machine(), 'x86')}")
     if text_source:
-        tmpdir = tempfile.mkdtemp(prefix="ebpf-cc-")
-        src = os.path.join(tmpdir, "prog.c")
-        with open(src, "w") as fh:
-            fh.write(str(source_or_path))
+        text = str(source_or_path)
+        src_dir = os.getcwd()
     else:
         src = os.fspath(source_or_path)
         if not os.path.isfile(src):
-            raise EBPFError(f"no such C file: {src!r}")
-    if output is None:
-        output = os.path.splitext(src)[0] + ".o" if tmpdir is None else tempfile.mktemp(prefix="ebpf-", suffix=".o")
-    out = os.fspath(output)
-    cmd = find_compiler(compiler)
-    includes = [f"-I{_INCLUDE}", f"-I{os.path.dirname(os.path.abspath(src))}"]
-    try:
-        with open(src, errors="replace") as fh:
-            needs_vmlinux = "vmlinux.h" in fh.read()
-    except OSError as exc:
-        raise EBPFError(f"cannot read {src!r}: {exc.strerror or exc}") from exc
-    if needs_vmlinux and not any(os.path.exists(os.path.join(d[2:], "vmlinux.h")) for d in includes):
+            what = "is not a file" if os.path.exists(src) else "does not exist"
+            raise CompileError(f"C source {src!r} {what}")
+        try:
+            with open(src, errors="replace") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise CompileError(f"cannot read {src!r}: {exc.strerror or exc}") from exc
+        src_dir = os.path.dirname(os.path.abspath(src))
+    includes = [f"-I{_INCLUDE}", f"-I{src_dir}"]
+    if "vmlinux.h" in text and not any(os.path.exists(os.path.join(d[2:], "vmlinux.h")) for d in includes):
         includes.append(f"-I{vmlinux_header()}")
-    arch = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc"}.get(platform.machine(), "x86")
-    argv = [*cmd, optimize, "-g", f"-D__TARGET_ARCH_{arch}", "-Wno-unknown-attributes", *includes, *cflags,
-            "-c", src, "-o", out]
+    argv = [*cmd, *flags, *includes, *cflags]
+    if output is None:
+        if text_source:
+            key = hashlib.sha256("\0".join([*argv, text]).encode()).hexdigest()[:24]
+            output = os.path.join(_objects_dir(), f"{key}.o")
+            os.makedirs(_objects_dir(), exist_ok=True)
+        else:
+            output = os.path.splitext(src)[0] + ".o"
+    out = os.fspath(output)
+    if text_source:
+        # The compiler reads the text from stdin: no source file to clean up.
+        argv += ["-x", "c", "-c", "-", "-o", out]
+    else:
+        argv += ["-c", src, "-o", out]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(argv, input=text if text_source else None, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as exc:
         raise CompileError(f"cannot run the compiler {argv[0]!r}: {exc}") from exc
-    finally:
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+    messages = proc.stderr + proc.stdout
     if proc.returncode != 0:
-        raise CompileError(f"compiling {'C source' if text_source else src} failed (exit {proc.returncode})",
-                           proc.stderr + proc.stdout)
-    return out
+        raise CompileError(f"compiling {'C source' if text_source else src} failed (exit {proc.returncode})", messages)
+    result = CompileResult(out, messages)
+    if warn and result.warnings:
+        warnings.warn(CompileWarning(f"{len(result.warnings)} compiler warning(s):\n" + "\n".join(result.warnings)),
+                      stacklevel=2)
+    return result

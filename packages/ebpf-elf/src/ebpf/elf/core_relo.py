@@ -345,22 +345,22 @@ def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list
             struct.pack_into("<I", insns, pos + 4, (addr or 0) & 0xFFFFFFFF)
             struct.pack_into("<I", insns, pos + 12, (addr or 0) >> 32)
             continue
-        want = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
+        want = Kind.FUNC if ext.kind in ("kfunc", "kfunc_addr") else Kind.VAR
         t = next((c for c in _named(vmlinux, ext.name) if c.kind == want), None)
         if t is None:
             if not ext.weak:
-                raise BTFError(f"program {name!r}: {'kfunc' if ext.kind == 'kfunc' else '__ksym'} {ext.name!r} is not "
+                raise BTFError(f"program {name!r}: {'__ksym' if ext.kind == 'ksym' else 'kfunc'} {ext.name!r} is not "
                                f"in the kernel's BTF (declare it __weak to make it optional)")
             if ext.kind == "kfunc":
                 insns[pos : pos + 8] = struct.pack("<BBhi", 0x85, 0, 0, POISON_HELPER)
                 notes.append(f"kfunc {ext.name!r} is not in the kernel's BTF")
-            else:  # a weak missing __ksym reads as NULL
+            else:  # a weak missing __ksym (or kfunc taken as a value) reads as NULL
                 insns[pos + 1] &= 0x0F
                 struct.pack_into("<i", insns, pos + 4, 0)
                 struct.pack_into("<i", insns, pos + 12, 0)
             continue
         struct.pack_into("<i", insns, pos + 4, t.id)
-        if ext.kind == "ksym":
+        if ext.kind in ("ksym", "kfunc_addr"):
             struct.pack_into("<i", insns, pos + 12, 0)
         else:
             struct.pack_into("<h", insns, pos + 2, 0)

@@ -205,11 +205,20 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
         spec.references[pname] = list(lp.references)
         spec.attach_targets[pname] = lp.function.match.attach_target if lp.function.match else None
         spec.sections[pname] = lp.function.section.name
+    spec.hooks.append(_strict_btf)
     if any(lp.core_relos or lp.externs for lp in linked):
         from ebpf.elf.core_relo import make_prepare_hook
 
         spec.hooks.append(make_prepare_hook(obj, {lp.function.name: lp for lp in linked}))
     return spec
+
+
+def _strict_btf(spec: CollectionSpec, options: dict[str, Any]) -> None:
+    """A kernel that rejects an object's BTF is an error unless ``require_btf=False`` asks for the fallback.
+
+    Loading without BTF silently loses typed maps, source lines, kfunc and CO-RE checks.
+    """
+    options.setdefault("require_btf", True)
 
 
 def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
@@ -219,7 +228,9 @@ def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
     :param options: ``constants={name: value}`` (``.rodata`` and other globals set before load),
         ``btf_path=`` (kernel BTF for CO-RE instead of ``/sys/kernel/btf/vmlinux``),
         ``pin_root=`` (for maps pinned by name; default ``/sys/fs/bpf``), ``log_level=``,
-        ``keep_log=``, ``programs=[names]`` (load only these programs).
+        ``keep_log=``, ``programs=[names]`` (load only these programs), ``require_btf=False``
+        (load without the object's BTF when the kernel rejects it, with a warning; by default
+        that is a :class:`BTFError`).
     :returns: the :class:`Collection` (``programs``, ``maps``, ``variables``); close it or use ``with``.
     :raises ELFError: malformed object.  :raises BTFError: bad BTF or an unsatisfiable CO-RE relocation.
     :raises VerifierError: the verifier rejected a program (``.log`` points at source lines).

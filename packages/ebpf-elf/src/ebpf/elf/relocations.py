@@ -47,7 +47,9 @@ class ExternRef:
 
     insn: int
     name: str
-    kind: str  # "ksym" (ld_imm64 of a typed kernel variable), "ksym_addr" (typeless: address), "kfunc" (call)
+    # "ksym" (ld_imm64 of a typed kernel variable), "ksym_addr" (typeless: address), "kfunc" (call),
+    # "kfunc_addr" (ld_imm64 of a kfunc: bpf_ksym_exists)
+    kind: str
     weak: bool
 
 
@@ -172,6 +174,9 @@ def _ld_imm64(obj: ElfObject, linked: LinkedProgram, maps: dict[str, MapDef], r:
                            f"(not a __kconfig or __ksym extern)")
         if ext.kind == "kconfig":
             linked.references.append(MapReference(idx, KCONFIG_MAP, ext.offset, "value"))
+        elif ext.kind == "kfunc":  # bpf_ksym_exists(kfunc): the kfunc's BTF id, or 0 when missing
+            out[pos + 1] = (out[pos + 1] & 0x0F) | (PSEUDO_BTF_ID << 4)
+            linked.externs.append(ExternRef(idx, sym.name, "kfunc_addr", ext.weak))
         elif ext.typeless:  # a plain address from kallsyms, patched in at load time
             linked.externs.append(ExternRef(idx, sym.name, "ksym_addr", ext.weak))
         else:

@@ -5,6 +5,7 @@ order (a type used by value is defined before its user; through a pointer a forw
 declaration is enough).  Anonymous structs, unions and enums are written inline.  Struct
 layouts are reproduced exactly: explicit padding (``long: 64;``) where the BTF offsets
 differ from natural C alignment, ``__attribute__((packed))`` where a member is misaligned.
+Functions tagged ``bpf_kfunc`` (the kernel's kfuncs) end the header as weak ``__ksym`` externs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from ebpf.core.btf.types import (
     Array,
     Composite,
     Const,
+    DeclTag,
     Enum,
     Enum64,
     Float,
+    Func,
     FuncProto,
     Fwd,
     Int,
@@ -307,8 +310,35 @@ class _Dumper:
         for t in self.types:  # anonymous enums nobody uses inline: their constants still matter
             if isinstance(t, Enum) and not t.name and t.id not in self.referenced:
                 out.append(self._enum_body(t, 0) + ";\n\n")
-        out += [_PRAGMA_POP, f"\n#endif /* {guard} */\n"]
+        out += [_PRAGMA_POP, self._kfuncs(), f"\n#endif /* {guard} */\n"]
         return "".join(out)
+
+    def _kfuncs(self) -> str:
+        """``extern`` prototypes of the kernel's kfuncs: FUNCs carrying the ``bpf_kfunc`` decl tag.
+
+        Weak, so a program that checks ``bpf_ksym_exists(f)`` still loads where ``f`` is missing.
+        """
+        tagged = {t.type_id for t in self.types if isinstance(t, DeclTag) and t.name == "bpf_kfunc"
+                  and t.component_idx == -1}
+        lines = []
+        seen: set[str] = set()
+        for tid in sorted(tagged):
+            fn = self.types[tid] if 0 <= tid < len(self.types) else None
+            if not isinstance(fn, Func) or fn.name in seen:
+                continue
+            proto = self.types[fn.type_id]
+            if not isinstance(proto, FuncProto):
+                continue
+            seen.add(fn.name)
+            params = ", ".join("..." if p.type_id == 0 else self.decl(p.type_id, p.name, 0) for p in proto.params)
+            inner = f"{fn.name}({params or 'void'})"
+            lines.append(f"extern {self.decl(proto.type_id, inner, 0)} __weak __ksym;\n")
+        if not lines:
+            return ""
+        return ("\n#ifndef BPF_NO_KFUNC_PROTOTYPES\n#ifndef __ksym\n"
+                "#define __ksym __attribute__((section(\".ksyms\")))\n#endif\n"
+                "#ifndef __weak\n#define __weak __attribute__((weak))\n#endif\n"
+                + "".join(lines) + "#endif /* BPF_NO_KFUNC_PROTOTYPES */\n")
 
     def _definition(self, t: Type) -> str:
         if isinstance(t, Typedef):

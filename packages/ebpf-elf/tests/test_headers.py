@@ -1,0 +1,149 @@
+"""The shipped libbpf-compatible headers and compile_c's behaviour (warnings, errors, no temp files)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import warnings
+
+import pytest
+from ebpf import elf
+from ebpf.core.testing import require
+from ebpf.elf.compile import CompileResult, CompileWarning, find_compiler
+
+pytestmark = pytest.mark.privileged
+
+COMPILERS = ["zig", "clang"]
+LICENSE = 'char LICENSE[] SEC("license") = "GPL";\n'
+
+
+@pytest.fixture(params=COMPILERS)
+def compiler(request: pytest.FixtureRequest) -> str:
+    """Each test runs with ziglang's clang and with Debian's clang (skipped when not installed)."""
+    require(find_compiler, request.param)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("header", ["bpf_helpers", "bpf_helper_defs", "bpf_tracing", "bpf_core_read",
+                                    "bpf_endian", "usdt.bpf"])
+def test_headers_reachable_as_bpf_and_top_level(tmp_path, header):
+    for form in (f"<bpf/{header}.h>", f'"{header}.h"'):
+        src = f'#include <bpf/bpf_helpers.h>\n#include {form}\nSEC("socket") int s(void *c) {{ return 0; }}\n' + LICENSE
+        out = elf.compile_c(src, tmp_path / "h.o", compiler="zig")
+        assert elf.list_programs(out)[0].name == "s"
+
+
+def test_uapi_constants_without_vmlinux(tmp_path, compiler):
+    src = ("#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_endian.h>\n"
+           "struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4); __type(key, __u32); "
+           '__type(value, __u64); } m SEC(".maps");\n'
+           'SEC("xdp") int x(struct xdp_md *ctx) {\n'
+           "  __u64 flags = BPF_F_USER_STACK | BPF_F_CURRENT_CPU | BPF_RB_NO_WAKEUP; __u32 k = bpf_htonl(1);\n"
+           "  bpf_map_update_elem(&m, &k, &flags, BPF_NOEXIST);\n"
+           '  bpf_printk("%d %d %d %d %d", 1, 2, 3, 4, 5);\n'
+           "  return bpf_ntohs(bpf_htons(XDP_PASS)) == XDP_PASS ? XDP_DROP : XDP_PASS;\n}\n" + LICENSE)
+    out = elf.compile_c(src, tmp_path / "u.o", compiler=compiler)
+    with elf.load_elf(out) as coll:
+        assert coll.programs["x"].test_run(bytes(64)).retval == 1  # XDP_DROP
+        key = (1).to_bytes(4, "big")
+        assert int.from_bytes(coll.maps["m"].lookup_bytes(key), "little") == (1 << 8) | 0xFFFFFFFF | 1
+
+
+def test_misspelled_helper_is_a_compile_error_with_its_line(tmp_path, compiler):
+    src = tmp_path / "typo.c"
+    src.write_text('#include <bpf/bpf_helpers.h>\nSEC("socket") int s(void *c) {\n'
+                   "  return bpf_get_curent_pid_tgid();\n}\n" + LICENSE)
+    with pytest.raises(elf.CompileError) as info:
+        elf.compile_c(src, tmp_path / "typo.o", compiler=compiler)
+    assert "typo.c:3" in info.value.output and "bpf_get_curent_pid_tgid" in info.value.output
+
+
+def test_warnings_reach_the_caller(tmp_path, compiler):
+    src = '#include <bpf/bpf_helpers.h>\nSEC("socket") int s(void *c) { int unused_x; return 0; }\n' + LICENSE
+    with pytest.warns(CompileWarning, match="unused_x"):
+        out = elf.compile_c(src, tmp_path / "w.o", cflags=["-Wunused-variable"], compiler=compiler)
+    assert isinstance(out, CompileResult) and isinstance(out, str)
+    assert len(out.warnings) == 1 and "unused_x" in out.warnings[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = elf.compile_c(src, tmp_path / "w2.o", cflags=["-Wunused-variable"], compiler=compiler, warn=False)
+    assert quiet.warnings and os.path.exists(quiet)
+
+
+def test_missing_path_is_an_error_not_source_text(tmp_path):
+    with pytest.raises(elf.CompileError, match="does not exist"):
+        elf.compile_c(str(tmp_path / "nope.c"))
+    with pytest.raises(elf.CompileError, match="does not exist"):
+        elf.compile_c(tmp_path / "nope.c")
+    with pytest.raises(elf.CompileError, match="is not a file"):
+        elf.compile_c(str(tmp_path))
+    with pytest.raises(elf.CompileError, match="path or C source"):
+        elf.compile_c(42)  # type: ignore[arg-type]
+
+
+def test_no_temporary_files_left_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "ebpf-*")))
+    src = '#include <bpf/bpf_helpers.h>\nSEC("socket") int s(void *c) { return 7; }\n' + LICENSE
+    out = elf.compile_c(src, compiler="zig")
+    assert out.startswith(str(tmp_path / "cache"))  # content-addressed, not a temp file
+    assert elf.compile_c(src, compiler="zig") == out
+    with pytest.raises(elf.CompileError):
+        elf.compile_c(src.replace("return 7", "return"), compiler="zig")
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "ebpf-*"))) == before
+
+
+def test_target_arch_defined_for_this_machine_and_overridable(tmp_path):
+    src = ('#include <bpf/bpf_helpers.h>\n#ifndef __TARGET_ARCH_x86\n#error "no arch"\n#endif\n'
+           'SEC("socket") int s(void *c) { return 0; }\n' + LICENSE)
+    import platform
+
+    if platform.machine() == "x86_64":
+        elf.compile_c(src, tmp_path / "a.o", compiler="zig")
+    with pytest.raises(elf.CompileError, match="no arch"):
+        elf.compile_c(src, tmp_path / "b.o", cflags=["-D__TARGET_ARCH_arm64"], compiler="zig")
+
+
+ARM64_KPROBE = """
+#include <bpf/bpf_helpers.h>
+struct user_pt_regs { __u64 regs[31]; __u64 sp; __u64 pc; __u64 pstate; };
+struct pt_regs { union { struct user_pt_regs user_regs; struct { __u64 regs[31]; __u64 sp; __u64 pc; __u64 pstate; }; };
+                 __u64 orig_x0; } __attribute__((preserve_access_index));
+#include <bpf/bpf_tracing.h>
+SEC("kprobe/do_unlinkat") int BPF_KPROBE(k, int dfd, void *name, long a3, long a4, long a5, long a6, long a7, long a8)
+{ return dfd + a8 + PT_REGS_RC(ctx) + PT_REGS_SP(ctx) + PT_REGS_FP(ctx) + PT_REGS_IP(ctx); }
+SEC("ksyscall/kill") int BPF_KSYSCALL(ks, int pid, int sig) { return pid + sig; }
+SEC("kretprobe/do_unlinkat") int BPF_KRETPROBE(kr, long ret) { return ret; }
+"""
+
+
+def test_bpf_tracing_for_arm64_compiles(tmp_path):
+    out = elf.compile_c(ARM64_KPROBE + LICENSE, tmp_path / "arm.o", cflags=["-D__TARGET_ARCH_arm64"], compiler="zig")
+    assert {p.name for p in elf.list_programs(out)} == {"k", "ks", "kr"}
+
+
+BPF_PROG2_SRC = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+__u64 seen_prev_pid, seen_count;
+SEC("tp_btf/sched_switch")
+int BPF_PROG2(sw2, bool, preempt, struct task_struct *, prev, struct task_struct *, next)
+{
+	seen_prev_pid = prev->pid;
+	seen_count++;
+	return 0;
+}
+"""
+
+
+def test_bpf_prog2_and_vmlinux_kfuncs_compile_and_load(tmp_path, compiler):
+    out = elf.compile_c(BPF_PROG2_SRC + LICENSE, tmp_path / "p2.o", compiler=compiler)
+    with elf.load_elf(out) as coll:
+        assert coll.programs["sw2"].spec.attach_to == "sched_switch"
+    header = os.path.join(elf.vmlinux_header(), "vmlinux.h")
+    with open(header) as fh:
+        text = fh.read()
+    assert "bpf_task_from_pid(" in text and "__weak __ksym;" in text
+    assert "preserve_access_index" in text
