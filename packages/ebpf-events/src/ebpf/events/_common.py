@@ -7,6 +7,7 @@ error translation and the background-thread machinery of the consumers.
 from __future__ import annotations
 
 import abc
+import atexit
 import errno
 import logging
 import mmap
@@ -14,13 +15,16 @@ import os
 import select
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ebpf.core.errors import BPFSyscallError, EBPFError
 from ebpf.core.types import MapType
 
-__all__ = ["make_event_handler", "check_map", "numpy", "map_shared", "Pipeline", "BackgroundLoop", "log"]
+__all__ = ["make_event_handler", "check_map", "numpy", "map_shared", "Pipeline", "BackgroundLoop", "log", "Waker",
+           "track", "release_now", "Halt", "GuardedReader", "LoopState", "record_error"]
 
 log = logging.getLogger("ebpf.events")
 
@@ -126,22 +130,255 @@ def close_mmap(m: mmap.mmap | None) -> None:
         pass
 
 
-class BackgroundLoop(abc.ABC):
-    """A daemon thread that calls ``step(timeout_ms)`` until stopped, woken early by an eventfd.
+class Waker:
+    """An eventfd that wakes an epoll wait from another thread; safe to wake after it is closed (a no-op)."""
 
-    Subclasses provide ``_step(timeout_ms) -> int`` (events handled) and ``_watch_fd()``
-    (an fd that becomes readable when events arrive).
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+
+    def fileno(self) -> int:
+        """The eventfd (readable once :meth:`wake` was called); -1 after :meth:`close`."""
+        return self._fd
+
+    def wake(self) -> None:
+        """Make the eventfd readable (it stays readable: every later wait returns at once)."""
+        with self._lock:
+            if self._fd >= 0:
+                try:
+                    os.eventfd_write(self._fd, 1)
+                except OSError:  # the counter is saturated: readable already
+                    pass
+
+    def close(self) -> None:
+        """Close the eventfd (idempotent)."""
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# --- unclosed-object warnings ----------------------------------------------------------------------------------
+# Kept to two functions so they can move onto ebpf-core's fd-owner base once it offers the same.
+
+_exiting = False
+
+
+def _at_exit() -> None:
+    global _exiting
+    _exiting = True  # runs before weakref.finalize's own atexit hook (registered earlier): no warnings then
+
+
+def track(obj: object, release: Callable[..., Any], *args: Any) -> weakref.finalize[Any, Any]:
+    """A finalizer calling ``release(*args)`` when ``obj`` is collected, with a ``ResourceWarning``
+    (as for an unclosed file); :func:`release_now` runs it without the warning (``close()``).
+
+    ``args`` must not refer to ``obj``.
+    """
+    fin = weakref.finalize(obj, _unclosed, type(obj).__name__, release, args)
+    if not getattr(track, "_hooked", False):
+        atexit.register(_at_exit)  # after weakref's hook (the finalize above registered it): runs first
+        track._hooked = True  # type: ignore[attr-defined]
+    return fin
+
+
+def release_now(fin: weakref.finalize[Any, Any]) -> bool:
+    """Run the release of a :func:`track` finalizer now, without a warning; False when it ran already."""
+    info = fin.detach()
+    if info is None:
+        return False
+    _name, release, args = info[2]
+    release(*args)
+    return True
+
+
+def _unclosed(name: str, release: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    if not _exiting:
+        warnings.warn(f"unclosed {name}: call close() or use 'with'", ResourceWarning, stacklevel=2)
+    release(*args)
+
+
+class GuardedReader:
+    """``close()`` safe against a thread inside a call: it wakes a waiting poll (through :class:`Waker`, which the
+    subclass registers in its epoll set) and leaves the release to the last call inside.
+
+    A subclass calls :meth:`_init_guard` with its release function, and brackets every method that touches its
+    mappings with ``self._enter()`` / ``self._leave()``.
+    """
+
+    _what = "reader"
+
+    def _init_guard(self, release: Callable[..., Any], *args: Any) -> None:
+        self._closed = False
+        self._busy = 0
+        self._guard = threading.Lock()
+        self._finalizer = track(self, release, *args)
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise EBPFError(f"{self._what} is closed")
+
+    def _enter(self) -> None:
+        with self._guard:
+            if self._closed:
+                raise EBPFError(f"{self._what} is closed")
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._guard:
+            self._busy -= 1
+            last = self._closed and not self._busy
+        if last:
+            release_now(self._finalizer)
+
+    def _woken_closed(self) -> EBPFError:
+        return EBPFError(f"{self._what} was closed (by another thread) while waiting")
+
+    def _wake(self) -> None:
+        """Wake a thread waiting in this reader's epoll."""
+
+    def close(self) -> None:
+        """Release the reader (idempotent).  From another thread while a call is inside, that call is woken
+        (a waiting poll raises :class:`EBPFError` "closed") and the release happens when it returns."""
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+            busy = self._busy
+        self._wake()
+        if not busy:
+            release_now(self._finalizer)
+
+
+class Halt(BaseException):
+    """Raised by a consumer's per-record wrapper after the callback returns, when the consumer was told to stop:
+    it ends the C-level run of records there (the record just delivered counts as consumed)."""
+
+
+class LoopState:
+    """What the background thread shares with its consumer, without a reference to the consumer itself
+    (a consumer dropped without closing is collected, and its finalizer stops the thread)."""
+
+    __slots__ = ("errors", "events", "fatal", "halt", "last_error", "release", "side_errors", "thread", "waker")
+
+    def __init__(self) -> None:
+        self.halt = False  # read once per record: a plain attribute, not Event.is_set()
+        self.events = 0  # records delivered so far (current during a run)
+        self.errors = 0  # callback (pipeline) exceptions, side_errors included
+        self.side_errors = 0  # of which not raised by a record's callback (a lost-samples callback)
+        self.last_error: str | None = None
+        self.fatal: BaseException | None = None
+        self.release: Callable[[], None] | None = None  # run by the thread when it ends (close() from a callback)
+        self.waker: Waker | None = None
+        self.thread: threading.Thread | None = None
+
+
+def record_error(state: LoopState, name: str, exc: BaseException,
+                 on_error: Callable[[BaseException], Any] | None = None) -> None:
+    """Count a callback's exception, log the first (and every 1000th), pass it to ``on_error``."""
+    state.errors += 1
+    count = state.errors
+    state.last_error = f"{type(exc).__name__}: {exc}"
+    if count == 1 or count % 1000 == 0:
+        log.warning("%s: event handler raised %s (%d errors so far)", name, state.last_error, count)
+    if on_error is not None:
+        try:
+            on_error(exc)
+        except Exception:
+            log.exception("%s: on_error raised", name)
+
+
+def _abandoned(state: LoopState, thread: threading.Thread | None, release: Callable[[], None] | None) -> None:
+    """The finalizer of a consumer collected unclosed: stop its thread, release what it owned."""
+    state.halt = True
+    if state.waker is not None:
+        state.waker.wake()
+    if release is None:
+        return
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        state.release = release  # the thread may still be inside epoll with the ring's fd: it releases on exit
+    else:
+        release()
+
+
+def _abandon_hook(name: str, state: LoopState, release: Callable[[], None] | None) -> None:
+    if not _exiting:
+        warnings.warn(f"unclosed {name}: call close() or use 'with'", ResourceWarning, stacklevel=2)
+    _abandoned(state, state.thread, release)
+
+
+def _serve(ref: weakref.ref[BackgroundLoop], state: LoopState, ep: select.epoll, poll_interval: float) -> None:
+    """The background thread: steps while there is work, waits on the ring (or the waker) otherwise.
+
+    Holds its consumer only through ``ref`` (a strong reference only during a step), so dropping the
+    consumer unclosed lets it be collected: its finalizer sets ``halt`` and wakes this loop.
+    """
+    try:
+        while not state.halt:
+            n = _step_once(ref)
+            if n < 0:
+                break
+            if n == 0:
+                ep.poll(poll_interval)
+    except BaseException as exc:  # never die silently: keep it for stats()/stop() and log it
+        state.fatal = exc
+        log.error("%s stopped by %s: %s", threading.current_thread().name, type(exc).__name__, exc)
+    finally:
+        ep.close()
+        release, state.release = state.release, None
+        if release is not None:
+            try:
+                release()
+            except Exception:  # pragma: no cover - releasing never raises in practice
+                log.exception("%s: releasing the reader failed", threading.current_thread().name)
+
+
+def _step_once(ref: weakref.ref[BackgroundLoop]) -> int:
+    """One step of the consumer behind ``ref``: events handled, -1 when it is gone or told to stop."""
+    owner = ref()
+    if owner is None:
+        return -1
+    try:
+        n = owner._step(0)
+    except Halt:
+        return -1
+    if n:
+        owner._on_batch(n)
+    return n
+
+
+class BackgroundLoop(abc.ABC):
+    """A daemon thread that calls ``_step(0)`` while there is work and waits on ``_watch_fd()`` otherwise.
+
+    Stopping takes effect after the callback that is running returns: the per-record wrapper of a
+    subclass raises :class:`Halt` once ``self._state.halt`` is set.  ``stop()``/``close()`` work from
+    inside a callback too (the thread is not joined then; the reader is released when the callback returns).
+
+    Subclasses provide ``_step(timeout_ms) -> int`` (events handled), ``_watch_fd()`` and ``_reader()``
+    (what ``close()`` releases).
     """
 
     _thread: threading.Thread | None = None
 
     def _init_loop(self, name: str) -> None:
         self._name = name
-        self._stop_evt = threading.Event()
-        self._wake_fd = -1
+        self._state = LoopState()
         self._started_at = 0.0
         self._stopped_at = 0.0
-        self.fatal_error: BaseException | None = None
+        self._closed = False
+
+    def _track(self, release: Callable[[], None] | None) -> None:
+        """Arm the finalizer of a consumer dropped unclosed (``release`` frees its reader; must not refer to self)."""
+        self._release = release
+        self._finalizer = weakref.finalize(self, _abandon_hook, self._name, self._state, release)
 
     @abc.abstractmethod
     def _step(self, timeout_ms: int) -> int:
@@ -152,7 +389,16 @@ class BackgroundLoop(abc.ABC):
         """An fd that becomes readable when events arrive."""
 
     def _on_batch(self, n: int) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Called after each batch of ``n`` events (a hook for subclasses' statistics)."""
+        """Called after each step that handled ``n`` events (a hook for subclasses' statistics)."""
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """The exception that ended the thread, or None."""
+        return self._state.fatal
+
+    @fatal_error.setter
+    def fatal_error(self, exc: BaseException | None) -> None:
+        self._state.fatal = exc
 
     @property
     def running(self) -> bool:
@@ -162,51 +408,87 @@ class BackgroundLoop(abc.ABC):
     def _start_loop(self, poll_interval_ms: int) -> None:
         if not isinstance(poll_interval_ms, int) or isinstance(poll_interval_ms, bool) or poll_interval_ms <= 0:
             raise EBPFError(f"poll_interval_ms must be a positive int, not {poll_interval_ms!r}")
+        if self._closed:
+            raise EBPFError(f"{self._name} is closed")
         if self.running:
             raise EBPFError(f"{self._name} is already running")
-        self._stop_evt.clear()
-        self.fatal_error = None
-        self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._started_at = time.monotonic()
-        self._stopped_at = 0.0
-        self._thread = threading.Thread(target=self._run, args=(poll_interval_ms,), name=self._name, daemon=True)
-        self._thread.start()
-
-    def _run(self, poll_interval_ms: int) -> None:
+        state = self._state
+        state.halt = False
+        state.fatal = None
+        if state.waker is not None:
+            state.waker.close()
+        state.waker = Waker()
+        # the epoll set is made here, not in the thread: the reader's fd is valid now (it may be closed later)
         ep = select.epoll()
         try:
             ep.register(self._watch_fd(), select.EPOLLIN)
-            ep.register(self._wake_fd, select.EPOLLIN)
-            while not self._stop_evt.is_set():
-                n = self._step(0)
-                if n:
-                    self._on_batch(n)
-                    continue
-                ep.poll(poll_interval_ms / 1000.0)
-        except BaseException as exc:  # never die silently: keep it for stats()/stop() and log it
-            self.fatal_error = exc
-            log.error("%s stopped by %s: %s", self._name, type(exc).__name__, exc)
-        finally:
+            ep.register(state.waker.fileno(), select.EPOLLIN)
+        except BaseException:
             ep.close()
+            raise
+        self._started_at = time.monotonic()
+        self._stopped_at = 0.0
+        self._thread = threading.Thread(target=_serve, name=self._name, daemon=True,
+                                        args=(weakref.ref(self), state, ep, poll_interval_ms / 1000.0))
+        state.thread = self._thread
+        self._thread.start()
+
+    def _in_callback(self) -> bool:
+        return self._thread is not None and self._thread is threading.current_thread()
 
     def _stop_loop(self, timeout: float) -> None:
         thread = self._thread
         if thread is None:
             return
-        self._stop_evt.set()
-        if self._wake_fd >= 0:
-            try:
-                os.eventfd_write(self._wake_fd, 1)
-            except OSError:
-                pass
+        state = self._state
+        state.halt = True
+        if state.waker is not None:
+            state.waker.wake()
+        if thread is threading.current_thread():
+            # stop() from the consumer's own callback: the run ends when the callback returns
+            self._stopped_at = time.monotonic()
+            return
         thread.join(timeout)
         if thread.is_alive():
             raise EBPFError(f"{self._name} did not stop within {timeout} s (a callback is blocking)")
         self._thread = None
         self._stopped_at = time.monotonic()
-        if self._wake_fd >= 0:
-            os.close(self._wake_fd)
-            self._wake_fd = -1
+        if state.waker is not None:
+            state.waker.close()
+            state.waker = None
+
+    def _close_loop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and release the reader (idempotent); from a callback, the release waits for its return.
+
+        :raises EBPFError: when a callback blocks longer than ``timeout`` (the reader is released by the
+            thread once it returns).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        release = self._release
+        self._finalizer.detach()
+        if self._in_callback():
+            self._stop_loop(timeout)
+            self._state.release = release
+            return
+        try:
+            self._stop_loop(timeout)
+        except EBPFError:
+            self._state.release = release  # the blocked callback's thread releases it when it ends
+            raise
+        if release is not None:
+            release()
+
+    def _exit_loop(self, exc_type: type[BaseException] | None) -> None:
+        """``__exit__``: close; while an exception (Ctrl-C) is propagating, never replace it with ours."""
+        if exc_type is None:
+            self._close_loop()
+            return
+        try:
+            self._close_loop()
+        except EBPFError as err:
+            log.error("%s: %s; the reader is released when the callback returns", self._name, err)
 
     def _elapsed(self) -> float:
         if not self._started_at:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import EBPFError
-from ebpf.events._common import BackgroundLoop, log, make_event_handler
+from ebpf.events._common import BackgroundLoop, Halt, make_event_handler, record_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from ebpf.events.ringbuf import RingBuffer
@@ -78,48 +77,33 @@ class RingBufferConsumer(BackgroundLoop):
             raise EBPFError("on_error must be callable")
         pipeline = make_event_handler(parser=parser, filter=filter, transform=transform, handler=callback)
         self._init_loop("RingBufferConsumer")
-        self._lock = threading.Lock()
-        self._events = 0
         self._batches = 0
-        self._errors = 0
-        self._last_error: str | None = None
-        self._on_error = on_error
+        # the wrapper refers to the shared state, never to self: a consumer dropped unclosed is collected
+        state = self._state
 
         def guarded(raw: Any) -> None:
             try:
                 pipeline(raw)
             except Exception as exc:  # counted and reported; the thread keeps going
-                self._record_error(exc)
+                record_error(state, "RingBufferConsumer", exc, on_error)
+            state.events += 1
+            if state.halt:  # told to stop: end the run here, after this record's callback
+                raise Halt
 
         self._rb = map if isinstance(map, RingBuffer) else RingBuffer(map, guarded, zero_copy=zero_copy)
         self._emit = guarded
+        self._track(self._rb.close)
 
     @property
     def ringbuf(self) -> RingBuffer:
         """The underlying :class:`RingBuffer`."""
         return self._rb
 
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self._errors += 1
-            first = self._errors == 1
-            self._last_error = f"{type(exc).__name__}: {exc}"
-        if first or self._errors % 1000 == 0:
-            log.warning("RingBufferConsumer: event handler raised %s (%d errors so far)", self._last_error,
-                        self._errors)
-        if self._on_error is not None:
-            try:
-                self._on_error(exc)
-            except Exception:
-                log.exception("RingBufferConsumer: on_error raised")
-
     def _watch_fd(self) -> int:
         return self._rb.fileno()
 
     def _step(self, timeout_ms: int) -> int:
-        n = self._rb.consume(self._emit, max_events=65536)
-        self._events += n
-        return n
+        return self._rb.consume(self._emit, max_events=65536)
 
     def _on_batch(self, n: int) -> None:
         self._batches += 1
@@ -128,36 +112,44 @@ class RingBufferConsumer(BackgroundLoop):
         """Start the background thread (returns self).
 
         :param poll_interval_ms: the longest wait between checks of the stop flag (wake-ups
-            on new records are immediate).
+            on new records and on :meth:`stop` are immediate).
         :raises EBPFError: when already running or closed.
         """
-        if self._rb.closed:
+        if self._closed or self._rb.closed:
             raise EBPFError("RingBufferConsumer is closed")
         self._start_loop(poll_interval_ms)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and wait for it (records still waiting stay in the ring).
+        """Stop the thread after the callback that is running returns, and wait for it (records still waiting
+        stay in the ring).  From inside the consumer's own callback it does not wait: the thread ends when the
+        callback returns.
 
         :raises EBPFError: when a callback blocks longer than ``timeout`` seconds.
         """
         self._stop_loop(timeout)
 
     def close(self) -> None:
-        """Stop the thread and release the ring buffer mapping (idempotent)."""
-        self.stop()
-        self._rb.close()
+        """Stop the thread and release the ring buffer mapping (idempotent).
+
+        From inside the consumer's own callback, the ring is released once that callback returns.
+
+        :raises EBPFError: when a callback blocks longer than 5 s (the ring is released when it returns).
+        """
+        self._close_loop()
 
     def stats(self) -> RingBufferStats:
-        """The counters so far (see :class:`RingBufferStats`)."""
+        """The counters so far (see :class:`RingBufferStats`); current while a run of records is delivered."""
         elapsed = self._elapsed()
-        errors = self._errors + (1 if self.fatal_error is not None else 0)
-        last = self._last_error
-        if self.fatal_error is not None:
-            last = f"{type(self.fatal_error).__name__}: {self.fatal_error}"
+        state = self._state
+        events = state.events
+        errors = state.errors + (1 if state.fatal is not None else 0)
+        last = state.last_error
+        if state.fatal is not None:
+            last = f"{type(state.fatal).__name__}: {state.fatal}"
         return RingBufferStats(
-            events_processed=self._events,
-            events_per_second=self._events / elapsed if elapsed else 0.0,
+            events_processed=events,
+            events_per_second=events / elapsed if elapsed else 0.0,
             batches_read=self._batches,
             errors=errors,
             last_error=last,
@@ -169,8 +161,9 @@ class RingBufferConsumer(BackgroundLoop):
             self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # while Ctrl-C (or any exception) propagates, a blocking callback is logged, never raised over it
+        self._exit_loop(exc_type)
 
 
 def _reader(map: Any, parser: Callable[[Any], Any] | None) -> tuple[RingBuffer, bool]:

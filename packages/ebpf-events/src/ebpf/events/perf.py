@@ -17,7 +17,6 @@ import mmap
 import select
 import struct
 import sys
-import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -33,7 +32,18 @@ from ebpf.core.errors import BPFSyscallError, EBPFError
 from ebpf.core.maps import create_perf_event_array as _core_create_perf_event_array
 from ebpf.core.system import online_cpus
 from ebpf.core.types import MapType
-from ebpf.events._common import BackgroundLoop, check_map, close_mmap, log, make_event_handler, map_shared, numpy
+from ebpf.events._common import (
+    BackgroundLoop,
+    GuardedReader,
+    Halt,
+    Waker,
+    check_map,
+    close_mmap,
+    make_event_handler,
+    map_shared,
+    numpy,
+    record_error,
+)
 from ebpf.events._perfarray import read_array as _read_array
 
 __all__ = [
@@ -123,7 +133,7 @@ class _Ring:
         close_fd(self.fd)
 
 
-def _release(rings: list[_Ring], epoll: select.epoll, map_ref: Callable[[], Any]) -> None:
+def _release(rings: list[_Ring], epoll: select.epoll, waker: Waker, map_ref: Callable[[], Any]) -> None:
     m = map_ref()
     for ring in rings:
         if m is not None and not getattr(m, "closed", True):
@@ -133,6 +143,7 @@ def _release(rings: list[_Ring], epoll: select.epoll, map_ref: Callable[[], Any]
                 pass
         ring.release()
     epoll.close()
+    waker.close()
 
 
 def _check_pages(buffer_pages: object) -> int:
@@ -142,13 +153,15 @@ def _check_pages(buffer_pages: object) -> int:
     return buffer_pages
 
 
-class PerfBuffer:
+class PerfBuffer(GuardedReader):
     """Per-CPU perf rings behind a perf event array map.
 
     ``poll(timeout_ms)`` / ``consume()`` deliver samples to ``callback(data)`` (or
     ``callback(cpu, data)`` with ``with_cpu=True``); ``read_batch(max_events)`` returns
     them; ``read_array(dtype, max_events)`` decodes fixed-size samples into a NumPy array
-    in bulk; ``fileno()`` is an epoll fd for selectors/asyncio.
+    in bulk; ``fileno()`` is an epoll fd for selectors/asyncio.  :meth:`close` may come from
+    another thread (a waiting :meth:`poll` wakes and raises :class:`EBPFError` "closed"); a buffer
+    collected while still open is released with a ``ResourceWarning``.
 
     :param map: the perf event array (its slots for ``cpus`` are set; cleared on close).
     :param buffer_pages: data pages per CPU (a power of two).
@@ -191,8 +204,9 @@ class PerfBuffer:
         self._callback = callback
         self._rings: list[_Ring] = []
         self._epoll = select.epoll()
-        self._finalizer = weakref.finalize(self, _release, self._rings, self._epoll, weakref.ref(map))
-        self._closed = False
+        self._waker = Waker()  # close() from another thread wakes a poll through it
+        self._epoll.register(self._waker.fileno(), select.EPOLLIN)
+        self._init_guard(_release, self._rings, self._epoll, self._waker, weakref.ref(map))
         try:
             for cpu in cpu_list:
                 self._open_cpu(cpu, pages, wakeup_events, watermark_bytes)
@@ -224,14 +238,10 @@ class PerfBuffer:
         """The CPUs read."""
         return [r.cpu for r in self._rings]
 
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
+    _what = "perf buffer reader"
 
-    def _check(self) -> None:
-        if self._closed:
-            raise EBPFError("perf buffer reader is closed")
+    def _wake(self) -> None:
+        self._waker.wake()
 
     def fileno(self) -> int:
         """An epoll fd, readable when a CPU ring has data (for ``selectors``/asyncio)."""
@@ -239,10 +249,12 @@ class PerfBuffer:
         return self._epoll.fileno()
 
     def close(self) -> None:
-        """Clear the map slots, unmap the rings and close the events (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        """Clear the map slots, unmap the rings and close the events (idempotent).
+
+        From another thread while a call is inside, that call is woken (a waiting :meth:`poll` raises
+        :class:`EBPFError` "closed") and the rings are released when it returns.
+        """
+        super().close()
 
     def __enter__(self) -> PerfBuffer:
         return self
@@ -299,7 +311,7 @@ class PerfBuffer:
         n = 0
         window = 1
         try:
-            while tail < head and n < limit:
+            while tail < head and n < limit and not self._closed:  # closed by another thread: stop
                 off = tail & mask
                 if off + 12 <= size:
                     w = off >> 2
@@ -371,14 +383,22 @@ class PerfBuffer:
         emit = self._emitter(callback)
         limit = _ALL if max_events is None else max_events
         n = 0
-        for ring in self._rings:
-            if n >= limit:
-                break
-            n += self._drain(ring, emit, limit - n, self.with_cpu)
+        self._enter()
+        try:
+            for ring in self._rings:
+                if n >= limit:
+                    break
+                n += self._drain(ring, emit, limit - n, self.with_cpu)
+        finally:
+            self._leave()
         return n
 
     def poll(self, timeout_ms: int | float | None = -1, max_events: int | None = None) -> int:
-        """Wait up to ``timeout_ms`` (-1/None: forever) for samples, then deliver them; returns how many."""
+        """Wait up to ``timeout_ms`` (-1/None: forever) for samples, then deliver them; returns how many.
+
+        :raises EBPFError: when closed (also when :meth:`close` is called by another thread during the
+            wait: the wait ends at once).
+        """
         self._check()
         emit = self._emitter(None)
         n = self.consume(max_events=max_events)
@@ -386,21 +406,31 @@ class PerfBuffer:
             return n
         timeout = -1.0 if timeout_ms is None or timeout_ms < 0 else timeout_ms / 1000.0
         limit = _ALL if max_events is None else max_events
-        for fd, _ in self._epoll.poll(timeout):
-            ring = self._by_fd.get(fd)
-            if ring is not None and n < limit:
-                n += self._drain(ring, emit, limit - n, self.with_cpu)
+        self._enter()
+        try:
+            ready = self._epoll.poll(timeout)
+            if self._closed:
+                raise self._woken_closed()
+            for fd, _ in ready:
+                ring = self._by_fd.get(fd)
+                if ring is not None and n < limit:
+                    n += self._drain(ring, emit, limit - n, self.with_cpu)
+        finally:
+            self._leave()
         return n
 
     def read_batch(self, max_events: int | None = None) -> list[Any]:
         """Consume up to ``max_events`` samples from all CPU rings; returns their data (parsed when set)."""
-        self._check()
         out: list[Any] = []
         limit = _ALL if max_events is None else max_events
-        for ring in self._rings:
-            if len(out) >= limit:
-                break
-            self._drain(ring, None, limit - len(out), False, out)
+        self._enter()
+        try:
+            for ring in self._rings:
+                if len(out) >= limit:
+                    break
+                self._drain(ring, None, limit - len(out), False, out)
+        finally:
+            self._leave()
         if self.parser is not None:
             parse = self.parser
             return [parse(d) for d in out]
@@ -425,10 +455,14 @@ class PerfBuffer:
         limit = _ALL if max_events is None else max_events
         chunks: list[Any] = []
         total = 0
-        for ring in self._rings:
-            if total >= limit:
-                break
-            total += _read_array(self, ring, np, dt, limit - total, chunks)
+        self._enter()
+        try:
+            for ring in self._rings:
+                if total >= limit:
+                    break
+                total += _read_array(self, ring, np, dt, limit - total, chunks)
+        finally:
+            self._leave()
         if not chunks:
             return np.empty(0, dtype=dt)
         out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
@@ -489,48 +523,42 @@ class PerfConsumer(BackgroundLoop):
         if lost_callback is not None and not callable(lost_callback):
             raise EBPFError("lost_callback must be callable")
         self._init_loop("PerfConsumer")
-        self._lock = threading.Lock()
-        self._read = self._ok = self._errors = self._polls = 0
-        self._last_error: str | None = None
+        self._polls = 0
         user_cb = make_event_handler(handler=callback)
+        # the wrappers refer to the shared state, never to self: a consumer dropped unclosed is collected
+        state = self._state
 
         def guarded(*args: Any) -> None:
             try:
                 user_cb(*args)
-                self._ok += 1
             except Exception as exc:
-                self._record_error(exc)
+                record_error(state, "PerfConsumer", exc)
+            state.events += 1
+            if state.halt:  # told to stop: end the run here, after this sample's callback
+                raise Halt
 
         def lost(cpu: int, count: int) -> None:
             if lost_callback is not None:
                 try:
                     lost_callback(cpu, count)
                 except Exception as exc:
-                    self._record_error(exc)
+                    state.side_errors += 1
+                    record_error(state, "PerfConsumer", exc)
 
         self._buf = PerfBuffer(map, guarded, lost, buffer_pages=buffer_pages, **options)
+        self._track(self._buf.close)
 
     @property
     def buffer(self) -> PerfBuffer:
         """The underlying :class:`PerfBuffer`."""
         return self._buf
 
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self._errors += 1
-            count = self._errors
-            self._last_error = f"{type(exc).__name__}: {exc}"
-        if count == 1 or count % 1000 == 0:
-            log.warning("PerfConsumer: callback raised %s (%d errors so far)", self._last_error, count)
-
     def _watch_fd(self) -> int:
         return self._buf.fileno()
 
     def _step(self, timeout_ms: int) -> int:
         self._polls += 1
-        n = self._buf.consume(max_events=65536)
-        self._read += n
-        return n
+        return self._buf.consume(max_events=65536)
 
     def fileno(self) -> int:
         """The reader's epoll fd (readable when a CPU ring has data)."""
@@ -551,35 +579,44 @@ class PerfConsumer(BackgroundLoop):
 
     def start(self, poll_interval_ms: int = 100) -> PerfConsumer:
         """Start the background thread (returns self).  :raises EBPFError: when running or closed."""
-        if self._buf.closed:
+        if self._closed or self._buf.closed:
             raise EBPFError("PerfConsumer is closed")
         self._start_loop(poll_interval_ms)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and wait for it."""
+        """Stop the thread after the callback that is running returns, and wait for it (from inside the
+        consumer's own callback it does not wait: the thread ends when the callback returns).
+
+        :raises EBPFError: when a callback blocks longer than ``timeout`` seconds.
+        """
         self._stop_loop(timeout)
 
     def close(self) -> None:
-        """Stop and release the rings (idempotent)."""
-        self.stop()
-        self._buf.close()
+        """Stop and release the rings (idempotent); from inside a callback, once that callback returns.
+
+        :raises EBPFError: when a callback blocks longer than 5 s (the rings are released when it returns).
+        """
+        self._close_loop()
 
     def stats(self) -> PerfConsumerStats:
-        """The counters so far (see :class:`PerfConsumerStats`)."""
+        """The counters so far (see :class:`PerfConsumerStats`); current while a run of samples is delivered."""
         elapsed = self._elapsed()
-        errors = self._errors + (1 if self.fatal_error is not None else 0)
-        last = self._last_error
-        if self.fatal_error is not None:
-            last = f"{type(self.fatal_error).__name__}: {self.fatal_error}"
-        return PerfConsumerStats(events_read=self._read, events_processed=self._ok, lost=self._buf.lost,
-                                 polls=self._polls, errors=errors, uptime_ms=elapsed * 1000.0,
-                                 events_per_second=self._read / elapsed if elapsed else 0.0, last_error=last)
+        state = self._state
+        read = state.events
+        errors = state.errors + (1 if state.fatal is not None else 0)
+        last = state.last_error
+        if state.fatal is not None:
+            last = f"{type(state.fatal).__name__}: {state.fatal}"
+        return PerfConsumerStats(events_read=read, events_processed=read - (state.errors - state.side_errors),
+                                 lost=self._buf.lost, polls=self._polls, errors=errors, uptime_ms=elapsed * 1000.0,
+                                 events_per_second=read / elapsed if elapsed else 0.0, last_error=last)
 
     def __enter__(self) -> PerfConsumer:
         if not self.running:
             self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # while Ctrl-C (or any exception) propagates, a blocking callback is logged, never raised over it
+        self._exit_loop(exc_type)

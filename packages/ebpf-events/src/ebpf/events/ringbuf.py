@@ -28,7 +28,7 @@ from typing import Any
 
 from ebpf.core.errors import EBPFError
 from ebpf.core.types import MapType
-from ebpf.events._common import check_map, close_mmap, make_event_handler, map_shared, numpy
+from ebpf.events._common import GuardedReader, Waker, check_map, close_mmap, make_event_handler, map_shared, numpy
 from ebpf.events._rbconsumer import RingBufferConsumer, RingBufferStats, peek_events, process_events
 
 __all__ = [
@@ -74,6 +74,7 @@ class _Mapping:
     def __init__(self, fd: int, size: int) -> None:
         page = mmap.PAGESIZE
         self.epoll: select.epoll | None = None
+        self.waker: Waker | None = None
         self.cons_mm = map_shared(fd, page, 0, writable=True)
         try:
             self.prod_mm = map_shared(fd, page + 2 * size, page, writable=False)
@@ -83,6 +84,9 @@ class _Mapping:
         try:
             self.epoll = select.epoll()
             self.epoll.register(fd, select.EPOLLIN)
+            # close() from another thread wakes a poll through it
+            self.waker = Waker()
+            self.epoll.register(self.waker.fileno(), select.EPOLLIN)
         except BaseException:
             self.release()
             raise
@@ -90,6 +94,8 @@ class _Mapping:
     def release(self) -> None:
         if self.epoll is not None:
             self.epoll.close()
+        if self.waker is not None:
+            self.waker.close()
         close_mmap(self.cons_mm)
         close_mmap(self.prod_mm)
 
@@ -103,14 +109,16 @@ def _release(mapping: _Mapping, views: list[memoryview]) -> None:
     mapping.release()
 
 
-class RingBuffer:
+class RingBuffer(GuardedReader):
     """Read records from a ``BPF_MAP_TYPE_RINGBUF`` map.
 
     ``RingBuffer(map, callback)`` then :meth:`poll` (wait, then deliver), :meth:`consume`
     (deliver what is there, no wait), :meth:`read_batch` (a list), :meth:`read_array`
     (a NumPy structured array), :meth:`peek` (read without consuming), ``for record in rb``
     (what is there now), ``async for record in rb`` (waits; asyncio), :meth:`fileno` for
-    ``selectors``/``loop.add_reader``.  Not thread-safe: one consumer per ring buffer.
+    ``selectors``/``loop.add_reader``.  One consumer per ring buffer; :meth:`close` may come from
+    another thread (a waiting :meth:`poll` wakes and raises :class:`EBPFError` "closed").  A reader
+    collected while still open is released with a ``ResourceWarning``.
 
     :param map: the ring buffer map (kept alive by the reader).
     :param callback: called once per record by :meth:`poll`/:meth:`consume`.
@@ -152,19 +160,14 @@ class RingBuffer:
         self._data = whole[self._page:]
         # record headers read as u32 items of the data area (offsets are 8-byte aligned)
         self._words = self._data.cast("I")
-        self._finalizer = weakref.finalize(self, _release, self._m,
-                                           [self._cons, self._prod, self._words, self._data, whole])
-        self._closed = False
+        self._init_guard(_release, self._m, [self._cons, self._prod, self._words, self._data, whole])
+
+    _what = "ring buffer reader"
 
     # -- state -----------------------------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
-
-    def _check(self) -> None:
-        if self._closed:
-            raise EBPFError("ring buffer reader is closed")
+    def _wake(self) -> None:
+        if self._m.waker is not None:
+            self._m.waker.wake()
 
     def fileno(self) -> int:
         """An epoll fd that is readable when records are waiting (for ``selectors``/asyncio).
@@ -178,25 +181,36 @@ class RingBuffer:
     @property
     def consumer_pos(self) -> int:
         """The kernel's consumer position (bytes consumed so far)."""
-        self._check()
-        return int(self._cons[0])
+        self._enter()
+        try:
+            return int(self._cons[0])
+        finally:
+            self._leave()
 
     @property
     def producer_pos(self) -> int:
         """The kernel's producer position (bytes reserved so far)."""
-        self._check()
-        return int(self._prod[0])
+        self._enter()
+        try:
+            return int(self._prod[0])
+        finally:
+            self._leave()
 
     def available(self) -> int:
         """Bytes between the consumer and the producer (records, headers and padding)."""
-        self._check()
-        return int(self._prod[0] - self._cons[0])
+        self._enter()
+        try:
+            return int(self._prod[0] - self._cons[0])
+        finally:
+            self._leave()
 
     def close(self) -> None:
-        """Unmap the ring and close the epoll fd (idempotent); the map itself stays open."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        """Unmap the ring and close the epoll fd (idempotent); the map itself stays open.
+
+        From another thread while a call is inside, that call is woken (a waiting :meth:`poll` or
+        :meth:`wait` raises :class:`EBPFError` "closed") and the ring is unmapped when it returns.
+        """
+        super().close()
 
     def __enter__(self) -> RingBuffer:
         return self
@@ -231,7 +245,7 @@ class RingBuffer:
         n = 0
         window = 1
         try:
-            while n < limit:
+            while n < limit and not self._closed:  # closed by another thread: stop between runs
                 if cons >= prod:
                     prod = prod_arr[0]
                     if cons >= prod:
@@ -287,34 +301,57 @@ class RingBuffer:
         :raises EBPFError: when closed or no callback was given; the callback's own
             exceptions propagate (the record that raised is consumed).
         """
-        self._check()
         emit = self._emit if callback is None else make_event_handler(parser=self.parser, handler=callback)
         if emit is None:
+            self._check()
             raise EBPFError("RingBuffer has no callback: pass one, or use read_batch()/iteration")
-        return self._drain(emit, _limit(max_events), self.zero_copy)
+        limit = _limit(max_events)
+        self._enter()
+        try:
+            return self._drain(emit, limit, self.zero_copy)
+        finally:
+            self._leave()
 
     def poll(self, timeout_ms: int | float | None = -1, max_events: int | None = None) -> int:
         """Wait up to ``timeout_ms`` for records (-1/None: forever, 0: no wait), then deliver them.
 
         :returns: the number of records delivered (0 on timeout).
-        :raises EBPFError: when closed or no callback is set.
+        :raises EBPFError: when closed (also when :meth:`close` is called by another thread during the
+            wait: the wait ends at once) or no callback is set.
         """
         self._check()
         if self._emit is None:
             raise EBPFError("RingBuffer has no callback: pass one, or use read_batch()/iteration")
         limit = _limit(max_events)
-        if self._prod[0] == self._cons[0] and timeout_ms != 0:
-            assert self._m.epoll is not None
-            self._m.epoll.poll(_timeout(timeout_ms))
-        return self._drain(self._emit, limit, self.zero_copy)
+        timeout = _timeout(timeout_ms)
+        self._enter()
+        try:
+            if self._prod[0] == self._cons[0] and timeout_ms != 0:
+                assert self._m.epoll is not None
+                self._m.epoll.poll(timeout)
+                if self._closed:
+                    raise self._woken_closed()
+            return self._drain(self._emit, limit, self.zero_copy)
+        finally:
+            self._leave()
 
     def wait(self, timeout_ms: int | float | None = -1) -> bool:
-        """Block until records are waiting or the timeout passes; True when records are waiting."""
-        self._check()
-        if self._prod[0] != self._cons[0]:
-            return True
-        assert self._m.epoll is not None
-        return bool(self._m.epoll.poll(_timeout(timeout_ms)))
+        """Block until records are waiting or the timeout passes; True when records are waiting.
+
+        :raises EBPFError: when closed, also by another thread during the wait (which ends at once).
+        """
+        timeout = _timeout(timeout_ms)
+        self._enter()
+        try:
+            if self._prod[0] != self._cons[0]:
+                return True
+            assert self._m.epoll is not None
+            ready = bool(self._m.epoll.poll(timeout))
+            if self._closed:
+                raise self._woken_closed()
+            return ready
+        finally:
+            self._leave()
 
     def read_batch(self, max_events: int | None = None, timeout_ms: int | float = 0) -> list[Any]:
         """Consume up to ``max_events`` records and return them (bytes, or parsed when a parser is set).
@@ -326,7 +363,11 @@ class RingBuffer:
         if timeout_ms:
             self.wait(timeout_ms)
         out: list[Any] = []
-        self._drain(None, limit, False, out)
+        self._enter()
+        try:
+            self._drain(None, limit, False, out)
+        finally:
+            self._leave()
         if self.parser is not None:
             parse = self.parser
             return [parse(r) for r in out]
@@ -334,19 +375,22 @@ class RingBuffer:
 
     def peek(self, max_events: int | None = None) -> list[Any]:
         """The committed records waiting now (bytes or parsed), without consuming them."""
-        self._check()
         limit = _limit(max_events)
-        cons, prod = self._cons[0], self._prod[0]
-        buf = self._m.prod_mm
-        out: list[Any] = []
-        while cons < prod and len(out) < limit:
-            off = (cons & self._mask) + self._page
-            ln = self._words[(cons & self._mask) >> 2]
-            if ln & BUSY_BIT:
-                break
-            cons += ((ln & _LEN_MASK) + 15) & ~7
-            if not ln & DISCARD_BIT:
-                out.append(buf[off + 8:off + 8 + ln])
+        self._enter()
+        try:
+            cons, prod = self._cons[0], self._prod[0]
+            buf = self._m.prod_mm
+            out: list[Any] = []
+            while cons < prod and len(out) < limit:
+                off = (cons & self._mask) + self._page
+                ln = self._words[(cons & self._mask) >> 2]
+                if ln & BUSY_BIT:
+                    break
+                cons += ((ln & _LEN_MASK) + 15) & ~7
+                if not ln & DISCARD_BIT:
+                    out.append(buf[off + 8:off + 8 + ln])
+        finally:
+            self._leave()
         return [self.parser(r) for r in out] if self.parser is not None else out
 
     def __iter__(self) -> Iterator[Any]:
@@ -402,11 +446,17 @@ class RingBuffer:
         size = dt.itemsize
         if size <= 0 or size > _LEN_MASK:
             raise EBPFError(f"read_array needs a non-empty fixed-size dtype, not {dt}")
+        self._enter()
+        try:
+            return self._read_array(np, dt, size, _limit(max_events))
+        finally:
+            self._leave()
+
+    def _read_array(self, np: Any, dt: Any, size: int, limit: int) -> Any:
         stride = (size + 15) & ~7
         # The payload is viewed as opaque bytes: NumPy copies a void field with memcpy, a nested
         # structured field field by field (several times slower).
         rec = np.dtype({"names": ["h", "p"], "formats": ["<u4", f"V{size}"], "offsets": [0, 8], "itemsize": stride})
-        limit = _limit(max_events)
         cons, prod = int(self._cons[0]), int(self._prod[0])
         chunks: list[Any] = []
         total = 0
