@@ -31,6 +31,7 @@ from ebpf.core._maps.kinds import (
     RingBufMap,
 )
 from ebpf.core._maps.layout import decode_percpu, encode_percpu
+from ebpf.core._maps.stacktrace import BUILD_ID_FRAME_SIZE, BuildIdFrame, StackTraceMap, stack_id_error
 from ebpf.core._sys import commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import BPFSyscallError, EBPFError
@@ -45,7 +46,7 @@ __all__ = [
     "create_prog_array", "create_array_of_maps", "create_hash_of_maps", "create_bloom_filter_map", "percpu_sum",
     "percpu_max", "percpu_min", "percpu_avg", "stack_push", "stack_pop", "stack_peek", "queue_push", "queue_pop",
     "queue_peek", "dump_map", "maps", "parse_map_flags", "parse_update_flags", "encode_percpu", "decode_percpu",
-    "wrap_fd",
+    "wrap_fd", "StackTraceMap", "BuildIdFrame", "stack_id_error", "create_stack_trace_map",
 ]
 
 
@@ -105,6 +106,24 @@ def create_lru_percpu_hash_map(max_entries: int, *, key_size: int = 4, value_siz
 def create_stack_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> QueueMap:
     """A stack (LIFO) map: ``push``/``pop``/``peek``. Requires Linux >= 4.20."""
     return _typed(QueueMap, _kv(MapType.STACK, max_entries, 0, value_size, name=name, **kw))
+
+
+def create_stack_trace_map(max_entries: int, depth: int = 127, build_id: bool = False, *, name: str = "",
+                           **kw: Any) -> StackTraceMap:
+    """A stack trace map (BPF_MAP_TYPE_STACK_TRACE) for ``bpf_get_stackid``; not the LIFO :func:`create_stack_map`.
+
+    :param max_entries: how many distinct stacks it holds.
+    :param depth: frames per stack (1..127, the kernel's default sysctl perf_event_max_stack).
+    :param build_id: store (build id, file offset) frames instead of addresses (BPF_F_STACK_BUILD_ID).
+    :returns: a :class:`StackTraceMap`; ``m.stack(stack_id)`` gives the frames.
+    :raises EBPFError: on a bad depth (before any syscall).
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 127:
+        raise EBPFError(f"stack depth must be an int in 1..127, got {depth!r}")
+    frame = BUILD_ID_FRAME_SIZE if build_id else 8
+    flags = parse_map_flags(kw.pop("flags", 0)) | (MAP_FLAGS["stack_build_id"] if build_id else 0)
+    m = _kv(MapType.STACK_TRACE, max_entries, 4, depth * frame, name=name, flags=flags, **kw)
+    return _typed(StackTraceMap, m)
 
 
 def create_queue_map(max_entries: int, *, value_size: int = 4, name: str = "", **kw: Any) -> QueueMap:

@@ -14,6 +14,7 @@ from typing import Any
 from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, parse_update_flags, raise_for
 from ebpf.core._maps.fastpath import BAD_INPUT, Buffers, make_ops
 from ebpf.core._maps.layout import Layout, decode_percpu, encode_percpu, round8
+from ebpf.core._maps.stacktrace import StackTraceMap
 from ebpf.core._sys.syscall import Cmd
 from ebpf.core.codecs import Codec, IntCodec
 from ebpf.core.errors import EBPFError, KeyNotFoundError, NotSupportedError
@@ -582,6 +583,7 @@ KIND_BY_TYPE: dict[MapType, type[Map]] = {
     MapType.CGROUP_ARRAY: FdArrayMap,
     MapType.RINGBUF: RingBufMap,
     MapType.USER_RINGBUF: RingBufMap,
+    MapType.STACK_TRACE: StackTraceMap,
 }
 
 _ = KeyNotFoundError
