@@ -1,0 +1,168 @@
+"""Symbolization on real processes: kallsyms, ELF symbol tables (plain, MiniDebugInfo, build-id and
+debuglink debug files, none), the vDSO, deleted binaries, perf maps, and bad input."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from ebpf.core.errors import EBPFError, ELFError
+from ebpf.events import symbols
+from ebpf.events._elfsyms import ElfImage
+from ebpf.events.symbols import KernelSymbols, ProcessSymbols, Symbol, ksym, symbolize, usym
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.privileged
+
+
+def test_kernel_symbols_name_the_syscall_entry() -> None:
+    kernel = KernelSymbols.shared()
+    assert kernel.reason is None and len(kernel) > 1000
+    addr = kernel.address("do_syscall_64")
+    assert addr is not None
+    sym = kernel.resolve(addr + 4)
+    assert sym == Symbol("do_syscall_64", 4, "kernel", "kernel")
+    assert str(sym) == "do_syscall_64+0x4 [kernel]"
+    assert ksym(addr) == "do_syscall_64" and ksym(addr, show_module=True) == "do_syscall_64 [kernel]"
+    assert kernel.resolve(0x1000) is None and ksym(0x1000) == "[unknown]"
+
+
+def test_kptr_restrict_2_gives_a_reason_not_a_crash(kptr_restrict_2: None) -> None:
+    hidden = KernelSymbols()
+    assert hidden.reason and "kptr_restrict=2" in hidden.reason
+    assert len(hidden) == 0 and hidden.resolve(0xFFFFFFFF81000000) is None
+
+
+@pytest.mark.parametrize("variant", ["plain", "minidebuginfo", "debugfile", "debuglink"])
+def test_hot_spin_loop_resolves_in_every_variant(spin_builder, spawn, variant: str) -> None:  # type: ignore[no-untyped-def]
+    binary, debug_dir = spin_builder.variant(variant)
+    if variant != "plain":
+        assert not ElfImage.from_path(str(binary)).has_symtab()  # really stripped
+    symbols.drop_file_cache()  # every variant shares the build id: parse each one for real
+    with spawn(binary, "spin") as target:
+        procsyms = ProcessSymbols(target.pid, debug_dirs=[str(debug_dir)] if debug_dir else None)
+        sym = procsyms.resolve(target.hot_addr + 5)
+        assert sym == Symbol("hot_spin_loop", 5, binary.name, "user"), procsyms.reasons()
+        main = next(m for m in procsyms.mappings if m.module == binary.name)
+        expected = {"plain": "symtab", "minidebuginfo": "minidebuginfo", "debuglink": "debuglink"}
+        assert main.source.startswith(expected.get(variant, "build-id debug file")), main.source
+
+
+def test_binary_without_symbols_is_partial_with_a_reason(spin_builder, spawn) -> None:  # type: ignore[no-untyped-def]
+    binary, _ = spin_builder.variant("nosym")
+    symbols.drop_file_cache()  # the same build id with symbols was parsed before
+    with spawn(binary, "spin") as target:
+        procsyms = ProcessSymbols(target.pid)
+        assert procsyms.resolve(target.hot_addr) is None
+        assert "no symbols" in procsyms.reasons()[binary.name]
+        assert symbolize([target.hot_addr], pid=target.pid) == [f"{target.hot_addr:#x} [{binary.name}]"]
+        # libc still resolves in the same process
+        libc = next(m for m in procsyms.mappings if m.module.startswith("libc"))
+        assert procsyms.resolve(libc.table.addrs[len(libc.table) // 2] + libc.bias) is not None  # type: ignore[union-attr]
+
+
+def test_deleted_binary_resolves_through_map_files(spin_builder, spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    binary = tmp_path / "spin_deleted"
+    binary.write_bytes(spin_builder.plain.read_bytes())
+    binary.chmod(0o755)
+    with spawn(binary, "spin") as target:
+        binary.unlink()
+        procsyms = ProcessSymbols(target.pid)
+        assert any(m.path.endswith("(deleted)") for m in procsyms.mappings)
+        assert procsyms.resolve(target.hot_addr).name == "hot_spin_loop"  # type: ignore[union-attr]
+
+
+def test_own_process_libc_and_vdso() -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    addr = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+    assert addr
+    assert usym(os.getpid(), addr + 1, show_module=True).endswith("[libc.so.6]")
+    procsyms = ProcessSymbols(os.getpid())
+    vdso = next(m for m in procsyms.mappings if m.module == "[vdso]")
+    assert vdso.table is not None and len(vdso.table) > 0
+    name = vdso.table.names[0]
+    assert procsyms.resolve(vdso.table.addrs[0] + vdso.bias) == Symbol(name, 0, "[vdso]", "user")
+
+
+def test_perf_map_of_python_x_perf(perf_python: str) -> None:
+    code = "def hot_py_function():\n  while True: sum(range(100))\nprint('go', flush=True)\nhot_py_function()\n"
+    proc = subprocess.Popen([perf_python, "-X", "perf", "-c", code], stdout=subprocess.PIPE, text=True)
+    path = f"/tmp/perf-{proc.pid}.map"
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "go"
+        deadline = time.monotonic() + 10
+        entry = None
+        while entry is None and time.monotonic() < deadline:
+            if os.path.exists(path):
+                with open(path) as fh:
+                    entry = next((line.split() for line in fh if "hot_py_function" in line), None)
+            if entry is None:
+                time.sleep(0.05)
+        assert entry, f"{path} never named hot_py_function"
+        sym = ProcessSymbols(proc.pid).resolve(int(entry[0], 16) + 1)
+        assert sym is not None and "hot_py_function" in sym.name and sym.kind == "jit" and sym.offset == 1
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+@pytest.mark.parametrize("pid", [0, -1, True, "1", 2**22 + 12345])
+def test_bad_pid(pid: object) -> None:
+    with pytest.raises(EBPFError):
+        ProcessSymbols(pid)  # type: ignore[arg-type]
+
+
+def test_pid_exiting_keeps_what_was_read(spin_builder) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen([str(spin_builder.plain), "exit", "200"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout
+    hot = int(proc.stdout.readline().split()[1], 16)
+    procsyms = ProcessSymbols(proc.pid)
+    proc.wait()
+    proc.stdout.close()
+    assert procsyms.resolve(hot).name == "hot_spin_loop"  # type: ignore[union-attr]
+    assert procsyms.resolve(0x10) is None  # a re-read of the gone process's maps fails quietly
+    with pytest.raises(EBPFError, match="no process"):
+        ProcessSymbols(proc.pid)
+
+
+def test_malformed_elf_raises_elf_error(tmp_path: Path, spin_builder) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ELFError):
+        ElfImage(b"not an elf at all" * 10, "junk")
+    data = spin_builder.plain.read_bytes()
+    for cut in (64, 100, 1000, len(data) // 2):
+        try:
+            image = ElfImage(data[:cut], "truncated")
+            image.function_symbols()
+            image.build_id()
+            image.minidebuginfo()
+        except ELFError:
+            pass
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    with pytest.raises(ELFError):
+        symbols.file_symbols(str(path))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), min_size=1, max_size=20))
+def test_fuzzed_elf_headers_only_raise_elf_error(spin_builder, edits: list[tuple[int, int]]) -> None:  # type: ignore[no-untyped-def]
+    data = bytearray(spin_builder.plain.read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    try:
+        image = ElfImage(bytes(data), "fuzzed")
+        image.function_symbols()
+        image.build_id()
+        image.debuglink()
+        image.minidebuginfo()
+    except ELFError:
+        pass
