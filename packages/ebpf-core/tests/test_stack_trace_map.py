@@ -23,6 +23,7 @@ from ebpf.core.programs import load_program
 pytestmark = pytest.mark.privileged
 R0, R1, R2, R3, R4, R6, R10 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R10
 BPF_F_USER_STACK = 1 << 8
+BPF_F_REUSE_STACKID = 1 << 10  # a bucket collision replaces the old stack instead of failing (EEXIST)
 
 
 def _store(ids: Map, slot: int) -> list[asm.Instruction]:
@@ -37,9 +38,10 @@ def _stackid_program(stacks: StackTraceMap, ids: Map) -> list[asm.Instruction]:
     return [
         asm.mov64(R6, R1),
         asm.call("get_current_pid_tgid"), asm.rsh64(R0, 32), asm.jne(R0, os.getpid(), "out"),
-        asm.mov64(R1, R6), asm.ld_map_fd(R2, stacks), asm.mov64(R3, BPF_F_USER_STACK), asm.call("get_stackid"),
+        asm.mov64(R1, R6), asm.ld_map_fd(R2, stacks), asm.mov64(R3, BPF_F_USER_STACK | BPF_F_REUSE_STACKID),
+        asm.call("get_stackid"),
         *_store(ids, 0),
-        asm.mov64(R1, R6), asm.ld_map_fd(R2, stacks), asm.mov64(R3, 0), asm.call("get_stackid"),
+        asm.mov64(R1, R6), asm.ld_map_fd(R2, stacks), asm.mov64(R3, BPF_F_REUSE_STACKID), asm.call("get_stackid"),
         *_store(ids, 1),
         asm.label("out"), asm.mov64(R0, 0), asm.exit_insn(),
     ]
@@ -63,7 +65,7 @@ def _capture(stacks: StackTraceMap, ids: Map) -> tuple[int, int]:
 
 
 def test_stack_ids_give_user_and_kernel_frames(ids: Map) -> None:
-    with create_stack_trace_map(64, depth=32, name="stk") as stacks:
+    with create_stack_trace_map(1024, depth=32, name="stk") as stacks:
         assert isinstance(stacks, StackTraceMap) and stacks.depth == 32 and not stacks.build_id
         user_id, kernel_id = _capture(stacks, ids)
         assert user_id >= 0 and kernel_id >= 0, (stack_id_error(user_id), stack_id_error(kernel_id))
@@ -81,7 +83,7 @@ def test_stack_ids_give_user_and_kernel_frames(ids: Map) -> None:
 
 
 def test_build_id_frames(ids: Map) -> None:
-    with create_stack_trace_map(16, depth=8, build_id=True, name="stk_bid") as stacks:
+    with create_stack_trace_map(256, depth=8, build_id=True, name="stk_bid") as stacks:
         assert stacks.build_id and stacks.depth == 8 and stacks.value_size == 8 * 32
         user_id, _ = _capture(stacks, ids)
         assert user_id >= 0, stack_id_error(user_id)
