@@ -32,6 +32,7 @@ __all__ = [
     "bpf_filter_del",
     "bpf_filter_list",
     "NetnsHandle",
+    "rx_queue_count",
 ]
 
 IFNAMSIZ = 16
@@ -207,6 +208,16 @@ def interface_name(ifindex: int) -> str:
         return socket.if_indextoname(ifindex)
     except OSError:
         return f"if{ifindex}"
+
+
+def rx_queue_count(ifindex: int, ifname: str) -> int:
+    """How many receive queues the interface has (``IFLA_NUM_RX_QUEUES``; 1 when the kernel does not say)."""
+    with _ipr(f"query {ifname}", attach=False) as ipr:
+        links = ipr.get_links(ifindex)
+    if not links:
+        raise AttachError(f"no network interface {ifname!r}")
+    count = links[0].get_attr("IFLA_NUM_RX_QUEUES")
+    return int(count) if count else 1
 
 
 _XDP_HINTS = {
