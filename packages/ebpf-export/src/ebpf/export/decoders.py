@@ -1,0 +1,239 @@
+"""Label decoders: raw key bytes -> label values, each decoder feeding the next (as ebpf_exporter's).
+
+A chain starts on the label's bytes (``uint``, ``hex``, ``string``, ``inet_ip``, ``majorminor``)
+and may continue on the text the previous step produced (``syscall``, ``errno``, ``ksym``,
+``cgroup``, ``enum``, ``static_map``, ``regexp``). ``regexp`` drops the whole series when
+nothing matches. A decoded key is cached by the exporter, so each step runs once per new key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno as _errno
+import functools
+import ipaddress
+import os
+import platform
+import re
+import sys
+from collections.abc import Callable
+
+from ebpf.export.config import DecoderConfig, LabelConfig
+
+__all__ = ["SkipSeries", "LabelDecoder", "syscall_names", "kernel_symbols", "cgroup_paths"]
+
+
+class SkipSeries(Exception):  # noqa: N818 - a control-flow signal, not an error a user sees
+    """Raised by a decoder (``regexp``) when the series must not be exported."""
+
+
+Step = Callable[[bytes], bytes]
+
+
+def _uint(data: bytes) -> bytes:
+    return str(int.from_bytes(data, sys.byteorder)).encode()
+
+
+def _string(data: bytes) -> bytes:
+    end = data.find(b"\0")
+    return data if end < 0 else data[:end]
+
+
+def _inet_ip(data: bytes) -> bytes:
+    addr = ipaddress.ip_address(bytes(data))
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # the kernel stores IPv4 peers of dual-stack sockets as ::ffff:a.b.c.d
+    return str(addr).encode()
+
+
+def _number(data: bytes) -> int:
+    try:
+        return int(data)
+    except ValueError:
+        raise SkipSeries from None
+
+
+@functools.lru_cache(maxsize=1)
+def syscall_names() -> dict[int, str]:
+    """Syscall number -> name for this machine's architecture, read from ``asm/unistd_64.h``.
+
+    The header comes from the system (``linux-libc-dev``) or, on a machine with none, from the
+    ``ziglang`` toolchain that ebpf-elf's compiler already installs.
+    """
+    arch = platform.machine()
+    candidates = [f"/usr/include/{arch}-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"]
+    try:
+        import ziglang  # noqa: PLC0415 - optional: only for machines without kernel headers
+
+        zig_arch = {"x86_64": "x86-linux-any", "aarch64": "aarch64-linux-any"}.get(arch, f"{arch}-linux-any")
+        base = os.path.join(os.path.dirname(ziglang.__file__), "lib", "libc", "include", zig_arch, "asm")
+        candidates += [os.path.join(base, "unistd_64.h"), os.path.join(base, "unistd.h")]
+    except ImportError:
+        pass
+    pattern = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.M)
+    for path in candidates:
+        try:
+            with open(path) as fh:
+                found = {int(nr): name for name, nr in pattern.findall(fh.read())}
+        except OSError:
+            continue
+        if found:
+            return found
+    return {}
+
+
+class _KernelSymbols:
+    """A sorted table of ``/proc/kallsyms`` text symbols, bisected per address."""
+
+    def __init__(self) -> None:
+        addrs: list[int] = []
+        names: list[str] = []
+        try:
+            with open("/proc/kallsyms") as fh:
+                rows = [line.split() for line in fh]
+        except OSError:
+            rows = []
+        for row in sorted((r for r in rows if len(r) >= 3 and r[1] in "tTwW"), key=lambda r: int(r[0], 16)):
+            addrs.append(int(row[0], 16))
+            names.append(row[2])
+        self.addrs, self.names = addrs, names
+        self.hidden = not any(addrs)
+
+    def name(self, addr: int) -> str:
+        if self.hidden:
+            return f"0x{addr:x}"
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        return self.names[i] if i >= 0 else f"0x{addr:x}"
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_symbols() -> _KernelSymbols:
+    """The kernel's text symbols (read once; addresses show as hex when ``kptr_restrict`` hides them)."""
+    return _KernelSymbols()
+
+
+def cgroup_paths(root: str | None = None) -> dict[int, str]:
+    """cgroup v2 id (the directory's inode number) -> path, over the whole hierarchy."""
+    if root is None:
+        root = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                     if os.path.exists(os.path.join(p, "cgroup.controllers"))), "/sys/fs/cgroup")
+    out: dict[int, str] = {}
+    for dirpath, _dirs, _files in os.walk(root):
+        try:
+            out[os.stat(dirpath).st_ino] = dirpath
+        except OSError:
+            continue
+    return out
+
+
+def _majorminor(data: bytes) -> bytes:
+    dev = int.from_bytes(data[:4], sys.byteorder)
+    major, minor = dev >> 20, dev & 0xFFFFF  # the kernel's internal dev_t, as tracepoints record it
+    try:
+        with open("/proc/partitions") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 4 and parts[0] == str(major) and parts[1] == str(minor):
+                    return parts[3].encode()
+    except OSError:
+        pass
+    return f"{major}:{minor}".encode()
+
+
+class _Cgroups:
+    def __init__(self) -> None:
+        self.paths: dict[int, str] = {}
+
+    def __call__(self, data: bytes) -> bytes:
+        cid = _number(data)
+        if cid not in self.paths:
+            self.paths = cgroup_paths()  # a new cgroup since the last walk
+        return self.paths.get(cid, f"unknown_cgroup_id:{cid}").encode()
+
+
+def _enum_names(type_name: str, btf: object | None) -> dict[int, str]:
+    from ebpf.core import btf as btfmod  # noqa: PLC0415 - BTF parsing only when an enum label exists
+
+    specs = [btf] if btf is not None else []
+    try:
+        specs.append(btfmod.load_vmlinux())
+    except Exception:  # noqa: BLE001 - no kernel BTF: the object's own BTF may still have it
+        pass
+    for spec in specs:
+        try:
+            t = spec.find(type_name)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - not in this spec; try the next
+            continue
+        if isinstance(t, btfmod.Enum):
+            return {int(v.value): v.name for v in t.values}
+    return {}
+
+
+def _step(dec: DecoderConfig, btf: object | None) -> Step:
+    name = dec.name
+    if name == "uint":
+        return _uint
+    if name == "hex":
+        return lambda d: bytes(d).hex().encode()
+    if name == "string":
+        return _string
+    if name == "inet_ip":
+        return _inet_ip
+    if name == "majorminor":
+        return _majorminor
+    if name == "syscall":
+        table = syscall_names()
+        return lambda d: table.get(_number(d), f"unknown_syscall:{_number(d)}").encode()
+    if name == "errno":
+        return lambda d: _errno.errorcode.get(_number(d), f"unknown_errno:{_number(d)}").encode()
+    if name == "ksym":
+        syms = kernel_symbols()
+        return lambda d: syms.name(_number(d)).encode()
+    if name == "cgroup":
+        return _Cgroups()
+    if name == "enum":
+        names = _enum_names(dec.enum, btf)
+        return lambda d: names.get(_number(d), f"unknown:{_number(d)}").encode()
+    if name == "static_map":
+        table = {k.encode(): v.encode() for k, v in dec.static_map.items()}
+
+        def static(d: bytes) -> bytes:
+            if d in table:
+                return table[d]
+            return bytes(d) if dec.allow_unknown else b"unknown:" + bytes(d)
+        return static
+    patterns = [re.compile(r.encode()) for r in dec.regexps]
+
+    def regexp(d: bytes) -> bytes:
+        for pat in patterns:
+            m = pat.search(d)
+            if m:
+                return m.group(1) if m.groups() else m.group(0)
+        raise SkipSeries
+    return regexp
+
+
+class LabelDecoder:
+    """Splits a key into its labels and decodes each; ``decode(key)`` -> values, or SkipSeries."""
+
+    def __init__(self, labels: tuple[LabelConfig, ...], btf: object | None = None) -> None:
+        """:param btf: the object's BTF, searched first by ``enum`` decoders."""
+        self.slices: list[tuple[int, int, list[Step]]] = []
+        off = 0
+        for lab in labels:
+            off += lab.padding
+            self.slices.append((off, off + lab.size, [_step(d, btf) for d in lab.decoders]))
+            off += lab.size
+
+    def decode(self, key: bytes) -> tuple[str, ...]:
+        """Label values of one key, in label order.
+
+        :raises SkipSeries: a ``regexp`` decoder matched nothing.
+        """
+        out = []
+        for start, end, steps in self.slices:
+            data = key[start:end]
+            for step in steps:
+                data = step(data)
+            out.append(data.decode("utf-8", "replace"))
+        return tuple(out)
