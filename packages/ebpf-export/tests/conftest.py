@@ -1,0 +1,112 @@
+"""Fixtures for ebpf-export's tests: real Prometheus (Debian's package, installed when missing), free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except OSError as exc:  # the server is not up yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def _apt_install(*packages: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env,
+                   capture_output=True, timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    """Debian's prometheus and promtool, installed by the test session when missing (as root)."""
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        _apt_install("prometheus")
+    path = shutil.which("prometheus")
+    assert path, "apt-get install prometheus did not provide /usr/bin/prometheus"
+    return path
+
+
+class ExporterProcess:
+    """``ebpf export ...`` in a child process, stopped with SIGTERM."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.port = free_port()
+        self.argv = [sys.executable, "-m", "ebpf.core.cli", "export", *args, "--listen", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if "serving" not in line:
+            self.proc.wait(30)
+            raise AssertionError(f"exporter did not start: {line}{self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def url(self, path: str = "/metrics") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        rc = self.proc.wait(60)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        return rc
+
+
+@pytest.fixture
+def run_exporter() -> Iterator[Callable[[list[str]], ExporterProcess]]:
+    """Start exporters; each is stopped (SIGTERM) at the end of the test."""
+    started: list[ExporterProcess] = []
+
+    def start(args: list[str]) -> ExporterProcess:
+        started.append(ExporterProcess(args))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+CHILD = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: our own comm
+for _ in range(int(sys.argv[2])):
+    os.getppid()
+"""
+
+
+def _getppid_calls(comm: str, count: int) -> None:
+    subprocess.run([sys.executable, "-c", CHILD, comm, str(count)], check=True, timeout=60)
+
+
+@pytest.fixture
+def getppid_calls() -> Callable[[str, int], None]:
+    """Run a child named ``comm`` (<= 15 chars) that calls getppid() ``count`` times."""
+    return _getppid_calls
