@@ -10,9 +10,11 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-PACKAGES = ["core", "net", "events", "security", "elf"]
+PACKAGES = ["core", "net", "events", "security", "elf", "export"]
 # Extras each package's tests need beyond [test].
 TEST_EXTRAS = {"elf": "test,compile"}
+# Our own distributions a package depends on besides ebpf-core (installed from this tree, not PyPI).
+LOCAL_DEPS = {"export": ["events", "elf"]}
 
 nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
 nox.options.reuse_existing_virtualenvs = True
@@ -37,7 +39,7 @@ def tests(session: nox.Session, package: str) -> None:
     """One package, installed alone with only its own dependencies (proves it stands alone)."""
     specs = [pkg(package, TEST_EXTRAS.get(package, "test"))]
     if package != "core":
-        specs.insert(0, pkg("core"))
+        specs[:0] = [pkg("core"), *[pkg(dep) for dep in LOCAL_DEPS.get(package, [])]]
     install(session, *specs)
     session.run("pytest", str(ROOT / "packages" / f"ebpf-{package}" / "tests"), "-q", "-ra", *session.posargs)
 
@@ -45,7 +47,8 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Cross-package tests with every package installed, including the example third-party plugin."""
-    install(session, pkg("core", "test"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"))
+    install(session, pkg("core", "test"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"),
+            pkg("export"))
     session.run("pytest", str(ROOT / "tests"), "-q", "-ra", *session.posargs)
 
 
@@ -59,7 +62,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy (strict for ebpf-core, per pyproject.toml)."""
-    session.install("mypy", "pluggy", "pytest", "hypothesis")
+    session.install("mypy", "pluggy", "pytest", "hypothesis", "prometheus-client", "types-PyYAML",
+                    "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
     session.run("mypy", *[str(ROOT / "packages" / f"ebpf-{p}" / "src" / "ebpf" / p) for p in PACKAGES])
 
 
@@ -102,7 +106,8 @@ def bench(session: nox.Session) -> None:
     Runs on /usr/bin/python3 when present (see ``_bench_python``); pylibbpf (the fastest Python peer,
     a map reference in bench_maps.py) is installed here only.
     """
-    install(session, pkg("core", "test"), pkg("net"), pkg("events", "numpy"), pkg("security"), pkg("elf", "compile"))
+    install(session, pkg("core", "test"), pkg("net"), pkg("events", "numpy"), pkg("security"), pkg("elf", "compile"),
+            pkg("export"))
     session.install("pylibbpf", "ziglang")
     for script in sorted(ROOT.glob("packages/*/bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
@@ -124,7 +129,7 @@ def vm(session: nox.Session) -> None:
     (``--kernel 6.12``, ``--tests PATH...``, ``--sessions events,security``); tools/vm/README.md.
     """
     session.install("hatchling", "editables")  # hatchling's editable wheels of a namespace package need editables
-    extras = {"core": "test,demo", "events": "test,numpy", "elf": "test,compile"}
+    extras = {"core": "test,demo", "events": "test,numpy", "elf": "test,compile", "export": "test"}
     session.install("--no-build-isolation", *[f"-e{pkg(p, extras.get(p, 'test'))}" for p in PACKAGES])
     session.run("python", str(ROOT / "tools" / "vm" / "matrix.py"), "--python", str(Path(session.bin) / "python"),
                 *session.posargs)

@@ -110,3 +110,15 @@ def _getppid_calls(comm: str, count: int) -> None:
 def getppid_calls() -> Callable[[str, int], None]:
     """Run a child named ``comm`` (<= 15 chars) that calls getppid() ``count`` times."""
     return _getppid_calls
+
+
+@pytest.fixture(name="wait_for")
+def wait_for_fixture() -> Callable[[Callable[[], object], float, str], object]:
+    """:func:`wait_for` for tests (bounded polling on a condition)."""
+    return wait_for
+
+
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    """:func:`free_port` for tests."""
+    return free_port

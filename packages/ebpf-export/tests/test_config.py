@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from ebpf.export import ConfigError, load_config, parse_config
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,6 @@ import os
 import struct
 
 import pytest
-
 from ebpf.export.config import DecoderConfig, LabelConfig
 from ebpf.export.decoders import LabelDecoder, SkipSeries, cgroup_paths, kernel_symbols, syscall_names
 

@@ -8,13 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
-
 import ebpf.core as bpf
+import pytest
 from ebpf.export import ConfigError, Exporter, ExportError, MetricFamily, parse_config, render_text
 from ebpf.export.config import MetricConfig
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
 COUNTER = str(HERE / "fixtures" / "counter.bpf.c")

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-
 from ebpf.core.errors import EBPFError
 
 __all__ = ["ConfigError", "DecoderConfig", "LabelConfig", "MetricConfig", "ProgramConfig", "ExportConfig",

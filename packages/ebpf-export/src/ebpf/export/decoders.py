@@ -23,7 +23,7 @@ from ebpf.export.config import DecoderConfig, LabelConfig
 __all__ = ["SkipSeries", "LabelDecoder", "syscall_names", "kernel_symbols", "cgroup_paths"]
 
 
-class SkipSeries(Exception):  # noqa: N818 - a control-flow signal, not an error a user sees
+class SkipSeries(Exception):
     """Raised by a decoder (``regexp``) when the series must not be exported."""
 
 
@@ -63,7 +63,7 @@ def syscall_names() -> dict[int, str]:
     arch = platform.machine()
     candidates = [f"/usr/include/{arch}-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"]
     try:
-        import ziglang  # noqa: PLC0415 - optional: only for machines without kernel headers
+        import ziglang
 
         zig_arch = {"x86_64": "x86-linux-any", "aarch64": "aarch64-linux-any"}.get(arch, f"{arch}-linux-any")
         base = os.path.join(os.path.dirname(ziglang.__file__), "lib", "libc", "include", zig_arch, "asm")
@@ -152,17 +152,17 @@ class _Cgroups:
 
 
 def _enum_names(type_name: str, btf: object | None) -> dict[int, str]:
-    from ebpf.core import btf as btfmod  # noqa: PLC0415 - BTF parsing only when an enum label exists
+    from ebpf.core import btf as btfmod
 
     specs = [btf] if btf is not None else []
     try:
         specs.append(btfmod.load_vmlinux())
-    except Exception:  # noqa: BLE001 - no kernel BTF: the object's own BTF may still have it
+    except Exception:
         pass
     for spec in specs:
         try:
             t = spec.find(type_name)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - not in this spec; try the next
+        except Exception:
             continue
         if isinstance(t, btfmod.Enum):
             return {int(v.value): v.name for v in t.values}
@@ -195,11 +195,11 @@ def _step(dec: DecoderConfig, btf: object | None) -> Step:
         names = _enum_names(dec.enum, btf)
         return lambda d: names.get(_number(d), f"unknown:{_number(d)}").encode()
     if name == "static_map":
-        table = {k.encode(): v.encode() for k, v in dec.static_map.items()}
+        mapping = {k.encode(): v.encode() for k, v in dec.static_map.items()}
 
         def static(d: bytes) -> bytes:
-            if d in table:
-                return table[d]
+            if d in mapping:
+                return mapping[d]
             return bytes(d) if dec.allow_unknown else b"unknown:" + bytes(d)
         return static
     patterns = [re.compile(r.encode()) for r in dec.regexps]

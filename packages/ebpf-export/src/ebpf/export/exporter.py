@@ -70,6 +70,8 @@ def _escape(value: str) -> str:
 
 
 def _fmt(value: float) -> str:
+    if type(value) is int:
+        return str(value)
     if value == math.inf:
         return "+Inf"
     if isinstance(value, int) or value.is_integer():
@@ -85,13 +87,10 @@ def render_text(families: Sequence[MetricFamily], openmetrics: bool = False) -> 
         if openmetrics and fam.kind == "counter" and name.endswith("_total"):
             name = name[: -len("_total")]
         out.append(f"# HELP {name} {_escape(fam.help)}\n# TYPE {name} {fam.kind}\n")
-        for suffix, labels, value in fam.samples:
-            if openmetrics and fam.kind == "counter" and not suffix:
-                suffix = "_total" if not fam.name.endswith("_total") else ""
-                sample = fam.name + suffix
-            else:
-                sample = fam.name + suffix
-            out.append(f"{sample}{labels} {_fmt(value)}\n")
+        base = fam.name
+        if openmetrics and fam.kind == "counter" and not base.endswith("_total"):
+            base += "_total"  # OpenMetrics counter samples always end in _total
+        out.extend([f"{base}{suffix}{labels} {_fmt(value)}\n" for suffix, labels, value in fam.samples])
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out)
@@ -117,9 +116,9 @@ class _MetricReader:
         self.decoder = LabelDecoder(labels, btf)
         self.cache: dict[bytes, str | None] = {}
         if hist:
-            bucket = cfg.labels[-1]
-            self.bucket_off = cfg.key_size - bucket.size
-            self.bucket_size = bucket.size
+            self.bucket_off = cfg.key_size - cfg.labels[-1].size
+            self.bucket_cache: dict[bytes, tuple[str, int] | None] = {}
+            self.layout = _bucket_layout(cfg)
 
     def _labels(self, key: bytes) -> str | None:
         try:
@@ -153,44 +152,60 @@ class _MetricReader:
         self._histogram(fam, keys, values)
         return fam
 
+    def _bucket_key(self, key: bytes) -> tuple[str, int] | None:
+        prefix = key[: self.bucket_off]
+        text = self.cache[prefix] if prefix in self.cache else self._labels(prefix)
+        pair = None if text is None else (text, int.from_bytes(key[self.bucket_off:], "little"))
+        self.bucket_cache[key] = pair
+        return pair
+
     def _histogram(self, fam: MetricFamily, keys: Sequence[bytes], values: Sequence[Any]) -> None:
         cfg = self.cfg
-        off, size = self.bucket_off, self.bucket_size
-        groups: dict[str, dict[float, int]] = {}
+        groups: dict[str, dict[int, int]] = {}
+        cache, lookup = self.bucket_cache, self._bucket_key
         for key, value in zip(keys, values):
-            prefix = key[:off]
-            text = self.cache[prefix] if prefix in self.cache else self._labels(prefix)
-            if text is None:
+            pair = cache[key] if key in cache else lookup(key)
+            if pair is None:
                 continue
-            bucket = float(int.from_bytes(key[off:off + size], "little"))
-            group = groups.setdefault(text, {})
-            group[bucket] = group.get(bucket, 0) + int(value)
-        mult = cfg.bucket_multiplier
-        if cfg.bucket_type == "fixed":
-            steps = list(cfg.bucket_keys)
-            bounds = [k * mult for k in steps]
-            sum_key = -1.0
-        else:
-            steps = [float(i) for i in range(cfg.bucket_min, cfg.bucket_max + 1)]
-            if cfg.bucket_type == "exp2":
-                bounds = [2.0 ** i * mult for i in steps]
-            elif cfg.bucket_type == "exp2zero":
-                bounds = [0.0 if i == 0 else 2.0 ** (i - 1) * mult for i in steps]
-            else:
-                bounds = [i * mult for i in steps]
-            sum_key = float(cfg.bucket_max + 1)  # ebpf_exporter's convention: the optional sum slot
-        les = [f'le="{_fmt(b)}"' for b in bounds]
+            text, bucket = pair
+            group = groups.get(text)
+            if group is None:
+                group = groups[text] = {}
+            group[bucket] = group.get(bucket, 0) + value
+        steps, les, sum_key = self.layout
+        rows = fam.samples
         for text, buckets in groups.items():
             inner = text[1:-1]
-            sep = "," if inner else ""
+            open_ = "{" + inner + "," if inner else "{"
             cum = 0
+            get = buckets.get
             for step, le in zip(steps, les):
-                cum += buckets.get(step, 0)
-                fam.samples.append(("_bucket", "{" + inner + sep + le + "}", cum))
-            total = cum + sum(v for k, v in buckets.items() if k > steps[-1] and k != sum_key)
-            fam.samples.append(("_bucket", "{" + inner + sep + 'le="+Inf"}', total))
-            fam.samples.append(("_sum", text, buckets.get(sum_key, 0) * mult))
-            fam.samples.append(("_count", text, total))
+                cum += get(step, 0)
+                rows.append(("_bucket", open_ + le, cum))
+            top = steps[-1]
+            total = cum + sum(v for k, v in buckets.items() if k > top and k != sum_key)
+            rows.append(("_bucket", open_ + 'le="+Inf"}', total))
+            rows.append(("_sum", text, get(sum_key, 0) * cfg.bucket_multiplier))
+            rows.append(("_count", text, total))
+
+
+def _bucket_layout(cfg: MetricConfig) -> tuple[list[int], list[str], int]:
+    """Bucket slots, their rendered ``le="..."}`` tails, and the sum slot (-1 for none)."""
+    mult = cfg.bucket_multiplier
+    if cfg.bucket_type == "fixed":
+        slots = [int(k) for k in cfg.bucket_keys]
+        bounds = [k * mult for k in cfg.bucket_keys]
+        sum_key = -1
+    else:
+        slots = list(range(cfg.bucket_min, cfg.bucket_max + 1))
+        if cfg.bucket_type == "exp2":
+            bounds = [2.0 ** i * mult for i in slots]
+        elif cfg.bucket_type == "exp2zero":
+            bounds = [0.0 if i == 0 else 2.0 ** (i - 1) * mult for i in slots]
+        else:
+            bounds = [i * mult for i in slots]
+        sum_key = cfg.bucket_max + 1  # ebpf_exporter's convention: the optional sum slot
+    return slots, [f'le="{_fmt(b)}"' + "}" for b in bounds], sum_key
 
 
 @dataclass
@@ -248,7 +263,7 @@ class Exporter:
             raise
 
     def _object(self, prog: ProgramConfig) -> str:
-        from ebpf.elf.compile import compile_c, vmlinux_header  # noqa: PLC0415 - only when a source is configured
+        from ebpf.elf.compile import compile_c, vmlinux_header
 
         source = prog.source
         if prog.builtin:
@@ -265,7 +280,7 @@ class Exporter:
             raise ExportError(f"{prog.where}: compiling {source} failed: {exc}") from None
 
     def _load(self, prog: ProgramConfig) -> _Loaded:
-        from ebpf.elf import load_spec  # noqa: PLC0415 - pyelftools only once a program is loaded
+        from ebpf.elf import load_spec
 
         obj = self._object(prog)
         try:
@@ -375,7 +390,7 @@ def _builtin_metrics(prog: ProgramConfig) -> tuple[MetricConfig, ...]:
 def _object_btf(raw: bytes | None) -> object | None:
     if not raw:
         return None
-    from ebpf.core import btf  # noqa: PLC0415 - parsed only for enum labels, on demand
+    from ebpf.core import btf
 
     try:
         return btf.parse(raw, base=btf.load_vmlinux())

@@ -94,8 +94,9 @@ class OtlpPusher:
         for s in series.values():
             cum = [*s["cum"], s["count"]]
             counts = [c - (cum[i - 1] if i else 0) for i, c in enumerate(cum)]
+            # min/max are unknown (the kernel keeps buckets only); the encoder leaves None fields unset
             hpoints.append(HistogramDataPoint(s["attrs"], self.start_ns, now, s["count"], s["sum"], counts,
-                                              s["bounds"], None, None))
+                                              s["bounds"], None, None))  # type: ignore[arg-type]
         return Metric(fam.name, fam.help, "", Histogram(hpoints, AggregationTemporality.CUMULATIVE))
 
     def push(self) -> bool:

@@ -12,11 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-
 from ebpf.core.errors import EBPFError
 from ebpf.export.exporter import Exporter
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 __all__ = ["MetricsServer", "parse_listen"]
 
@@ -59,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per scrape would drown the exporter's own output
 
 
@@ -97,7 +96,7 @@ class MetricsServer:
         maps = self.exporter.render(openmetrics=openmetrics)
         self._scrape.set(self.exporter.last_scrape_seconds)
         if openmetrics:
-            own = generate_openmetrics(self.registry) + generate_openmetrics(REGISTRY)
+            own = generate_openmetrics(self.registry) + generate_openmetrics(REGISTRY)  # type: ignore[no-untyped-call]
             # one exposition: drop our renderer's "# EOF" and each registry's, end with one
             text = maps.replace("# EOF\n", "").encode() + own.replace(b"# EOF\n", b"") + b"# EOF\n"
             return text, _OPENMETRICS
