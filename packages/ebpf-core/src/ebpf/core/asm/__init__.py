@@ -141,6 +141,7 @@ from ebpf.core.asm.jumps import (
     kfunc_call,
     may_goto,
 )
+from ebpf.core.asm.macros import ctx_field, ctx_field_addr, hist_increment, linear_slot, log2
 from ebpf.core.asm.mem import (
     atomic_add,
     atomic_and,
@@ -298,4 +299,5 @@ __all__ = [
     "parse",
     "parse_line",
 ]
+__all__ += ["log2", "linear_slot", "hist_increment", "ctx_field", "ctx_field_addr"]  # asm/macros.py
 __all__ += _opcodes.__all__  # one list of the opcode names: opcodes.py's
