@@ -93,10 +93,10 @@ def format_linear_hist(counts: Sequence[int], val_type: str = "value", step: int
         val_max = max(val_max, v)
     if idx_max < 0:
         return ""
-    lines = ["     %-13s : count     distribution" % val_type]
+    lines = [f"     {val_type:<13} : count     distribution"]
     for i in range(idx_max + 1):
         val = counts[i]
-        lines.append("        %-10d : %-8d |%-*s|" % (base + i * step, val, STARS_MAX, _stars(val, val_max, STARS_MAX)))
+        lines.append(f"        {base + i * step:<10d} : {val:<8d} |{_stars(val, val_max, STARS_MAX):<{STARS_MAX}}|")
     return "\n".join(lines) + "\n"
 
 
