@@ -111,8 +111,11 @@ def _as_int(value: Any, what: str) -> int:
 
 
 def _key_splitter(key: Any) -> KeySplitter | None:
-    if key is None or callable(key):
-        return key
+    if key is None:
+        return None
+    if callable(key):
+        fn: KeySplitter = key
+        return fn
     if isinstance(key, str):
         try:
             fmt = struct.Struct(key)
