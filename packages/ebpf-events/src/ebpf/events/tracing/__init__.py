@@ -20,6 +20,7 @@ from ebpf.events.tracing._attach import (
     parse_tracepoint,
 )
 from ebpf.events.tracing._elf import ElfFile, Symbol
+from ebpf.events.tracing._format import TracepointField, TracepointFormat, parse_format, tracepoint_format
 from ebpf.events.tracing._links import MultiLink, TracefsProbeLink
 from ebpf.events.tracing._probes import (
     attach_kprobe,
@@ -48,6 +49,8 @@ __all__ = [
     "MultiLink",
     "Symbol",
     "TracefsProbeLink",
+    "TracepointField",
+    "TracepointFormat",
     "UsdtArg",
     "UsdtArgKind",
     "UsdtLink",
@@ -72,10 +75,12 @@ __all__ = [
     "list_tracepoints",
     "list_usdt",
     "load_tracing_program",
+    "parse_format",
     "parse_tracepoint",
     "parse_usdt_args",
     "resolve_binary",
     "resolve_uprobe_offset",
+    "tracepoint_format",
     "usdt_arg",
     "usdt_cookie",
 ]
