@@ -12,6 +12,8 @@
 - :mod:`ebpf.events.iterators`: BPF iterators (``attach_iter`` -> ``IterLink``, read as a file).
 - :mod:`ebpf.events.userringbuf`: :class:`~ebpf.events.userringbuf.UserRingBuffer`, Python producing
   samples a program drains with ``bpf_user_ringbuf_drain``.
+- :mod:`ebpf.events.hist`: :class:`~ebpf.events.hist.Histogram` read from a map, printed as bcc does.
+- :mod:`ebpf.events.printk`: :class:`~ebpf.events.printk.TracePipe` and ``trace_print`` for ``bpf_printk`` output.
 
 The package registers with ebpf-core through the ``ebpf`` entry-point group
 (``ebpf.events.plugin``), so ``program.attach("syscalls:sys_enter_execve")`` and
@@ -24,9 +26,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ["ringbuf", "perf", "tracing", "tracers", "iterators", "userringbuf"]
+_MODULES = ["ringbuf", "perf", "tracing", "tracers", "iterators", "userringbuf", "hist", "printk"]
 #: Names re-exported from a submodule, imported on first use.
-_NAMES = {"attach_iter": "iterators", "IterLink": "iterators", "UserRingBuffer": "userringbuf"}
+_NAMES = {"attach_iter": "iterators", "IterLink": "iterators", "UserRingBuffer": "userringbuf",
+          "Histogram": "hist", "TracePipe": "printk", "trace_print": "printk"}
 __all__ = [*_MODULES, *_NAMES]
 
 
