@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ebpf.core.btf import Array, Composite, Datasec, FuncProto, Pointer, Spec, Struct, Type, Var
+from ebpf.core.btf import Array, Composite, Datasec, Enum, FuncProto, Pointer, Spec, Struct, Type, Var
 from ebpf.core.errors import BTFError, ELFError
 from ebpf.core.types import MapType
 from ebpf.elf.objfile import ElfObject
@@ -41,8 +41,10 @@ class MapDef:
     numa_node: int | None = None
     map_extra: int = 0
     pinning: int = 0
-    key_type_id: int = 0
+    key_type_id: int = 0  # given to the kernel (0 for map types that take no BTF types)
     value_type_id: int = 0
+    decl_key_type_id: int = 0  # as declared with __type() (a ring buffer's record type, for decoding)
+    decl_value_type_id: int = 0
     inner: MapDef | None = None
     values: list[tuple[int, str]] = field(default_factory=list)  # (index, symbol) initial contents
     offset: int = 0  # of its symbol in the maps section
@@ -91,8 +93,13 @@ def _legacy_maps(obj: ElfObject) -> dict[str, MapDef]:
 
 
 def _uint(btf: Spec, type_id: int, where: str) -> int:
-    """Value of ``__uint(name, val)``: a pointer to an array of ``val`` elements."""
+    """Value of ``__uint(name, val)`` (a pointer to an array of ``val`` elements) or of
+    ``__ulong(name, val)`` (an anonymous enum, 64-bit when needed, whose one value is ``val``)."""
     t = btf.resolve(type_id)
+    if isinstance(t, Enum):  # Enum64 too
+        if len(t.values) != 1:
+            raise BTFError(f"{where}: expected __ulong() (an enum with one value), found {len(t.values)} values")
+        return t.values[0].value & ((1 << 64) - 1)
     if not isinstance(t, Pointer):
         raise BTFError(f"{where}: expected __uint() (a pointer to an array), found {t.kind_name}")
     arr = btf.resolve(t.type_id)
@@ -184,6 +191,12 @@ def _parse_def(btf: Spec, t: Type, name: str, where: str, inner: bool = False) -
         m.value_size = m.value_size or 4
     if m.map_type == MapType.PROG_ARRAY:
         m.key_size, m.value_size = m.key_size or 4, m.value_size or 4
+    m.decl_key_type_id, m.decl_value_type_id = m.key_type_id, m.value_type_id
+    if m.map_type in (MapType.RINGBUF, MapType.USER_RINGBUF):
+        # __type(value, struct event) documents the record type; the kernel wants no key or value.
+        m.key_size = m.value_size = 0
+    elif m.map_type == MapType.PERF_EVENT_ARRAY:
+        m.key_size = m.value_size = 4  # CPU index -> perf event fd, whatever __type() said
     if m.map_type in NO_BTF_TYPES:
         m.key_type_id = m.value_type_id = 0
     return m
