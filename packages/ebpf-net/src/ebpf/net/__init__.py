@@ -5,7 +5,8 @@ filters and TCX links), :mod:`ebpf.net.cgroup` (cgroup v2 programs),
 :mod:`ebpf.net.socket_filter`, :mod:`ebpf.net.sk_lookup`, :mod:`ebpf.net.netfilter` and
 :mod:`ebpf.net.sockmap` (sockmap/sockhash, SK_MSG, SK_SKB, sock_ops); :mod:`ebpf.net.packet` is a
 packet-processing DSL over the assembler; :mod:`ebpf.net.xsk` has AF_XDP sockets in pure Python;
-:mod:`ebpf.net.flow_dissector` replaces a namespace's packet dissector.
+:mod:`ebpf.net.flow_dissector` replaces a namespace's packet dissector; :mod:`ebpf.net.netkit`
+creates netkit pairs and attaches their programs.
 Netlink goes through pyroute2, wrapped in a private module; every error is one of
 :mod:`ebpf.core.errors`.  Installing the package also registers attach backends, so
 ``program.attach("eth0")`` or ``program.attach("/sys/fs/cgroup/app")`` just works.
@@ -13,7 +14,7 @@ Netlink goes through pyroute2, wrapped in a private module; every error is one o
 
 from __future__ import annotations
 
-from ebpf.net import cgroup, flow_dissector, netfilter, packet, sk_lookup, socket_filter, sockmap, tc, xdp, xsk
+from ebpf.net import cgroup, flow_dissector, netfilter, netkit, packet, sk_lookup, socket_filter, sockmap, tc, xdp, xsk
 from ebpf.net.cgroup import (
     CgroupSetup,
     attach_cgroup_program,
@@ -37,6 +38,7 @@ from ebpf.net.cgroup import (
 )
 from ebpf.net.flow_dissector import FlowKeys, attach_flow_dissector, dissect, load_flow_dissector_program
 from ebpf.net.netfilter import NfVerdict, attach_netfilter, load_netfilter_program
+from ebpf.net.netkit import NetkitAction, NetkitPair, attach_netkit, create_netkit, delete_netkit, probe_netkit
 from ebpf.net.packet import Packet, PacketError
 from ebpf.net.sk_lookup import SkAction, attach_sk_lookup, load_sk_lookup_program
 from ebpf.net.socket_filter import (
@@ -96,6 +98,7 @@ __all__ = [
     "xdp", "tc", "cgroup", "socket_filter", "sk_lookup", "netfilter", "sockmap", "packet",
     "Packet", "PacketError", "xsk", "Umem", "XskSocket",
     "flow_dissector", "FlowKeys", "attach_flow_dissector", "dissect", "load_flow_dissector_program",
+    "netkit", "NetkitAction", "NetkitPair", "attach_netkit", "create_netkit", "delete_netkit", "probe_netkit",
     "XdpAction", "XdpState", "attach_xdp", "create_cpumap", "create_devmap", "create_xskmap", "detach_xdp",
     "interface_index_to_name", "interface_name_to_index", "load_xdp_program", "query_xdp", "xdp_program",
     "TcAction", "TcFilter", "TcSetup", "add_clsact_qdisc", "attach_tc_filter", "attach_tcx", "detach_tc_filter",

@@ -33,6 +33,9 @@ __all__ = [
     "bpf_filter_list",
     "NetnsHandle",
     "rx_queue_count",
+    "netkit_add",
+    "link_set",
+    "link_del",
 ]
 
 IFNAMSIZ = 16
@@ -218,6 +221,38 @@ def rx_queue_count(ifindex: int, ifname: str) -> int:
         raise AttachError(f"no network interface {ifname!r}")
     count = links[0].get_attr("IFLA_NUM_RX_QUEUES")
     return int(count) if count else 1
+
+
+_NETKIT_HINTS = {
+    errno.EOPNOTSUPP: "this kernel has no netkit devices (CONFIG_NETKIT, Linux >= 6.7)",
+    errno.EEXIST: "an interface with this name exists",
+}
+
+
+def netkit_add(name: str) -> tuple[int, int]:
+    """Create a netkit pair (L3 mode, forward policy) named ``name``; the kernel names the peer "nk%d".
+
+    :returns: (primary ifindex, peer ifindex).
+    """
+    with _ipr(f"create netkit device {name}", _NETKIT_HINTS) as ipr:
+        ipr.link("add", ifname=name, kind="netkit")
+        links = ipr.link_lookup(ifname=name)
+        if not links:
+            raise AttachError(f"netkit device {name} vanished right after creation")
+        link = ipr.get_links(links[0])[0]
+        return int(links[0]), int(link.get_attr("IFLA_LINK") or 0)
+
+
+def link_set(ifindex: int, what: str, **changes: Any) -> None:
+    """RTM_SETLINK on ``ifindex`` (``ifname=...``, ``net_ns_fd=...``, ``state="up"``)."""
+    with _ipr(what) as ipr:
+        ipr.link("set", index=ifindex, **changes)
+
+
+def link_del(ifindex: int, what: str) -> None:
+    """RTM_DELLINK (a pair goes with either end)."""
+    with _ipr(what) as ipr:
+        ipr.link("del", index=ifindex)
 
 
 _XDP_HINTS = {

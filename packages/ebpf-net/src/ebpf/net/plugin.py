@@ -191,14 +191,16 @@ def ebpf_section_types() -> list[SectionType]:
 
 @hookimpl
 def ebpf_features() -> list[FeatureProbe]:
-    """Probes for XDP links, TCX, netfilter links and sk_lookup."""
-    from ebpf.net import features
+    """Probes for XDP links, TCX, netfilter links, sk_lookup, AF_XDP sockets and netkit devices."""
+    from ebpf.net import features, netkit, xsk
 
     return [
         FeatureProbe("net.xdp_link", features.probe_xdp_link, "XDP attachments through BPF links (Linux >= 5.9)"),
         FeatureProbe("net.tcx", features.probe_tcx, "TCX links for TC programs (Linux >= 6.6)"),
         FeatureProbe("net.netfilter_link", features.probe_netfilter_link, "netfilter BPF links (Linux >= 6.4)"),
         FeatureProbe("net.sk_lookup", features.probe_sk_lookup, "sk_lookup programs (Linux >= 5.9)"),
+        FeatureProbe("net.af_xdp", xsk.probe_af_xdp, "AF_XDP sockets (Linux >= 4.18)"),
+        FeatureProbe("net.netkit", netkit.probe_netkit, "netkit devices (Linux >= 6.7, CONFIG_NETKIT)"),
     ]
 
 

@@ -26,7 +26,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
+from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError, UnsupportedFeatureError
+from ebpf.core.features import feature_test
 from ebpf.net import _netlink
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from ebpf.core.maps import Map
     from ebpf.core.programs import Program
 
-__all__ = ["Umem", "XskSocket", "XskStats", "AF_XDP", "SOL_XDP", "load_xsk_redirect_program"]
+__all__ = ["Umem", "XskSocket", "XskStats", "AF_XDP", "SOL_XDP", "load_xsk_redirect_program", "probe_af_xdp"]
 
 AF_XDP, SOL_XDP = 44, 283
 XDP_MMAP_OFFSETS, XDP_RX_RING, XDP_TX_RING, XDP_UMEM_REG = 1, 2, 3, 4
@@ -43,6 +44,17 @@ XDP_COPY, XDP_ZEROCOPY = 2, 4
 _PGOFF = {"rx": 0, "tx": 0x80000000, "fill": 0x100000000, "comp": 0x180000000}
 _MODES = {"copy": XDP_COPY, "zerocopy": XDP_ZEROCOPY, "auto": 0}
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+@feature_test
+def probe_af_xdp() -> None:
+    """AF_XDP sockets (``socket(AF_XDP, SOCK_RAW)`` succeeds).  Requires Linux >= 4.18 (CONFIG_XDP_SOCKETS)."""
+    try:
+        socket.socket(AF_XDP, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0).close()
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EINVAL):
+            raise UnsupportedFeatureError("AF_XDP sockets", "4.18", str(exc)) from None
+        raise BPFSyscallError(exc.errno or errno.EIO, "socket(AF_XDP)", str(exc)) from None
 
 
 class _SockaddrXdp(ctypes.Structure):
