@@ -177,10 +177,12 @@ def ebpf_features() -> list[FeatureProbe]:
 
 @hookimpl
 def ebpf_cli_commands(subparsers: Any) -> None:
-    """``ebpf trace exec|open|tcp-connect``."""
+    """``ebpf trace exec|open|tcp-connect``, ``ebpf list kfuncs``."""
+    from ebpf.events import _list_cli
     from ebpf.events._trace_cli import add_commands
 
     add_commands(subparsers)
+    _list_cli.add_commands(subparsers)
 
 
 def _exec_step(ctx: Any) -> None:
