@@ -311,8 +311,21 @@ def test_feature_probes_report_three_outcomes_and_reach_init(pm: pluggy.PluginMa
     results = plugins.run_feature_probes()
     assert results["toy.ok"] is None
     assert "requires Linux >= 9.9" in (results["toy.missing"] or "")
-    assert results["toy.unknown"] == "RuntimeError: probe crashed"
+    assert results["toy.unknown"] == "could not tell: RuntimeError: probe crashed"  # never "supported"
     assert init(mount=False).features == results
+
+
+def test_feature_probe_without_privileges_says_could_not_tell(pm: pluggy.PluginManager,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.core import _probing
+    from ebpf.core.errors import ProbeInconclusiveError
+
+    def refused() -> None:
+        raise ProbeInconclusiveError("toy feature", "EPERM without full privileges")
+
+    monkeypatch.setattr(_probing, "fully_privileged", lambda: False)
+    plugins.register(_plugin(ebpf_features=[FeatureProbe("toy.refused", refused)]))
+    assert plugins.run_feature_probes()["toy.refused"] == "could not tell (not root): EPERM without full privileges"
 
 
 # -- ebpf_cli_commands ------------------------------------------------------------------

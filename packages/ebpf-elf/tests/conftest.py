@@ -48,8 +48,7 @@ class _Attached:
 
 def _attach_locally(program: Any) -> _Attached:
     """Attach tracepoint / raw_tp programs by their section target with the syscall layer only."""
-    from ebpf.core._sys import perf
-    from ebpf.core._sys.commands import raw_tracepoint_open
+    from ebpf.core.lowlevel import perf, raw_tracepoint_open
     from ebpf.core.types import ProgType
 
     target = program.attach_target

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from ebpf.core import asm
-from ebpf.core._sys import perf as _perf
 from ebpf.core.errors import EBPFError, ELFError
+from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.programs import load_program
 from ebpf.events.tracing import ElfFile, _probes
 from ebpf.events.tracing._links import TracefsProbeLink

@@ -23,7 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from ebpf.core.demo import DemoStep
-    from ebpf.core.plugins import AttachBackend, EventReader, FeatureProbe, ObjectLoader, SectionType
+    from ebpf.core.extension import AttachBackend, EventReader, FeatureProbe, ObjectLoader, SectionType
 
 __all__ = [
     "hookspec",

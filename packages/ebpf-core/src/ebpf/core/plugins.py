@@ -20,18 +20,25 @@ import importlib.util
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from ebpf.core import hookspecs
 from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError, EBPFError, PluginError
+from ebpf.core.extension import (
+    AttachBackend,
+    BrokenPlugin,
+    EventReader,
+    FeatureProbe,
+    ObjectLoader,
+    SectionType,
+)
 from ebpf.core.types import AttachType, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
-    from ebpf.core.collection import Collection, CollectionSpec
+    from ebpf.core.collection import Collection
     from ebpf.core.links import Link
 
 __all__ = [
@@ -78,146 +85,6 @@ hookimpl = pluggy.HookimplMarker("ebpf")
 
 class PluginWarning(UserWarning):
     """A plugin is broken and was skipped (it could not be imported or a hook misbehaved)."""
-
-
-def _set(obj: object, **fields: Any) -> None:
-    for key, value in fields.items():
-        object.__setattr__(obj, key, value)  # the records are frozen
-
-
-def _parse_pairs(serves: Any) -> tuple[tuple[ProgType, AttachType | None], ...]:
-    pairs = []
-    for item in serves:
-        if isinstance(item, (tuple, list)) and len(item) == 2:
-            prog, att = item
-        else:  # a bare program type means "any attach type"
-            prog, att = item, None
-        pairs.append((ProgType.parse(prog), None if att is None else AttachType.parse(att)))
-    return tuple(pairs)
-
-
-_ProgTypeLike = ProgType | str | int
-_AttachTypeLike = AttachType | str | int | None
-
-
-@dataclass(frozen=True, init=False)
-class AttachBackend:
-    """A way to attach programs, returned by the ``ebpf_attach_backends`` hook.
-
-    :param name: a short name, shown in errors and ``ebpf check``.
-    :param serves: the ``(ProgType, AttachType | None)`` pairs it attaches; None as attach
-        type means "whatever the expected attach type"; a bare program type is accepted too.
-        Names (``("xdp", None)``) are parsed.
-    :param attach: ``attach(program, target, **options) -> Link``.
-    :param distribution: the distribution that ships it (``"ebpf-net"``).
-    :param accepts: ``accepts(target) -> bool``, to choose among several backends serving
-        the same program type; None accepts every target.
-    """
-
-    name: str
-    serves: tuple[tuple[ProgType, AttachType | None], ...]
-    attach: Callable[..., Link]
-    distribution: str
-    accepts: Callable[[object], bool] | None
-
-    def __init__(
-        self,
-        name: str,
-        serves: Iterable[tuple[_ProgTypeLike, _AttachTypeLike] | _ProgTypeLike],
-        attach: Callable[..., Any],
-        distribution: str = "",
-        accepts: Callable[[object], bool] | None = None,
-    ) -> None:
-        """Check and normalize the fields (names become enum members).
-
-        :raises EBPFError: for an unknown program or attach type name.
-        """
-        _set(self, name=name, serves=_parse_pairs(serves), attach=attach, distribution=distribution,
-             accepts=accepts)
-
-
-@dataclass(frozen=True, init=False)
-class EventReader:
-    """A reader of events from a map, returned by the ``ebpf_event_readers`` hook.
-
-    :param map_type: the map type it reads (``MapType.RINGBUF``, ``"perf_event_array"``, ...).
-    :param factory: ``factory(map, **options)`` returning the reader.
-    :param name: a short name for messages.
-    """
-
-    map_type: MapType
-    factory: Callable[..., object]
-    name: str
-
-    def __init__(self, map_type: MapType | str | int, factory: Callable[..., object], name: str = "") -> None:
-        """Check and normalize the fields.
-
-        :raises EBPFError: for an unknown map type.
-        """
-        _set(self, map_type=MapType.parse(map_type), factory=factory, name=name)
-
-
-@dataclass(frozen=True)
-class ObjectLoader:
-    """A loader of object files, returned by the ``ebpf_object_loaders`` hook.
-
-    :param name: a short name for messages (``"elf"``).
-    :param recognizes: ``recognizes(path, head) -> bool`` where ``head`` holds the file's
-        first bytes (up to :data:`HEAD_SIZE`).
-    :param load_spec: ``load_spec(path) -> CollectionSpec``.
-    """
-
-    name: str
-    recognizes: Callable[[str, bytes], bool]
-    load_spec: Callable[..., CollectionSpec]
-
-
-@dataclass(frozen=True, init=False)
-class SectionType:
-    """An ELF section-name prefix and what it means, from the ``ebpf_section_types`` hook.
-
-    :param prefix: e.g. ``"xdp"``, ``"tracepoint/"``, ``"lsm/"``.
-    :param prog_type: the program type of such sections.
-    :param attach_type: the expected attach type, or None.
-    :param extra: loader hints (e.g. ``{"attach_to_from_name": True}``).
-    """
-
-    prefix: str
-    prog_type: ProgType
-    attach_type: AttachType | None
-    extra: dict[str, Any]
-
-    def __init__(self, prefix: str, prog_type: _ProgTypeLike, attach_type: _AttachTypeLike = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        """Check and normalize the fields.
-
-        :raises EBPFError: for an unknown program or attach type.
-        """
-        _set(self, prefix=prefix, prog_type=ProgType.parse(prog_type),
-             attach_type=None if attach_type is None else AttachType.parse(attach_type), extra=dict(extra or {}))
-
-
-@dataclass(frozen=True)
-class FeatureProbe:
-    """A named feature probe, from the ``ebpf_features`` hook.
-
-    :param name: e.g. ``"net.tcx"``.
-    :param probe: returns None when supported, raises ``UnsupportedFeatureError`` when not.
-    :param description: one line for ``ebpf check``.
-    """
-
-    name: str
-    probe: Callable[[], None]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class BrokenPlugin:
-    """A plugin that was skipped, as :func:`broken_plugins` reports it."""
-
-    name: str
-    distribution: str
-    reason: str
 
 
 # -- the manager ---------------------------------------------------------------------
@@ -597,8 +464,6 @@ def run_feature_probes() -> dict[str, str | None]:
     :returns: feature name -> None when supported, else the reason (the error's text;
         a probe that could not tell says "could not tell ...", see :func:`ebpf.core.features.outcome`).
     """
-    from ebpf.core._probing import outcome
-
     try:
         probes = feature_probes()
     except Exception as exc:  # never raise: init() and `ebpf check` rely on it

@@ -28,6 +28,7 @@ from ebpf.core.errors import (
     VerifierError,
     syscall_error,
 )
+from ebpf.core.extension import dispatcher
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
 from ebpf.core.types import AttachType, ProgType
 
@@ -532,11 +533,9 @@ class Program:
         :returns: a :class:`~ebpf.core.links.Link`.
         :raises AttachError: when no plugin serves this type, or attaching fails.
         """
-        from ebpf.core import plugins
-
         if target is None:
             target = self.attach_target
-        return plugins.attach(self, target, **options)
+        return dispatcher().attach(self, target, **options)
 
     # -- pinning and lookup -------------------------------------------------------------------
 

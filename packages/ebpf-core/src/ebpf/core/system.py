@@ -13,6 +13,7 @@ from typing import Any
 
 from ebpf.core._sys.syscall import libc
 from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
+from ebpf.core.extension import dispatcher
 
 __all__ = [
     "SystemInfo",
@@ -231,9 +232,7 @@ def init(mount: bool = True) -> SystemInfo:
         reason=reason,
     )
     try:
-        from ebpf.core.plugins import run_feature_probes
-
-        info.features = run_feature_probes()
+        info.features = dispatcher().run_feature_probes()
     except ImportError:
-        pass
+        pass  # no pluggy: no plugins to ask
     return info

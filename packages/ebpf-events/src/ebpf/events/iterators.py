@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from ebpf.core import codecs
-from ebpf.core._sys import commands
-from ebpf.core._sys.attrs import IterCreateAttr
-from ebpf.core._sys.syscall import Cmd, bpf, close_fd
+from ebpf.core import lowlevel as commands
 from ebpf.core.errors import AttachError, BPFSyscallError, BTFError, EBPFError
 from ebpf.core.links import BPFLink
+from ebpf.core.lowlevel import Cmd, IterCreateAttr, bpf, close_fd
 from ebpf.core.maps import Map
 from ebpf.core.programs import Program
 from ebpf.core.types import AttachType, MapType, ProgType

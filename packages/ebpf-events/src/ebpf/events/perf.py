@@ -25,10 +25,10 @@ from itertools import chain, repeat
 from operator import length_hint
 from typing import Any
 
-from ebpf.core._sys import perf as _perf
-from ebpf.core._sys.perf import PerfEventAttr, perf_event_open
-from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.lowlevel import close_fd
+from ebpf.core.lowlevel import perf as _perf
+from ebpf.core.lowlevel.perf import PerfEventAttr, perf_event_open
 from ebpf.core.maps import create_perf_event_array as _core_create_perf_event_array
 from ebpf.core.system import online_cpus
 from ebpf.core.types import MapType

@@ -346,7 +346,7 @@ def attach_cgroup_program(
                 return create_link(prog, fd, kind, 0, description=f"cgroup {kind.lower_name} {path}")
             except BPFSyscallError as exc:
                 raise AttachError(f"{what}: {kind.lower_name} on {path}: {exc}") from exc
-        from ebpf.core._sys.commands import prog_attach
+        from ebpf.core.lowlevel import prog_attach
 
         try:
             prog_attach(fd, prog.fd, kind, bits or 0)
@@ -367,7 +367,7 @@ def attach_cgroup_program(
 
 
 def _detach(path: str, kind: AttachType, prog: Program | None) -> None:
-    from ebpf.core._sys.commands import prog_detach
+    from ebpf.core.lowlevel import prog_detach
 
     fd = _open_dir(path)
     try:
@@ -400,7 +400,7 @@ def query_cgroup_programs(cgroup_path: str, attach_type: Any, effective: bool = 
     """
     path = _check_cgroup(cgroup_path, "query_cgroup_programs")
     kind = parse_attach_type(attach_type)
-    from ebpf.core._sys.commands import prog_query
+    from ebpf.core.lowlevel import prog_query
 
     fd = _open_dir(path)
     try:

@@ -38,7 +38,7 @@ def probe_xdp_link() -> None:
 @feature_test
 def probe_tcx() -> None:
     """TCX links (BPF_PROG_QUERY on lo's tcx ingress hook answers).  Requires Linux >= 6.6."""
-    from ebpf.core._sys.commands import prog_query
+    from ebpf.core.lowlevel import prog_query
 
     try:
         prog_query(1, AttachType.TCX_INGRESS)

@@ -227,7 +227,7 @@ def _attach_to_map(prog: Program, m: Map, kind: AttachType, method: str, what: s
         raise AttachError(f"{what}: method must be 'attach' or 'link', not {method!r}")
     map_fd = _check_sockmap(m, what)
     desc = f"{kind.lower_name} on map {m.name or m.fd}"
-    from ebpf.core._sys import commands
+    from ebpf.core import lowlevel as commands
 
     try:
         if method == "link":

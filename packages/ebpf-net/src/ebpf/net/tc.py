@@ -232,8 +232,7 @@ def detach_tc_filter(interface: str | int, direction: str = "ingress", priority:
 
 
 def _prog_name(prog_id: int) -> str:
-    from ebpf.core._sys.commands import fd_by_id, prog_info
-    from ebpf.core._sys.syscall import close_fd
+    from ebpf.core.lowlevel import close_fd, fd_by_id, prog_info
 
     try:
         fd = fd_by_id("prog", prog_id)
@@ -449,7 +448,7 @@ def query_tcx(interface: str | int, direction: str = "ingress") -> list[int]:
     """
     direction = _direction(direction)
     ifindex, ifname = _netlink.resolve_interface(interface)
-    from ebpf.core._sys.commands import prog_query
+    from ebpf.core.lowlevel import prog_query
 
     try:
         ids, _, _ = prog_query(ifindex, _TCX[direction])

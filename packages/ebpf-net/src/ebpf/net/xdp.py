@@ -205,7 +205,7 @@ def _hint(err: int | None) -> str:
 
 
 def _prog_id(prog: Program) -> int:
-    from ebpf.core._sys.commands import prog_info
+    from ebpf.core.lowlevel import prog_info
 
     return int(prog_info(prog.fd).id)
 

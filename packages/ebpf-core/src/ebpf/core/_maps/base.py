@@ -18,6 +18,7 @@ from ebpf.core._sys.attrs import MapElemAttr
 from ebpf.core._sys.syscall import SYS_BPF, Cmd, close_fd, get_errno, raw_syscall
 from ebpf.core.codecs import Codec
 from ebpf.core.errors import BPFSyscallError, EBPFError, KeyNotFoundError, MapFullError, syscall_error
+from ebpf.core.extension import dispatcher
 from ebpf.core.types import MapType
 
 __all__ = ["MapSpec", "MapInfo", "Map", "parse_update_flags", "ARRAY_TYPES", "MISSING"]
@@ -473,10 +474,7 @@ class Map:
 
     def reader(self, **options: Any) -> object:
         """An event reader for this map from the plugin registered for its type (ringbuf, perf)."""
-        from ebpf.core import plugins
-
-        reader: object = plugins.open_events(self, **options)
-        return reader
+        return dispatcher().open_events(self, **options)
 
     def mmap(self) -> memoryview:
         """The shared value memory of an array map created ``mmapable=True`` (BPF_F_MMAPABLE).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
 
 from ebpf.core.asm.opcodes import (
     DW,
@@ -29,21 +28,12 @@ from ebpf.core.asm.opcodes import (
     insn_class,
     is_valid_opcode,
 )
+from ebpf.core.extension import SupportsFd  # the plugin contract's protocol, re-exported here
 
 __all__ = ["Instruction", "Label", "SupportsFd", "MapRef", "label", "decode", "iter_slots"]
 
 _INSN = struct.Struct("<BBhi")
 _LD_IMM64 = LD | IMM | DW
-
-
-@runtime_checkable
-class SupportsFd(Protocol):
-    """Anything with an integer ``fd`` (a :class:`~ebpf.core.maps.Map`, a pinned object, ...)."""
-
-    @property
-    def fd(self) -> int:
-        """The object's file descriptor."""
-        ...
 
 
 #: What a map reference may be: a raw fd, an object with ``.fd``, or a name resolved at assemble time.

@@ -6,12 +6,12 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ebpf.core._sys import perf as _perf
-from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import AttachError, EBPFError, NotSupportedError
 from ebpf.core.links import BPFLink, Link, PerfEventLink
 from ebpf.core.links import attach_perf_event as _core_attach_perf
 from ebpf.core.links import attach_raw_tracepoint as _core_raw_tp
+from ebpf.core.lowlevel import close_fd
+from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.types import AttachType
 from ebpf.events.tracing._links import MultiLink, check_program
 

@@ -10,12 +10,11 @@ import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ebpf.core._sys import perf as _perf
-from ebpf.core._sys.commands import pack_u32s
-from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError, ELFError, NotSupportedError
 from ebpf.core.features import have_kprobes, have_link_type
 from ebpf.core.links import BPFLink, Link, attach_perf_event, create_link
+from ebpf.core.lowlevel import close_fd, pack_u32s
+from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.types import AttachType
 from ebpf.events.tracing._elf import ElfFile
 from ebpf.events.tracing._links import (

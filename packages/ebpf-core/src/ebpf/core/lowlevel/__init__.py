@@ -1,0 +1,135 @@
+"""The supported low-level API for plugin packages: the ``bpf()`` command wrappers and their structures.
+
+ebpf-net, ebpf-events, ebpf-security, ebpf-elf and third-party plugins use this module (and
+:mod:`ebpf.core.lowlevel.perf` for ``perf_event_open``) for the commands core does not wrap in
+objects, instead of the private ``ebpf.core._sys``: a plugin package is built exactly as a third
+party would build one.  The names here are a promise within a major version of ebpf-core, as the
+names of API.md are.
+
+- one function per bpf command (:func:`prog_attach`, :func:`prog_query`, :func:`link_create`, ...),
+  each raising :class:`~ebpf.core.errors.BPFSyscallError` with the kernel's errno;
+- one ``ctypes.Structure`` per command's ``union bpf_attr`` member (``MapCreateAttr``, ...) and per
+  info record (``ProgInfo``, ``LinkInfo``, ...), every layout checked against the kernel's BTF by
+  ebpf-core's ``test_sys_layout.py``;
+- :func:`bpf` itself with :class:`Cmd`, for commands that have no wrapper yet.
+"""
+
+from __future__ import annotations
+
+from ebpf.core._sys.attrs import (
+    BtfInfo,
+    BtfLoadAttr,
+    EnableStatsAttr,
+    GetIdAttr,
+    InfoAttr,
+    IterCreateAttr,
+    LinkCreateAttr,
+    LinkDetachAttr,
+    LinkInfo,
+    LinkUpdateAttr,
+    MapBatchAttr,
+    MapCreateAttr,
+    MapElemAttr,
+    MapInfo,
+    ObjPinAttr,
+    ProgAttachAttr,
+    ProgBindMapAttr,
+    ProgInfo,
+    ProgLoadAttr,
+    ProgQueryAttr,
+    RawTracepointAttr,
+    TaskFdQueryAttr,
+    TestRunAttr,
+)
+from ebpf.core._sys.commands import (
+    addr,
+    btf_info,
+    btf_load,
+    enable_stats,
+    fd_by_id,
+    iter_ids,
+    link_create,
+    link_detach,
+    link_info,
+    link_update,
+    map_create,
+    map_freeze,
+    map_info,
+    obj_get,
+    obj_info,
+    obj_pin,
+    pack_u32s,
+    prog_attach,
+    prog_bind_map,
+    prog_detach,
+    prog_info,
+    prog_query,
+    raw_tracepoint_open,
+    task_fd_query,
+)
+from ebpf.core._sys.syscall import (
+    SYS_BPF,
+    Cmd,
+    bpf,
+    check,
+    close_fd,
+    get_errno,
+    raw_syscall,
+)
+
+__all__ = [
+    "Cmd",
+    "bpf",
+    "check",
+    "close_fd",
+    "get_errno",
+    "raw_syscall",
+    "SYS_BPF",
+    "addr",
+    "map_create",
+    "map_freeze",
+    "obj_pin",
+    "obj_get",
+    "obj_info",
+    "prog_info",
+    "map_info",
+    "link_info",
+    "btf_info",
+    "iter_ids",
+    "fd_by_id",
+    "prog_attach",
+    "prog_detach",
+    "prog_query",
+    "raw_tracepoint_open",
+    "btf_load",
+    "task_fd_query",
+    "link_create",
+    "pack_u32s",
+    "link_update",
+    "link_detach",
+    "enable_stats",
+    "prog_bind_map",
+    "MapCreateAttr",
+    "MapElemAttr",
+    "MapBatchAttr",
+    "ProgLoadAttr",
+    "ObjPinAttr",
+    "ProgAttachAttr",
+    "TestRunAttr",
+    "GetIdAttr",
+    "InfoAttr",
+    "ProgQueryAttr",
+    "RawTracepointAttr",
+    "BtfLoadAttr",
+    "TaskFdQueryAttr",
+    "LinkCreateAttr",
+    "LinkUpdateAttr",
+    "LinkDetachAttr",
+    "EnableStatsAttr",
+    "IterCreateAttr",
+    "ProgBindMapAttr",
+    "ProgInfo",
+    "MapInfo",
+    "LinkInfo",
+    "BtfInfo",
+]
