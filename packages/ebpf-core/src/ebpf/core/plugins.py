@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 from ebpf.core import hookspecs
+from ebpf.core._probing import outcome
 from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError, EBPFError, PluginError
 from ebpf.core.extension import (
