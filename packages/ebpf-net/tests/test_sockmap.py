@@ -202,3 +202,20 @@ def test_sk_msg_through_a_bpf_link_and_tcp_listener_in_a_sockmap(netns, enter):
                 assert link.info().prog_id == prog.info().id
             del m[0]
         assert select.select([], [], [], 0) == ([], [], [])
+
+
+def test_stream_parser_and_verdict_splice_one_connection_into_another(netns, enter):
+    """SK_SKB proxy: what s1 receives is sent out of s2 (to c2) by the kernel, never read by Python."""
+    socks = sockmap.create_sockmap(2, name="splice")
+    parser = sockmap.load_sk_skb_program([ldx_mem(W, R0, R1, 0), exit_()], kind="stream_parser")  # skb->len
+    verdict = sockmap.load_sk_skb_program(
+        [ld_map_fd(R2, socks), mov64(R3, 1), mov64(R4, 0), call("sk_redirect_map"), exit_()], kind="stream_verdict"
+    )
+    with socks, parser, verdict, enter.netns(netns):
+        l1, l2 = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+        c1, s1 = _connect_pair(l1)
+        c2, s2 = _connect_pair(l2)
+        with l1, l2, c1, s1, c2, s2, sockmap.attach_sk_skb(parser, socks), sockmap.attach_sk_skb(verdict, socks):
+            socks[0], socks[1] = s1, s2
+            c1.sendall(b"spliced by the kernel")
+            assert c2.recv(100) == b"spliced by the kernel"
