@@ -1,6 +1,6 @@
 """Sessions: each package tested alone in its own venv, integration, lint, typecheck, bench, demo, fixtures.
 
-``nox`` with no arguments runs what CI runs: lint, typecheck, tests (all five packages) and integration.
+``nox`` with no arguments runs what CI runs: lint, typecheck, tests (every package) and integration.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-PACKAGES = ["core", "net", "events", "security", "elf", "export"]
+PACKAGES = ["core", "net", "events", "security", "elf", "export", "lang"]
 # Extras each package's tests need beyond [test].
 TEST_EXTRAS = {"elf": "test,compile"}
 # Our own distributions a package depends on besides ebpf-core (installed from this tree, not PyPI).
-LOCAL_DEPS = {"export": ["events", "elf"]}
+LOCAL_DEPS = {"export": ["events", "elf"], "lang": ["elf", "net", "events"]}
 
 nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
 nox.options.reuse_existing_virtualenvs = True

@@ -1,0 +1,34 @@
+// The C version of examples/lang/execve_tracer.py (the tests compare the two).
+#include "bpf_helpers.h"
+
+struct sys_enter_ctx {
+	__u64 ent;
+	long id;
+	unsigned long args[6];
+};
+
+struct event {
+	__u32 pid;
+	char comm[16];
+	char filename[256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} events SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int trace_execve(struct sys_enter_ctx *ctx)
+{
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev)
+		return 0;
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), (const void *)ctx->args[0]);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,72 @@
+"""Kernel programs written in Python: a restricted-Python-to-BPF compiler in pure Python (no LLVM).
+
+::
+
+    from ebpf.lang import bpf, kernel, u32, u64, HashMap, ctx_types as ct
+
+    counts = HashMap(u32, u64, max_entries=10240)
+
+    @kernel("tracepoint/syscalls/sys_enter_openat")
+    def count_opens(ctx: ct.trace_event_raw_sys_enter) -> int:
+        pid = bpf.get_current_pid_tgid() >> 32
+        counts[pid] += 1            # an atomic add; counts.increment(pid) says the same
+        return 0
+
+    coll = ebpf.lang.load(sys.modules[__name__])    # maps shared by the module's programs
+    link = coll.programs["count_opens"].attach()
+
+The subset: explicit-width integers, arithmetic, comparisons, ``if``/``elif``/``else``,
+``and``/``or``/``not``, early ``return``, ``for i in range(N)`` (unrolled), locals, structs
+(:class:`Struct`), fixed arrays and ``char[N]`` strings, module-level maps, ring buffers and
+perf arrays, ``bpf.<helper>(...)``, contexts typed from the kernel's BTF and packet headers
+through ``ctx.header(T, offset)`` (bounds checks inserted).  Anything else is a
+:class:`LangError` naming the file, line and column and saying what to write instead.
+"""
+
+from __future__ import annotations
+
+from ebpf.lang.ctx import CtxType, ctx_types
+from ebpf.lang.errors import LangError
+from ebpf.lang.helpers import bpf
+from ebpf.lang.kernel import CompiledModule, CompiledProgram, KernelFunction, compile_module, kernel, load
+from ebpf.lang.maps import (
+    ArrayMap,
+    HashMap,
+    LruHashMap,
+    LruPerCpuHashMap,
+    Map,
+    MapDecl,
+    PerCpuArrayMap,
+    PerCpuHashMap,
+    PerfEventArray,
+    RingBuf,
+)
+from ebpf.lang.types import Struct, char, i8, i16, i32, i64, u8, u16, u32, u64
+
+__all__ = [
+    "ArrayMap", "CompiledModule", "CompiledProgram", "CtxType", "HashMap", "KernelFunction", "LangError",
+    "LruHashMap", "LruPerCpuHashMap", "Map", "MapDecl", "PerCpuArrayMap", "PerCpuHashMap", "PerfEventArray",
+    "RingBuf", "Struct", "bpf", "char", "compile", "compile_module", "ctx_types", "i8", "i16", "i32", "i64",
+    "kernel", "load", "u8", "u16", "u32", "u64",
+]
+
+
+def compile(source: object, path: str | None = None) -> bytes:
+    """Compile a module's kernel functions into an ELF object (as clang would write it).
+
+    The object has one section per program, BTF-defined maps in ``.maps``, ``.BTF`` and
+    ``.BTF.ext`` (func_info and line_info), a license and map relocations, so ``load_elf``
+    and libbpf-based tools load it.
+
+    :param source: a module, a kernel function, or several.
+    :param path: also write the object there.
+    :returns: the object file's bytes.
+    :raises LangError: for code outside the subset.
+    """
+    from ebpf.lang.elfwriter import write_elf
+
+    data = write_elf(compile_module(source))  # type: ignore[arg-type]
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data

@@ -1,0 +1,120 @@
+"""Program contexts typed from the kernel's BTF: ``ctx: ct.xdp_md``, ``ct.trace_event_raw_sys_enter``.
+
+``ctx_types`` resolves any struct the running kernel's BTF describes (``xdp_md``, ``__sk_buff``,
+``bpf_sock_addr``, ``pt_regs``, ``trace_event_raw_*``) the first time a kernel function using it
+is compiled, so importing a module of kernel functions reads no BTF.  Field types become the
+language's types: integers by size and signedness, arrays of them, nested structs; pointers
+become ``u64`` addresses (read through ``bpf.probe_read_kernel``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ebpf.core.btf import Array, Composite, Enum, Int, IntEncoding, Pointer, Qualifier, Spec
+from ebpf.lang.types import ArrayType, LangType, StructType, i8, i16, i32, i64, u8, u16, u32, u64
+
+__all__ = ["CtxType", "ctx_types", "PACKET_FIELDS"]
+
+_INTS = {(1, False): u8, (2, False): u16, (4, False): u32, (8, False): u64,
+         (1, True): i8, (2, True): i16, (4, True): i32, (8, True): i64}
+#: Context fields the verifier turns into packet pointers: read through ``ctx.header(T, offset)``.
+PACKET_FIELDS = {"data", "data_end", "data_meta"}
+_MAX_DEPTH = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _vmlinux() -> Spec:
+    from ebpf.core.btf import load_vmlinux
+
+    return load_vmlinux()
+
+
+class CtxType:
+    """A context struct named ``name`` in vmlinux BTF; ``layout()`` gives its fields as language types."""
+
+    def __init__(self, name: str) -> None:
+        """Name only; the BTF is read on first :meth:`layout`."""
+        self.name = name
+        self._layout: StructType | None = None
+
+    def layout(self, spec: Spec | None = None) -> StructType:
+        """The struct's fields as a :class:`StructType`.
+
+        :raises KeyError: when the kernel's BTF has no struct of that name.
+        """
+        if self._layout is None:
+            spec = spec or _vmlinux()
+            try:
+                t = spec.resolve(spec.find(self.name))
+            except Exception as exc:  # BTFError: not in this kernel
+                raise KeyError(f"struct {self.name} is not in the kernel's BTF") from exc
+            if not isinstance(t, Composite):
+                raise KeyError(f"{self.name} is not a struct in the kernel's BTF")
+            self._layout = _struct(spec, t, 0)
+        return self._layout
+
+    def __repr__(self) -> str:
+        return f"ct.{self.name}"
+
+
+def _lang_type(spec: Spec, type_id: int, depth: int) -> LangType:
+    t = spec.resolve(type_id)
+    while isinstance(t, Qualifier):
+        t = spec.resolve(t.type_id)
+    if isinstance(t, Int):
+        return _INTS.get((t.size, bool(t.encoding & IntEncoding.SIGNED)), u64)
+    if isinstance(t, Enum):
+        return _INTS.get((t.size, t.signed), u32)
+    if isinstance(t, Pointer):
+        return u64
+    if isinstance(t, Array):
+        elem = _lang_type(spec, t.type_id, depth + 1)
+        return ArrayType(elem, t.nelems or 64)  # flexible arrays (raw_tp args): the verifier bounds them
+    if isinstance(t, Composite) and depth < _MAX_DEPTH:
+        return _struct(spec, t, depth + 1)
+    return ArrayType(u8, max(1, spec.sizeof(t)) if not isinstance(t, Composite) else max(1, t.size))
+
+
+def _struct(spec: Spec, t: Composite, depth: int) -> StructType:
+    fields: list[tuple[str, LangType, int]] = []
+    for m in t.members:
+        if m.bitfield_size:
+            continue
+        if not m.name:  # anonymous union/struct: lift its members (as C does)
+            inner = spec.resolve(m.type_id)
+            if isinstance(inner, Composite):
+                for fname, ftype, off in _struct(spec, inner, depth + 1).fields:
+                    fields.append((fname, ftype, off + m.bit_offset // 8))
+            continue
+        fields.append((m.name, _lang_type(spec, m.type_id, depth), m.bit_offset // 8))
+    # Flexible array members (``__data[]``, raw_tp ``args[]``) may reach past the C size.
+    size = max([t.size, *(off + ft.size for _, ft, off in fields)])
+    return StructType(t.name or "<anon>", fields, size, 8)
+
+
+class _CtxTypes:
+    """``ct.<struct name>`` -> :class:`CtxType` (one object per name)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, CtxType] = {}
+
+    def __getattr__(self, name: str) -> CtxType:
+        if name.startswith("__") and name.endswith("__") and name != "__sk_buff":
+            raise AttributeError(name)
+        found = self._cache.get(name)
+        if found is None:
+            found = self._cache[name] = CtxType(name)
+        return found
+
+    def __call__(self, name: str) -> CtxType:
+        """``ct("struct name")``, for names that are not identifiers."""
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return "<ebpf.lang context types (from the kernel's BTF)>"
+
+
+#: The context types: ``ct.xdp_md``, ``ct.__sk_buff``, ``ct.bpf_sock_addr``, ``ct.trace_event_raw_sys_enter`` ...
+ctx_types: Any = _CtxTypes()
