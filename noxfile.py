@@ -16,7 +16,7 @@ TEST_EXTRAS = {"elf": "test,compile"}
 # Our own distributions a package depends on besides ebpf-core (installed from this tree, not PyPI).
 LOCAL_DEPS = {"export": ["events", "elf"], "lang": ["elf", "net", "events"]}
 
-nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "integration"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -50,6 +50,19 @@ def integration(session: nox.Session) -> None:
     install(session, pkg("core", "test"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"),
             pkg("export"))
     session.run("pytest", str(ROOT / "tests"), "-q", "-ra", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs-material + mkdocstrings), built with --strict; no empty reference page.
+
+    The examples on its pages run in the integration session (tests/test_docs.py).
+    """
+    session.install("mkdocs-material", "mkdocstrings[python]", "mkdocs-gen-files", "mkdocs-literate-nav", "ruff")
+    site = str(ROOT / ".nox" / "site")
+    env = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    session.run("mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", site, env=env)
+    session.run("python", str(ROOT / "tools" / "docs" / "check_site.py"), site)
 
 
 @nox.session
