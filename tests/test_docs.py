@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from ebpf.core.testing import require
 
 pytestmark = pytest.mark.privileged
