@@ -27,13 +27,13 @@ events = RingBuf(1 << 18)
 
 
 @kernel("tracepoint/syscalls/sys_enter_execve")
-def trace_execve(ctx: ct.trace_event_raw_sys_enter) -> int:
+def trace_execve(ctx: ct.tracepoint("syscalls", "sys_enter_execve")) -> int:  # fields from tracefs
     ev = events.reserve(Event)
     if ev is None:
         return 0
     ev.pid = bpf.get_current_pid_tgid() >> 32
     bpf.get_current_comm(ev.comm)
-    bpf.probe_read_user_str(ev.filename, ctx.args[0])   # the path, from user memory
+    bpf.probe_read_user_str(ev.filename, ctx.filename)   # the path, from user memory
     events.submit(ev)
     return 0
 

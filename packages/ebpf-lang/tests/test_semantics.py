@@ -83,7 +83,8 @@ def model(a: int, b: int, x: int, y: int) -> list[int]:
     res.append(sum((x >> (i * 8)) & 0xFF for i in range(0, 6, 2)))
     ra = a & 0xFF
     res.append(ra + ((ra + 1) & u32m) + ((~b) & 0xFFFF) + x & M64)
-    res.append(int.from_bytes((a & 0xFFFF).to_bytes(2, "little"), "big") + int.from_bytes(b.to_bytes(4, "little"), "big"))
+    res.append((int.from_bytes((a & 0xFFFF).to_bytes(2, "little"), "big")
+                + int.from_bytes(b.to_bytes(4, "little"), "big")) & u32m)  # u16 + u32 wraps at 32 bits
     res.append((-y) & M64 if y != -(1 << 31) else (1 << 31) | (M64 ^ u32m))
     res.append(int(a > 100 and b <= 7))
     return res

@@ -101,6 +101,7 @@ def _helper_call(c: ExprChecker, name: str, node: ast.Call) -> ir.Expr:
         elif kind == "ctx":
             if not (isinstance(a, ast.Name) and a.id == c.ctx.name):
                 raise c.err(a, f"{what} must be the context ({c.ctx.name})")
+            c.ctx.uses += 1
             args.append(ir.Arg(None, 0, ctx=True))
         elif kind == "fmt":
             if not (isinstance(a, ast.Constant) and isinstance(a.value, (str, bytes))):
@@ -155,6 +156,8 @@ def check_map_op(c: ExprChecker, op: str, map_node: ast.expr, args: list[ast.exp
     if kind in ("ringbuf", "perf"):
         if op == "output":
             need(1, "output(event)")
+            if kind == "perf":
+                c.ctx.uses += 1  # bpf_perf_event_output takes the context
             return ir.MapOp(i64, pos, "output", decl, mname, value=_struct_arg(c, None, args[0], "the event"),
                             flags=_size_of(c, args[0]))
         if op == "reserve" and kind == "ringbuf":

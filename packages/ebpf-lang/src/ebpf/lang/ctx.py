@@ -10,10 +10,12 @@ become ``u64`` addresses (read through ``bpf.probe_read_kernel``).
 from __future__ import annotations
 
 import functools
+import os
+import re
 from typing import Any
 
 from ebpf.core.btf import Array, Composite, Enum, Int, IntEncoding, Pointer, Qualifier, Spec
-from ebpf.lang.types import ArrayType, LangType, StructType, i8, i16, i32, i64, u8, u16, u32, u64
+from ebpf.lang.types import ArrayType, LangType, StructType, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = ["CtxType", "ctx_types", "PACKET_FIELDS"]
 
@@ -94,6 +96,89 @@ def _struct(spec: Spec, t: Composite, depth: int) -> StructType:
     return StructType(t.name or "<anon>", fields, size, 8)
 
 
+_FIELD_RE = re.compile(r"field:([^;]+);\s*offset:(\d+);\s*size:(\d+);\s*signed:(\d+);")
+
+
+class TracepointFormat(CtxType):
+    """A tracepoint's record as tracefs describes it (``events/<category>/<name>/format``):
+    ``ctx: ct.tracepoint("syscalls", "sys_enter_openat")`` gives ``ctx.filename``, ``ctx.flags``..."""
+
+    def __init__(self, category: str, name: str) -> None:
+        """Names only; the format file is read on first :meth:`layout`."""
+        super().__init__(f"{category}_{name}")
+        self.category = category
+        self.event = name
+
+    def layout(self, spec: Spec | None = None) -> StructType:
+        """The record's fields (``__data_loc`` fields as ``u32``, pointers as ``u64`` addresses).
+
+        :raises KeyError: when tracefs has no such tracepoint (or cannot be read).
+        """
+        if self._layout is None:
+            self._layout = _tracefs_layout(self.category, self.event)
+        return self._layout
+
+    def __repr__(self) -> str:
+        return f"ct.tracepoint({self.category!r}, {self.event!r})"
+
+
+def _tracefs_layout(category: str, name: str) -> StructType:
+    from ebpf.core.system import ensure_tracefs
+
+    try:
+        root = ensure_tracefs()
+        with open(os.path.join(root, "events", category, name, "format")) as f:
+            text = f.read()
+    except OSError as exc:
+        raise KeyError(f"tracepoint {category}/{name} has no format in tracefs ({exc.strerror or exc})") from None
+    fields: list[tuple[str, LangType, int]] = []
+    for decl, off, size, signed in _FIELD_RE.findall(text):
+        offset, nbytes, is_signed = int(off), int(size), signed == "1"
+        decl = decl.strip()
+        array = re.search(r"\[(\d+)\]\s*$", decl)
+        fname = re.findall(r"[A-Za-z_]\w*", decl[: array.start()] if array else decl)[-1]
+        t: LangType
+        if array and int(array.group(1)):
+            n = int(array.group(1))
+            elem_size = max(1, nbytes // n)
+            elem = char if decl.startswith(("char", "const char")) and elem_size == 1 else \
+                _INTS.get((elem_size, is_signed), u8)
+            t = ArrayType(elem, n)
+        elif "*" in decl:
+            t = u64
+        else:
+            t = _INTS.get((nbytes, is_signed)) or ArrayType(u8, max(1, nbytes))
+        fields.append((fname, t, offset))
+    if not fields:
+        raise KeyError(f"tracepoint {category}/{name}: no fields in its format")
+    size = max(off + t.size for _, t, off in fields)
+    return StructType(f"{category}_{name}", fields, (size + 7) // 8 * 8, 8)
+
+
+class FirstOf(CtxType):
+    """The first of several context types whose layout this kernel has (a section's default)."""
+
+    def __init__(self, *choices: CtxType) -> None:
+        """Try ``choices`` in order."""
+        super().__init__(choices[0].name)
+        self.choices = choices
+
+    def layout(self, spec: Spec | None = None) -> StructType:
+        """The first layout that resolves.  :raises KeyError: when none does (the first one's reason)."""
+        if self._layout is None:
+            first: KeyError | None = None
+            for c in self.choices:
+                try:
+                    self._layout = c.layout(spec)
+                    break
+                except KeyError as exc:
+                    first = first or exc
+            else:
+                assert first is not None
+                raise first
+        return self._layout
+
+
 class _CtxTypes:
     """``ct.<struct name>`` -> :class:`CtxType` (one object per name)."""
 
@@ -111,6 +196,15 @@ class _CtxTypes:
     def __call__(self, name: str) -> CtxType:
         """``ct("struct name")``, for names that are not identifiers."""
         return getattr(self, name)  # type: ignore[no-any-return]
+
+    def tracepoint(self, category: str, name: str) -> TracepointFormat:
+        """The record of tracepoint ``category/name`` from its tracefs format (named fields)."""
+        key = f"tracepoint:{category}/{name}"
+        found = self._cache.get(key)
+        if not isinstance(found, TracepointFormat):
+            found = TracepointFormat(category, name)
+            self._cache[key] = found
+        return found
 
     def __repr__(self) -> str:
         return "<ebpf.lang context types (from the kernel's BTF)>"

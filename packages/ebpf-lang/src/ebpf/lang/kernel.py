@@ -21,12 +21,12 @@ from ebpf.core.collection import Collection, CollectionSpec, MapReference
 from ebpf.core.errors import VerifierError
 from ebpf.core.maps import MapSpec
 from ebpf.core.programs import Program, ProgramSpec
-from ebpf.core.types import MapType
+from ebpf.core.types import MapType, ProgType
 from ebpf.lang import ir
 from ebpf.lang.btfgen import ModuleBtf, ProgramBtf
 from ebpf.lang.check import check_function
 from ebpf.lang.codegen import Codegen
-from ebpf.lang.ctx import ctx_types
+from ebpf.lang.ctx import CtxType, FirstOf, ctx_types
 from ebpf.lang.errors import LangError
 from ebpf.lang.maps import MapDecl
 from ebpf.lang.opt import optimize
@@ -125,7 +125,11 @@ class KernelFunction:
         :raises LangError: for code outside the subset, with its file, line and column.
         """
         if self._compiled is None:
-            ctx_default = getattr(ctx_types, self.info.ctx)
+            ctx_default: CtxType = getattr(ctx_types, self.info.ctx)
+            if self.info.prog_type == ProgType.TRACEPOINT and self.info.target and "/" in self.info.target:
+                # Unannotated tracepoint contexts get the event's named fields from tracefs.
+                category, event = self.info.target.split("/", 1)
+                ctx_default = FirstOf(ctx_types.tracepoint(category, event), ctx_default)
             fn_ir = check_function(self.fn, ctx_default)
             fn_ir.body = optimize(fn_ir.body)
             out = Codegen(fn_ir).run()
