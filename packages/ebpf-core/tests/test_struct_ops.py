@@ -17,6 +17,7 @@ from ebpf.core._sys import commands
 from ebpf.core.asm import DW, R0, R1, R2, R3, R6, R10, W
 from ebpf.core.btf import load_vmlinux
 from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.features import have_link_type
 from ebpf.core.maps import Map, create_array_map
 from ebpf.core.programs import Program, load_program
 from ebpf.core.struct_ops import (
@@ -114,7 +115,12 @@ def test_list_struct_ops_from_btf() -> None:
     assert "tcp_congestion_ops" in list_struct_ops()
 
 
-def test_congestion_control_in_asm_through_a_link(counters: Map, programs: dict[str, Program]) -> None:
+@pytest.fixture
+def linkable() -> None:
+    require(have_link_type, "struct_ops")  # BPF_F_LINK struct_ops maps: Linux >= 6.4
+
+
+def test_congestion_control_in_asm_through_a_link(counters: Map, programs: dict[str, Program], linkable: None) -> None:
     name = cc_name()
     with create_struct_ops_map("tcp_congestion_ops", "ebr_asm", members={"name": name, **programs}) as ops:
         assert not selectable(name)
@@ -145,7 +151,7 @@ def test_congestion_control_by_map_update(counters: Map, programs: dict[str, Pro
     assert not selectable(name)
 
 
-def test_link_update_swaps_the_algorithm(counters: Map, programs: dict[str, Program]) -> None:
+def test_link_update_swaps_the_algorithm(counters: Map, programs: dict[str, Program], linkable: None) -> None:
     name = cc_name("s")
     second = reno_programs(counters, base=2)
     try:
@@ -206,7 +212,8 @@ def test_bad_members(programs: dict[str, Program], no_syscalls: None) -> None:
         bad("needs a struct_ops program", ssthresh=sf)
 
 
-def test_a_table_the_kernel_refuses_is_not_registered(counters: Map, programs: dict[str, Program]) -> None:
+def test_a_table_the_kernel_refuses_is_not_registered(counters: Map, programs: dict[str, Program],
+                                                      linkable: None) -> None:
     name = cc_name("m")
     ops: StructOpsMap
     with create_struct_ops_map("tcp_congestion_ops", "ebr_bad", members={"name": name,

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ebpf.core._maps.base import Map, MapSpec
+from ebpf.core._probing import feature_test, probe_error
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import MapCreateAttr
 from ebpf.core._sys.syscall import close_fd
@@ -375,7 +376,7 @@ def _object_btf() -> Any:
     return load_btf(b.encode())
 
 
-@functools.cache
+@feature_test
 def have_struct_ops(struct_name: str = "tcp_congestion_ops") -> None:
     """Probe for struct_ops maps of ``struct_name`` by creating one (nothing is registered).
 
@@ -384,8 +385,8 @@ def have_struct_ops(struct_name: str = "tcp_congestion_ops") -> None:
     feature = f"struct_ops {struct_name}"
     try:
         ops = create_struct_ops_map(struct_name, link=False)
-    except EBPFError as exc:
-        if isinstance(exc, BPFSyscallError) and exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EPERM, 524):
-            raise
+    except BPFSyscallError as exc:
+        raise probe_error(exc, feature, "5.6") from None
+    except EBPFError as exc:  # no such struct_ops type (or no BTF)
         raise UnsupportedFeatureError(feature, "5.6", str(exc)) from None
     ops.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import errno
 import functools
 import os
 import struct
@@ -30,6 +29,7 @@ from typing import IO, Any
 from ebpf.core import codecs
 from ebpf.core import lowlevel as commands
 from ebpf.core.errors import AttachError, BPFSyscallError, BTFError, EBPFError
+from ebpf.core.features import feature_test, probe_error
 from ebpf.core.links import BPFLink
 from ebpf.core.lowlevel import Cmd, IterCreateAttr, bpf, close_fd
 from ebpf.core.maps import Map
@@ -102,13 +102,13 @@ ITER_TARGET_VERSIONS = {"task": "5.8", "task_file": "5.8", "bpf_map": "5.8", "bp
                         "unix": "5.17", "cgroup": "6.1", "kmem_cache": "6.13", "dmabuf": "6.16"}
 
 
-@functools.cache
+@feature_test
 def have_iter_target(target: str) -> None:
     """Probe for the iterator ``target``: in the kernel's BTF, and a ``return 0`` program for it loads.
 
     :raises UnsupportedFeatureError: when the kernel lacks iterators or this target, or refuses to
-        load programs for it (some kernels answer EPERM for the map-element iterators).
-    :raises EBPFError: when the probe cannot tell.
+        load programs for it (this host's 6.18 answers EPERM for the map-element iterators).
+    :raises EBPFError: when the probe cannot tell (e.g. ProbeInconclusiveError without privileges).
     """
     from ebpf.core.asm import R0, exit_, mov64
     from ebpf.core.errors import UnsupportedFeatureError
@@ -127,11 +127,7 @@ def have_iter_target(target: str) -> None:
         prog = load_program(prog_type="tracing", expected_attach_type="trace_iter", attach_to=target,
                             insns=[mov64(R0, 0), exit_()])
     except BPFSyscallError as exc:
-        if exc.errno in (errno.EPERM, errno.EACCES, errno.EINVAL, errno.ENOTSUP):
-            code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            raise UnsupportedFeatureError(feature, version, f"this kernel refuses to load iter/{target} programs: "
-                                          f"{code} (before verifying any instruction)") from None
-        raise
+        raise probe_error(exc, feature, version, f"iter/{target} programs are refused at load") from None
     prog.close()
 
 
