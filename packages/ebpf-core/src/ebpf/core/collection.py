@@ -72,6 +72,9 @@ class VariableSpec:
 
 
 Hook = Callable[["CollectionSpec", dict[str, Any]], None]
+#: ``hook(spec, maps, programs, options)`` run once the maps exist and the programs are loaded; it
+#: may add maps (closed with the rest if the load fails later).
+AfterLoadHook = Callable[["CollectionSpec", dict[str, Any], dict[str, Any], dict[str, Any]], None]
 
 
 @dataclass
@@ -94,6 +97,8 @@ class CollectionSpec:
         matched nothing); turned into a :class:`BTFError` when the verifier refuses the program.
     :ivar hooks: callables ``hook(spec, options)`` run on a copy at :meth:`load` before anything
         is created (the ELF loader applies CO-RE relocations this way).
+    :ivar after_load: callables ``hook(spec, maps, programs, options)`` run after the programs
+        loaded (the ELF loader builds struct_ops maps from the loaded programs this way).
     """
 
     programs: dict[str, Any] = field(default_factory=dict)
@@ -108,11 +113,13 @@ class CollectionSpec:
     pin_by_name: set[str] = field(default_factory=set)
     hooks: list[Hook] = field(default_factory=list)
     load_notes: dict[str, list[str]] = field(default_factory=dict)
+    after_load: list[AfterLoadHook] = field(default_factory=list)
 
     def copy(self) -> CollectionSpec:
         """A deep copy that can be changed without touching this one (hooks are shared)."""
-        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "hooks"}
-        return CollectionSpec(**values, hooks=list(self.hooks))
+        shared = ("hooks", "after_load")
+        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in shared}
+        return CollectionSpec(**values, hooks=list(self.hooks), after_load=list(self.after_load))
 
     def set_constants(self, constants: Mapping[str, object]) -> None:
         """Write initial values of global variables (``.rodata`` constants included), before load.
@@ -314,6 +321,8 @@ class _Loader:
             for name in self.spec.programs:
                 self._load_program(name)
             self._fill_program_arrays()
+            for after in self.spec.after_load:
+                after(self.spec, self.maps, self.programs, self.options)
             variables = {n: Variable(v, self.maps[v.map]) for n, v in self.spec.variables.items()}
         except BaseException:
             for prog in self.programs.values():

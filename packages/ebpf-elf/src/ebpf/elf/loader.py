@@ -205,6 +205,9 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
         spec.references[pname] = list(lp.references)
         spec.attach_targets[pname] = lp.function.match.attach_target if lp.function.match else None
         spec.sections[pname] = lp.function.section.name
+    from ebpf.elf.struct_ops import apply_struct_ops
+
+    apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
     spec.hooks.append(_strict_btf)
     if any(lp.core_relos or lp.externs for lp in linked):
         from ebpf.elf.core_relo import make_prepare_hook
