@@ -39,7 +39,8 @@ class SpinBuilder:
             pytest.fail("gcc is needed to build spin_target.c")
         self.root = root
         self.plain = root / "spin_plain"
-        _run("gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-Wl,--build-id", HERE / "spin_target.c", "-o", self.plain)
+        # -O0: every function, leaves included, keeps a frame pointer (the kernel walks user stacks by it)
+        _run("gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-Wl,--build-id", HERE / "spin_target.c", "-o", self.plain)
 
     def variant(self, name: str) -> tuple[Path, Path | None]:
         """``(binary, debug dir or None)`` for ``plain``, ``minidebuginfo``, ``debugfile``, ``debuglink``, ``nosym``."""
@@ -119,6 +120,9 @@ def kptr_restrict_2() -> Iterator[None]:
             fh.write(before)
         with open(path) as fh:
             assert fh.read().strip() == before
+        from ebpf.events.symbols import KernelSymbols
+
+        KernelSymbols.shared(reload=True)  # the shared table may have been read while hidden
 
 
 def python_with_perf_maps() -> str | None:
@@ -142,6 +146,42 @@ def probe_python_perf_maps() -> None:
 
     if python_with_perf_maps() is None:
         raise UnsupportedFeatureError("Python >= 3.12 with -X perf (perf maps)", reason="no such interpreter is installed")
+
+
+def python_with_frame_pointers() -> str | None:
+    """A Python >= 3.12 with ``-X perf`` built with frame pointers (3.14's default), or None.
+
+    Without frame pointers the kernel's user stack walk stops (or strays) inside the interpreter,
+    so the perf-map trampolines never show up in sampled stacks.
+    """
+    exe = python_with_perf_maps()
+    candidates = [exe] if exe else []
+    candidates += [shutil.which(f"python3.{minor}") for minor in range(14, 16)]
+    for exe in filter(None, candidates):
+        proc = subprocess.run([exe, "-c", "import sysconfig; print(sysconfig.get_config_var('PY_CFLAGS'))"],
+                              capture_output=True, text=True, timeout=30)
+        if "-fno-omit-frame-pointer" in proc.stdout:
+            return exe
+    return None
+
+
+def probe_python_frame_pointers() -> None:
+    """Feature probe: a Python >= 3.12 with ``-X perf`` whose stacks the kernel can walk (frame pointers)."""
+    from ebpf.core.errors import UnsupportedFeatureError
+
+    if python_with_frame_pointers() is None:
+        raise UnsupportedFeatureError("Python >= 3.12 with -X perf built with frame pointers",
+                                      reason="no such interpreter is installed (3.14 has them by default)")
+
+
+@pytest.fixture(scope="session")
+def perf_fp_python() -> str:
+    from ebpf.core.testing import require
+
+    require(probe_python_frame_pointers)
+    exe = python_with_frame_pointers()
+    assert exe
+    return exe
 
 
 @pytest.fixture(scope="session")

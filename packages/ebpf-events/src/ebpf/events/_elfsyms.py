@@ -27,7 +27,8 @@ from ebpf.core.errors import ELFError
 __all__ = ["ElfImage", "SymbolTable", "Symbol", "FileSymbols", "file_symbols", "drop_file_cache", "DEBUG_DIRS",
            "PT_LOAD"]
 
-#: Where separate debug files are looked for (``.build-id/xx/rest.debug`` and debuglink paths).
+#: Where separate debug files are looked for (``.build-id/xx/rest.debug`` and debuglink paths);
+#: change it in place (``DEBUG_DIRS.append(...)``): every module shares this one list.
 DEBUG_DIRS: list[str] = ["/usr/lib/debug"]
 
 PT_LOAD = 1
