@@ -144,7 +144,7 @@ def test_process_gone_before_stop_is_reported(spin_builder) -> None:  # type: ig
     mine = profile.for_pid(proc.pid)
     assert mine.total > 0, "the spinning process was never sampled"
     assert all(f.name == "[unknown]" for s in mine.samples for f in s.user)
-    assert any(f"pid {proc.pid}" in w and "exited" in w for w in profile.warnings), profile.warnings
+    assert any("exited before their symbols were read" in w for w in profile.warnings), profile.warnings
 
 
 def test_kptr_restrict_2_keeps_user_frames(spin_builder, spawn, kptr_restrict_2: None) -> None:  # type: ignore[no-untyped-def]
@@ -182,9 +182,8 @@ def test_lifecycle_errors() -> None:
     profiler = Profiler(pid=os.getpid())
     with pytest.raises(EBPFError, match="not running"):
         profiler.stop()
-    with profiler:
-        with pytest.raises(EBPFError, match="already running"):
-            profiler.start()
+    with profiler, pytest.raises(EBPFError, match="already running"):
+        profiler.start()
     assert profiler.profile is not None
     profiler.close()  # idempotent
 

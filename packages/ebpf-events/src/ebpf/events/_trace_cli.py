@@ -96,3 +96,6 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         t.add_argument("--pid", type=int, default=None, help="only events of this process id")
         t.add_argument("--comm", default=None, help="only events of processes with this command name")
         t.set_defaults(func=_trace)
+    from ebpf.events._profile_cli import add_profile_commands
+
+    add_profile_commands(sub)

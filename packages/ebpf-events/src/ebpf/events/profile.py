@@ -166,6 +166,7 @@ class _BaseProfiler:
         if kernel_syms is not None and kernel_syms.reason:
             warnings.append(kernel_syms.reason)
         errors: Counter[str] = Counter()
+        self._gone: dict[int, str] = {}
         stack_cache: dict[tuple[int, int], list[Frame]] = {}
         kstack_cache: dict[int, list[Frame]] = {}
         samples = []
@@ -189,6 +190,11 @@ class _BaseProfiler:
                 elif kernel_id != -14:  # EFAULT: the sample hit user mode, there is no kernel stack
                     errors[f"kernel stack {stack_id_error(kernel_id)}"] += value
             samples.append(Sample(pid, comm, user, kernel, value))
+        if self._gone:
+            names = ", ".join(f"pid {p} ({c})" for p, c in sorted(self._gone.items())[:10])
+            more = f" and {len(self._gone) - 10} more" if len(self._gone) > 10 else ""
+            warnings.append(f"{len(self._gone)} process(es) exited before their symbols were read, their user frames "
+                            f"are unnamed: {names}{more}")
         for what, n in sorted(errors.items()):
             if "EFAULT" in what and what.startswith("user"):
                 continue  # kernel threads have no user stack: not worth a warning
@@ -205,9 +211,7 @@ class _BaseProfiler:
             return []
         procsyms = self._remember(pid)
         if isinstance(procsyms, EBPFError):
-            note = f"pid {pid} ({comm}) exited before its symbols were read: its user frames are unnamed"
-            if note not in warnings:
-                warnings.append(note)
+            self._gone[pid] = comm
             return [Frame("[unknown]", "", "user", ip) for ip in ips]
         frames = []
         for ip in ips:
