@@ -10,7 +10,7 @@ import struct
 import time
 
 import pytest
-from ebpf.core.asm import R2, add64, and64, label
+from ebpf.core.asm import R1, R2, R10, add64, and64, label
 from ebpf.net import socket_filter, tc, xdp
 from ebpf.net.packet import Packet, PacketError
 from ebpf.net.tc import TcAction
@@ -107,7 +107,7 @@ def test_nat_rewrites_address_and_port_with_both_checksums(ctx):
 
 @pytest.mark.parametrize("ctx", ["xdp", "tc"])
 def test_byte_field_and_vlan_and_load(ctx):
-    p = Packet(ctx)
+    p = Packet(R1, kind=ctx)  # the context register form
     ip = p.ethernet().vlan().ipv4()
     p.jump_if(ip.ttl, "<", 2, p.miss)
     p.load(R2, ip.ttl).emit(add64(R2, -1)).set(ip.ttl, R2)
@@ -158,6 +158,10 @@ def test_dsl_misuse_is_a_clear_error():
         Packet("tc").nat(dport=1)
     with pytest.raises(PacketError, match="context"):
         Packet("socket")
+    with pytest.raises(PacketError, match="context register"):
+        Packet(R10)
+    with pytest.raises(PacketError, match="kind="):
+        Packet("xdp", kind="tc")
     with pytest.raises(PacketError, match="this Packet"):
         Packet("xdp").load(R2, ip.ttl)
     with pytest.raises(PacketError, match="swap"):

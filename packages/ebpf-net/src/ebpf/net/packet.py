@@ -194,12 +194,21 @@ def _raw(value: int, size: int) -> int:
 class Packet:
     """An instruction builder for XDP (``"xdp"``) or TC (``"tc"``) programs that touch packet headers.
 
-    :param ctx: ``"xdp"`` or ``"tc"`` (``"sched_cls"``/``"sched_act"``).
+    :param ctx: ``"xdp"`` or ``"tc"`` (``"sched_cls"``/``"sched_act"``), or the register holding the
+        context (``Packet(R1, kind="tc")``; r1 at program start).
+    :param kind: with a register ``ctx``: the program kind (default ``"xdp"``).
     :param miss: the label jumped to when a header is missing or the packet is too short.
     :raises PacketError: unknown context kind.
     """
 
-    def __init__(self, ctx: str = "xdp", miss: str = "packet_miss") -> None:
+    def __init__(self, ctx: str | Reg = "xdp", miss: str = "packet_miss", kind: str | None = None) -> None:
+        reg = R1
+        if isinstance(ctx, Reg):  # Packet(R1, kind="tc"): the register that holds the context
+            if ctx in (R0, R7, R8, R9, R10):
+                raise PacketError(f"the context register is r1-r6, not {ctx!r}")
+            reg, ctx = ctx, kind if kind is not None else "xdp"
+        elif kind is not None and kind != ctx:
+            raise PacketError(f"kind={kind!r} goes with a context register, not with ctx={ctx!r}")
         if not isinstance(ctx, str) or ctx not in _CTX:
             raise PacketError(f"unknown packet context {ctx!r}; expected 'xdp' or 'tc'")
         if not isinstance(miss, str) or not miss:
@@ -207,7 +216,7 @@ class Packet:
         self.ctx, self.miss = ctx, miss
         self.tc = ctx != "xdp"
         self._data_off, self._end_off = _CTX[ctx]
-        self._insns: list[Item] = [mov64(R6, R1)]
+        self._insns: list[Item] = [mov64(R6, reg)]
         self._l3_end = 0  # bytes from the start known to be in bounds (static part)
         self._l4: Header | None = None
         self._ip: Header | None = None
