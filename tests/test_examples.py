@@ -33,6 +33,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                           r"after: 5/5"]),
     "cgroup_connect_block.py": ([], [r"child in the cgroup: connect\(\) failed: Operation not permitted",
                                      r"outside the cgroup\): connected"]),
+    "af_xdp_echo.py": (["--duration", "0.5"], [r"AF_XDP echo \(copy mode\): [1-9]\d* datagrams answered",
+                                              r"sent to port 7008, received on 7009: 5/5"]),
     "sockfilter_plugin.py": ([], [r"without the filter: 5/5", r"with the filter .*: 0/5", r"after detach: 5/5",
                                   r"through prog.attach\(sock\): 0/5"]),
 }
