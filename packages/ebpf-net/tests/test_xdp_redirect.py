@@ -102,6 +102,22 @@ def test_devmap_redirect_moves_frames_from_a_through_b_to_c(chain, progs, counte
         assert counter[0] == 5  # every one went through B's redirect
 
 
+def test_devmap_program_runs_on_the_way_out(chain, progs, counter):
+    rx = chain.udp("c", chain.ips["c0"], 7101)
+    tx = chain.udp("a", chain.ips["a0"])
+    egress = xdp.load_xdp_program(progs.counting(counter, XdpAction.PASS), name="on_egress",
+                                  expected_attach_type=AttachType.XDP_DEVMAP)  # fmt: skip
+    with rx, tx, egress, xdp.create_devmap(1, programs=True) as devmap, create_array_map(1, value_size=8) as hits:
+        with chain.enter("b"):  # the kernel resolves the ifindex in the updating thread's namespace
+            b1 = xdp.interface_name_to_index(chain.ifs["b1"])
+            devmap[0] = (b1, egress)
+        assert devmap[0] == (b1, egress.info().id)
+        prog = xdp.load_xdp_program(redirect_to(devmap, 0, 7101, progs, hits), name="to_b1")
+        with prog, chain.enter("b"), xdp.attach_xdp(chain.ifs["b0"], prog, mode="skb"):
+            assert len(_send(tx, rx, (chain.ips["c0"], 7101), count=3)) == 3
+        assert hits[0] == 3 and counter[0] == 3  # redirected on B's way in, seen by the devmap program on b1
+
+
 def test_cpumap_redirect_runs_the_cpumap_program_on_the_chosen_cpu(chain, progs, counter):
     target = cpu_count() - 1
     seen_cpu = create_array_map(1, value_size=8, name="seen_cpu")

@@ -344,6 +344,9 @@ def _redirect_map(map_type: MapType, max_entries: int, name: str, programs: bool
 def create_devmap(max_entries: int, name: str = "devmap", hashed: bool = False, programs: bool = False) -> Map:
     """A DEVMAP (or DEVMAP_HASH) for ``bpf_redirect_map`` to other interfaces: key u32, value ifindex (u32).
 
+    The kernel resolves an ifindex in the network namespace of the thread that writes the entry:
+    update the map from inside the namespace of the target interface.
+
     :param programs: values are ``(ifindex, program)``: an XDP program loaded with
         ``expected_attach_type=AttachType.XDP_DEVMAP`` runs on each frame before it leaves (Linux >= 5.8).
     Requires Linux >= 4.14 (devmap_hash: 5.4).
