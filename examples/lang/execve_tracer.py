@@ -1,4 +1,4 @@
-"""Trace every execve() on the system, kernel side in Python: {pid, comm, filename} through a ring buffer.
+"""Trace every execve() on the system, kernel side in Python: {pid, ppid, comm, filename} through a ring buffer.
 
     sudo python3 examples/lang/execve_tracer.py --duration 5
 
@@ -19,6 +19,7 @@ from ebpf.lang import ctx_types as ct
 
 class Event(Struct):
     pid: u32
+    ppid: u32
     comm: char[16]
     filename: char[256]
 
@@ -32,6 +33,8 @@ def trace_execve(ctx: ct.tracepoint("syscalls", "sys_enter_execve")) -> int:  # 
     if ev is None:
         return 0
     ev.pid = bpf.get_current_pid_tgid() >> 32
+    task: ct.task_struct = bpf.get_current_task()       # a kernel struct, typed from BTF
+    ev.ppid = task.real_parent.tgid                      # read with bpf_probe_read_kernel
     bpf.get_current_comm(ev.comm)
     bpf.probe_read_user_str(ev.filename, ctx.filename)   # the path, from user memory
     events.submit(ev)
@@ -40,7 +43,8 @@ def trace_execve(ctx: ct.tracepoint("syscalls", "sys_enter_execve")) -> int:  # 
 
 def show(record: bytes) -> None:
     ev = Event.decode(record)
-    print(f"{ev.pid:>7}  {ev.comm.decode(errors='replace'):<16} {ev.filename.decode(errors='replace')}", flush=True)
+    print(f"{ev.pid:>7} {ev.ppid:>7}  {ev.comm.decode(errors='replace'):<16} {ev.filename.decode(errors='replace')}",
+          flush=True)
 
 
 def main() -> None:
@@ -52,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     with load(sys.modules[__name__]) as coll, coll.programs["trace_execve"].attach(), \
             RingBuffer(coll.maps["events"], show) as reader:
-        print(f"{'PID':>7}  {'COMM':<16} FILENAME")
+        print(f"{'PID':>7} {'PPID':>7}  {'COMM':<16} FILENAME")
         subprocess.run(["true"])  # something to see right away
         deadline = time.monotonic() + args.duration
         while (left := deadline - time.monotonic()) > 0:

@@ -1,5 +1,11 @@
 // The C version of examples/lang/execve_tracer.py (the tests compare the two).
 #include "bpf_helpers.h"
+#include "bpf_core_read.h"
+
+struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
 
 struct sys_enter_ctx {
 	__u64 ent;
@@ -9,6 +15,7 @@ struct sys_enter_ctx {
 
 struct event {
 	__u32 pid;
+	__u32 ppid;
 	char comm[16];
 	char filename[256];
 };
@@ -25,6 +32,8 @@ int trace_execve(struct sys_enter_ctx *ctx)
 	if (!ev)
 		return 0;
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	bpf_probe_read_user_str(ev->filename, sizeof(ev->filename), (const void *)ctx->args[0]);
 	bpf_ringbuf_submit(ev, 0);

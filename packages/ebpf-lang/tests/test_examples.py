@@ -85,7 +85,8 @@ def test_execve_tracer_same_event(both: Callable[[str], Any], example: Callable[
             for name, coll in (("python", py), ("c", c)):
                 events = [e for e in _read_events(coll, mod.Event.decode) if e.filename == path.encode()]
                 assert events, f"the {name} version saw no execve of {path}"
-                seen[name] = [(e.pid, e.comm, e.filename) for e in events]
+                seen[name] = [(e.pid, e.ppid, e.comm, e.filename) for e in events]
+                assert all(e.ppid == os.getpid() for e in events)  # subprocess.run forks from this process
     assert seen["python"] == seen["c"]
 
 

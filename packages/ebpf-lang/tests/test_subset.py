@@ -395,3 +395,37 @@ def test_bad_struct_field() -> None:
     with pytest.raises(TypeError, match="is not a field type"):
         class Bad(Struct):
             x: int
+
+
+def test_kernel_memory_is_read_only() -> None:
+    @kernel("tracepoint/syscalls/sys_enter_execve")
+    def f(ctx: ct.trace_event_raw_sys_enter) -> int:
+        task: ct.task_struct = bpf.get_current_task()
+        task.pid = 1  # <-
+        return 0
+
+    expect_error(f, "kernel memory is read-only here: copy what you need into a local or a struct")
+
+
+def test_kernel_memory_is_not_a_destination() -> None:
+    @kernel("tracepoint/syscalls/sys_enter_execve")
+    def f(ctx: ct.trace_event_raw_sys_enter) -> int:
+        task: ct.task_struct = bpf.get_current_task()
+        bpf.get_current_comm(task.comm)  # <-
+        return 0
+
+    expect_error(f, "argument 1 of bpf.get_current_comm() must be memory of this program (a local, a struct field), "
+                    "not kernel memory", col=30)
+
+
+def test_kernel_struct_reads_compile_to_probe_reads() -> None:
+    @kernel("tracepoint/syscalls/sys_enter_execve")
+    def f(ctx: ct.trace_event_raw_sys_enter) -> int:
+        task: ct.task_struct = bpf.get_current_task()
+        ev = Ev()
+        bpf.probe_read_kernel_str(ev.comm, task.real_parent.comm)
+        return task.real_parent.tgid
+
+    text = f.disassemble()
+    # real_parent read twice (once per statement), tgid once; the comm copied with probe_read_kernel_str
+    assert text.count("call 113") == 3 and text.count("call 115") == 1

@@ -91,6 +91,11 @@ def _helper_call(c: ExprChecker, name: str, node: ast.Call) -> ir.Expr:
         if kind == "int":
             args.append(ir.Arg(c.int_expr(a, what)))
         elif kind == "addr":
+            if isinstance(a, (ast.Attribute, ast.Subscript)) and c.map_of(a.value) is None:
+                place = c.place(a)
+                if place.kernel and not isinstance(place.type, IntType):
+                    args.append(ir.Arg(place.address(c.pos(a))))  # task.comm: the array's kernel address
+                    continue
             e = c.expr(a)
             if not isinstance(e.type, (IntType, PtrType)):
                 raise c.err(a, f"{what} must be an address (an integer such as ctx.args[0]), not {e.type!r}")
@@ -121,6 +126,8 @@ def buffer_arg(c: ExprChecker, a: ast.expr, what: str) -> tuple[ir.Expr, int]:
     if not isinstance(a, (ast.Name, ast.Attribute, ast.Subscript)):
         raise c.err(a, f"{what} must be a buffer: a char[N]/array field or local, or a struct")
     place = c.place(a)
+    if place.kernel:
+        raise c.err(a, f"{what} must be memory of this program (a local, a struct field), not kernel memory")
     if not isinstance(place.type, (ArrayType, StructType)):
         raise c.err(a, f"{what} must be a buffer (char[N], an array or a struct), not {place.type!r}")
     return place.address(pos), place.type.size

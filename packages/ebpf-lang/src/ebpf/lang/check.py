@@ -21,7 +21,7 @@ from ebpf.lang.check_expr import ExprChecker, Place
 from ebpf.lang.ctx import CtxType
 from ebpf.lang.errors import LangError, Where
 from ebpf.lang.opt import LIT, const_value, terminates
-from ebpf.lang.types import ArrayType, IntType, PtrType, StructType, i64, type_of_annotation
+from ebpf.lang.types import ArrayType, IntType, KPtrType, PtrType, StructType, i64, type_of_annotation
 
 __all__ = ["check_function", "MAX_UNROLL"]
 
@@ -170,7 +170,7 @@ class FunctionChecker(ExprChecker):
             return self.assign(s.targets[0], s.value, None, s)
         if isinstance(s, ast.AnnAssign):
             t = self._eval_annotation(s.annotation, self.namespace)
-            lt = type_of_annotation(t)
+            lt = KPtrType(t) if isinstance(t, CtxType) else type_of_annotation(t)  # task: ct.task_struct = addr
             if lt is None:
                 raise self.where.error(s.annotation, f"{ast.unparse(s.annotation)} is not a type: "
                                                      f"use u8..u64, i8..i64, T[N] or a Struct class")
@@ -214,6 +214,8 @@ class FunctionChecker(ExprChecker):
                                          "(bpf.get_current_comm(ev.comm), bpf.probe_read_user_str(ev.name, addr))")
         if not isinstance(place.type, IntType):
             raise self.where.error(node, f"cannot assign a whole {place.type!r}: assign its fields one by one")
+        if place.kernel:
+            raise self.where.error(node, "kernel memory is read-only here: copy what you need into a local or a struct")
         if place.readonly:
             raise self.where.error(node, f"{ast.unparse(node)} is read-only")
         v = self.convert(self.int_expr(value, "the assigned value"), place.type, value)

@@ -23,6 +23,7 @@ from ebpf.lang.types import (
     BOOL,
     ArrayType,
     IntType,
+    KPtrType,
     LangType,
     PtrType,
     Struct,
@@ -49,6 +50,7 @@ class Place:
     offset: int
     type: LangType
     readonly: bool = False
+    kernel: bool = False  # kernel memory: read through bpf_probe_read_kernel
 
     def address(self, pos: ir.Pos) -> ir.Expr:
         """A pointer expression to the place."""
@@ -187,9 +189,9 @@ class ExprChecker:
             return self.map_op("get", node.value, [node.slice, ast.Constant(0)], node)
         if isinstance(node, (ast.Attribute, ast.Subscript)):
             place = self.place(node)
-            if isinstance(place.type, IntType):
-                return ir.Load(place.type, pos, place.base, place.offset)
-            return ir.Load(place.type, pos, place.base, place.offset)  # aggregate: only valid as an address
+            if place.kernel and isinstance(place.type, IntType):
+                return ir.KLoad(place.type, pos, place.base, place.offset)
+            return ir.Load(place.type, pos, place.base, place.offset)  # an aggregate is only valid as an address
         if isinstance(node, ast.IfExp):
             raise self.err(node, "conditional expressions are not supported: use an if statement")
         if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
@@ -380,6 +382,8 @@ class ExprChecker:
             self.use_var(var, node)
             if var.in_memory:
                 return Place(ir.AddrOf(PtrType(var.type, "stack"), pos, var, 0), 0, var.type)
+            if isinstance(var.type, KPtrType):
+                return Place(ir.Local(var.type, pos, var), 0, self.kernel_layout(var.type, node), kernel=True)
             if isinstance(var.type, PtrType):
                 if var not in self.state.nonnull:
                     raise self.err(node, f"{var.name} may be None here: check it first "
@@ -388,6 +392,9 @@ class ExprChecker:
             raise self.err(node, f"{var.name} is an integer; it has no fields or elements")
         if isinstance(node, ast.Attribute):
             base = self.place(node.value)
+            if isinstance(base.type, KPtrType):  # through a pointer field: read the pointer, then the struct
+                value = (ir.KLoad if base.kernel else ir.Load)(u64, pos, base.base, base.offset)
+                base = Place(value, 0, self.kernel_layout(base.type, node), kernel=True)
             if not isinstance(base.type, StructType):
                 raise self.err(node, f"{ast.unparse(node.value)} is a {base.type!r}; it has no field {node.attr!r}")
             if base.type is getattr(self.ctx.type, "target", None) and node.attr in ("data", "data_end", "data_meta"):
@@ -397,7 +404,7 @@ class ExprChecker:
             if f is None:
                 names = ", ".join(n for n, _, _ in base.type.fields[:12])
                 raise self.err(node, f"{base.type!r} has no field {node.attr!r} (fields: {names})")
-            return Place(base.base, base.offset + f[1], f[0], base.readonly)
+            return Place(base.base, base.offset + f[1], f[0], base.readonly, base.kernel)
         if isinstance(node, ast.Subscript):
             base = self.place(node.value)
             if isinstance(base.type, IntType) and isinstance(base.base, ir.Local) and base.offset == 0 \
@@ -415,12 +422,22 @@ class ExprChecker:
                                            "`for i in range(N)` are): the compiler checks the bounds")
             if not 0 <= index < base.type.n:
                 raise self.err(node.slice, f"index {index} is out of bounds for {base.type!r}")
-            return Place(base.base, base.offset + index * base.type.elem.size, base.type.elem, base.readonly)
+            return Place(base.base, base.offset + index * base.type.elem.size, base.type.elem, base.readonly,
+                         base.kernel)
         if isinstance(node, ast.Call):
             e = self.expr(node)
             raise self.err(node, f"the result of a call ({e.type!r}) has no fields: assign it to a local "
                                  f"and check it for None first")
         raise self.err(node, f"{ast.unparse(node)} is not a field, element or local")
+
+    def kernel_layout(self, t: KPtrType, node: ast.AST) -> StructType:
+        """The struct a kernel pointer points at (from the kernel's BTF)."""
+        try:
+            layout = t.target.layout()
+        except KeyError as exc:
+            raise self.err(node, f"{exc.args[0]}: pick a struct this kernel has") from None
+        assert isinstance(layout, StructType)
+        return layout
 
     # -- calls ----------------------------------------------------------------------------------------
 

@@ -473,8 +473,21 @@ class Codegen:
         from ebpf.lang.codegen_ops import has_call
 
         staged: dict[int, int] = {}
+        calling = [i for i, a in enumerate(args) if isinstance(a, ir.Expr) and has_call(a)]
+        early: int | None = None
+        if len(calling) == 1 and all(i in calling or not isinstance(a, ir.Expr)
+                                     or isinstance(a, (ir.Const, ir.Local, ir.AddrOf)) for i, a in enumerate(args)):
+            # One argument calls a helper itself and the others need no scratch register:
+            # evaluate it first, straight into its argument register.
+            early = calling[0]
+            reg = Reg(early + 1)
+            r = self.value(args[early], reg)  # type: ignore[arg-type]
+            if r != reg:
+                self.emit(mov64(reg, r))
+                self.free(r)
+                self.busy.append(reg)
         for i, a in enumerate(args):  # arguments that call helpers themselves go first, via the stack
-            if isinstance(a, ir.Expr) and has_call(a):
+            if i != early and isinstance(a, ir.Expr) and has_call(a):
                 r = self.value(a)
                 off = self.temp()
                 self.emit(stx_mem("dw", Reg.R10, r, off))
@@ -482,6 +495,8 @@ class Codegen:
                 staged[i] = off
         for i, a in enumerate(args):
             reg = Reg(i + 1)
+            if i == early:
+                continue
             self.busy.append(reg)
             if i in staged:
                 self.emit(ldx_mem("dw", reg, Reg.R10, staged[i]))

@@ -26,7 +26,7 @@ from ebpf.core.asm import (
 from ebpf.core.asm.opcodes import AND, ARSH, JEQ, JGT, JLE, LSH, RSH, TO_BE, XOR
 from ebpf.lang import ir
 from ebpf.lang.opt import LIT
-from ebpf.lang.types import IntType, LangType, i64
+from ebpf.lang.types import IntType, LangType, i64, u64
 
 if TYPE_CHECKING:
     from ebpf.lang.codegen import Codegen
@@ -44,7 +44,7 @@ def _int(t: LangType) -> IntType:
 
 def _children(e: ir.Expr) -> list[ir.Expr]:
     out: list[ir.Expr | None] = []
-    if isinstance(e, ir.Load):
+    if isinstance(e, (ir.Load, ir.KLoad)):
         out = [e.base]
     elif isinstance(e, (ir.BinOp, ir.Compare)):
         out = [e.left, e.right]
@@ -63,7 +63,7 @@ def _children(e: ir.Expr) -> list[ir.Expr]:
 
 def has_call(e: ir.Expr) -> bool:
     """Whether evaluating ``e`` calls a helper (and so clobbers R0-R5)."""
-    return isinstance(e, (ir.Call, ir.MapOp)) or any(has_call(c) for c in _children(e))
+    return isinstance(e, (ir.Call, ir.MapOp, ir.KLoad)) or any(has_call(c) for c in _children(e))
 
 
 def mentions(e: ir.Expr, var: ir.Var) -> bool:
@@ -112,6 +112,8 @@ def value_of(cg: Codegen, e: ir.Expr, dst: Reg | None) -> Reg:
         if e.type.signed and e.type.size < 8:
             cg.normalize(r, e.type)
         return r
+    if isinstance(e, ir.KLoad):
+        return _kload(cg, e, dst)
     if isinstance(e, ir.BinOp):
         return _binop(cg, e, dst)
     if isinstance(e, ir.Unary):
@@ -154,6 +156,22 @@ def value_of(cg: Codegen, e: ir.Expr, dst: Reg | None) -> Reg:
     if isinstance(e, ir.Header):
         return _header(cg, e, dst)
     raise cg.error(f"cannot generate {type(e).__name__}")  # pragma: no cover
+
+
+def _kload(cg: Codegen, e: ir.KLoad, dst: Reg | None) -> Reg:
+    """``bpf_probe_read_kernel(&tmp, size, base + offset)``, then the value from ``tmp``."""
+    assert e.base is not None and isinstance(e.type, IntType)
+    addr = e.base if not e.offset else ir.BinOp(u64, e.pos, "+", e.base, ir.Const(u64, e.pos, e.offset))
+    tmp = cg.temp()
+    r0 = cg.call("probe_read_kernel", [("stack", tmp), e.type.size, addr])
+    assert r0 is not None
+    cg.free(r0)
+    r = cg.target(dst)
+    cg.emit(ldx_mem(_SIZES[e.type.size], r, Reg.R10, tmp))
+    cg.release_temp(tmp)
+    if e.type.signed and e.type.size < 8:
+        cg.normalize(r, e.type)
+    return r
 
 
 def _safe_dst(cg: Codegen, dst: Reg | None, e: ir.Expr) -> Reg | None:

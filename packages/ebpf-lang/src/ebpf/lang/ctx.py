@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ebpf.core.btf import Array, Composite, Enum, Int, IntEncoding, Pointer, Qualifier, Spec
-from ebpf.lang.types import ArrayType, LangType, StructType, char, i8, i16, i32, i64, u8, u16, u32, u64
+from ebpf.lang.types import ArrayType, KPtrType, LangType, StructType, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = ["CtxType", "ctx_types", "PACKET_FIELDS"]
 
@@ -61,6 +61,21 @@ class CtxType:
         return f"ct.{self.name}"
 
 
+class _BtfRef:
+    """A struct reached through a pointer field: its layout is converted on first use."""
+
+    def __init__(self, spec: Spec, t: Composite) -> None:
+        self.spec = spec
+        self.t = t
+        self.name = t.name or "<anon>"
+        self._layout: StructType | None = None
+
+    def layout(self, spec: Spec | None = None) -> StructType:
+        if self._layout is None:
+            self._layout = _struct(self.spec, self.t, 0)
+        return self._layout
+
+
 def _lang_type(spec: Spec, type_id: int, depth: int) -> LangType:
     t = spec.resolve(type_id)
     while isinstance(t, Qualifier):
@@ -70,6 +85,11 @@ def _lang_type(spec: Spec, type_id: int, depth: int) -> LangType:
     if isinstance(t, Enum):
         return _INTS.get((t.size, t.signed), u32)
     if isinstance(t, Pointer):
+        target = spec.resolve(t.type_id)
+        while isinstance(target, Qualifier):
+            target = spec.resolve(target.type_id)
+        if isinstance(target, Composite) and target.members:
+            return KPtrType(_BtfRef(spec, target))
         return u64
     if isinstance(t, Array):
         elem = _lang_type(spec, t.type_id, depth + 1)

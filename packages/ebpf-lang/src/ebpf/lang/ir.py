@@ -76,6 +76,14 @@ class Load(Expr):
 
 
 @dataclass(eq=False)
+class KLoad(Expr):
+    """Read ``type`` (an integer) at kernel address ``base + offset`` with ``bpf_probe_read_kernel``."""
+
+    base: Expr | None = None
+    offset: int = 0
+
+
+@dataclass(eq=False)
 class BinOp(Expr):
     """``left op right`` with ``op`` one of + - * // % & | ^ << >>."""
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from ebpf.core.btf import Builder, IntEncoding
 
 __all__ = [
-    "LangType", "IntType", "ArrayType", "StructType", "PtrType", "Struct",
+    "LangType", "IntType", "KPtrType", "ArrayType", "StructType", "PtrType", "Struct",
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "char", "BOOL",
     "BtfTypes", "type_of_annotation",
 ]
@@ -86,6 +86,22 @@ i64 = IntType("i64", 8, True)
 char = IntType("char", 1, True, "char")
 #: The type of comparisons (0 or 1).
 BOOL = u64
+
+
+class KPtrType(IntType):
+    """The address of a kernel struct (a ``u64``): its fields are read with ``bpf_probe_read_kernel``.
+
+    ``target`` is anything with ``layout() -> StructType`` (a context type, or a BTF struct
+    reached through a pointer field).
+    """
+
+    def __init__(self, target: Any) -> None:
+        """A ``u64`` that knows what it points at."""
+        super().__init__("u64", 8, False, "u64")
+        self.target = target
+
+    def __repr__(self) -> str:
+        return f"kernel {getattr(self.target, 'name', '?')} *"
 
 
 @dataclass(eq=False)
