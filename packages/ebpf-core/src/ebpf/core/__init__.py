@@ -87,6 +87,7 @@ _export("programs", "ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "l
 _export("links", "Link", "BPFLink", "PerfEventLink", "CallbackLink", "LinkInfo", "create_link", "enable_stats")
 _export("plugins", "hookimpl", "plugin_manager", "load", "open_events", "AttachBackend")
 _export("collection", "Collection", "CollectionSpec")
+_export("arena", "ArenaMap", "create_arena_map")
 _export("struct_ops", "StructOpsMap", "StructOpsLink", "create_struct_ops_map", "list_struct_ops")
 
 # ``maps``, ``programs`` and ``links`` are both submodules and (callable, see _callable.py)
@@ -168,6 +169,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ebpf.core.plugins import AttachBackend, hookimpl, load, open_events, plugin_manager
     from ebpf.core.programs import Program, ProgramInfo, ProgramSpec, TestRunResult, load_program, programs
+    from ebpf.core.arena import ArenaMap, create_arena_map
     from ebpf.core.struct_ops import StructOpsLink, StructOpsMap, create_struct_ops_map, list_struct_ops
     from ebpf.core.system import (
         SystemInfo,
