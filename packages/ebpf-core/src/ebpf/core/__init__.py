@@ -88,6 +88,7 @@ _export("links", "Link", "BPFLink", "PerfEventLink", "CallbackLink", "LinkInfo",
 _export("plugins", "hookimpl", "plugin_manager", "load", "open_events", "AttachBackend")
 _export("collection", "Collection", "CollectionSpec")
 _export("arena", "ArenaMap", "create_arena_map")
+_export("token", "Token", "create_token")
 _export("struct_ops", "StructOpsMap", "StructOpsLink", "create_struct_ops_map", "list_struct_ops")
 
 # ``maps``, ``programs`` and ``links`` are both submodules and (callable, see _callable.py)
@@ -115,6 +116,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ebpf.core import asm, btf, codecs, errors, features, hookspecs, pins, plugins, system, types
+    from ebpf.core.arena import ArenaMap, create_arena_map
     from ebpf.core.codecs import make_event_parser, make_event_serializer
     from ebpf.core.collection import Collection, CollectionSpec
     from ebpf.core.errors import (
@@ -169,7 +171,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ebpf.core.plugins import AttachBackend, hookimpl, load, open_events, plugin_manager
     from ebpf.core.programs import Program, ProgramInfo, ProgramSpec, TestRunResult, load_program, programs
-    from ebpf.core.arena import ArenaMap, create_arena_map
     from ebpf.core.struct_ops import StructOpsLink, StructOpsMap, create_struct_ops_map, list_struct_ops
     from ebpf.core.system import (
         SystemInfo,
@@ -182,4 +183,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         init,
         kernel_version,
     )
+    from ebpf.core.token import Token, create_token
     from ebpf.core.types import AttachType, Helper, LinkType, MapType, ProgType

@@ -59,7 +59,8 @@ class ProgramSpec:
     ``"sched_process_exec"`` for tp_btf, ``"file_mprotect"`` for lsm, ``"task"`` for iter,
     ``"tcp_congestion_ops:ssthresh"`` for struct_ops) and is resolved through vmlinux BTF.
     ``log_size`` 0 means: load without a log, and on failure retry with a log that
-    grows until it fits.
+    grows until it fits.  ``token`` is a BPF token (:func:`ebpf.core.token.create_token`) whose
+    user namespace grants the load (Linux >= 6.9).
     """
 
     prog_type: ProgType | str | int
@@ -84,6 +85,7 @@ class ProgramSpec:
     fd_array: list[int] | None = None
     ifindex: int = 0
     maps: Sequence[Any] = ()
+    token: Any = None
 
     def copy(self) -> ProgramSpec:
         """A copy that can be changed without touching this one (lists copied, maps shared)."""
@@ -305,6 +307,8 @@ class _Prepared:
         a.attach_prog_fd = spec.attach_prog_fd or spec.attach_btf_obj_fd or 0
         if spec.btf is not None:
             a.prog_btf_fd = int(spec.btf.fd)
+        if spec.token is not None:  # BPF_F_TOKEN_FD (Linux >= 6.9)
+            a.prog_token_fd, a.prog_flags = int(spec.token.fd), a.prog_flags | (1 << 16)
         for kind in ("func", "line"):
             blob, rec = getattr(spec, f"{kind}_info"), getattr(spec, f"{kind}_info_rec_size")
             if blob:

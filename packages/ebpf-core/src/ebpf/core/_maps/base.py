@@ -61,7 +61,8 @@ class MapSpec:
 
     ``key_codec``/``value_codec`` default to ints for sizes 4 and 8 (``u32``/``u64``) and to raw
     bytes for other sizes.  ``inner_map`` (a :class:`Map` or :class:`MapSpec`) is the template of
-    array/hash of maps; ``btf`` an object with ``.fd``; ``mmapable`` adds BPF_F_MMAPABLE.
+    array/hash of maps; ``btf`` an object with ``.fd``; ``mmapable`` adds BPF_F_MMAPABLE;
+    ``token`` a BPF token (:func:`ebpf.core.token.create_token`) that delegates the creation.
     """
 
     map_type: MapType | str | int
@@ -82,6 +83,7 @@ class MapSpec:
     ifindex: int = 0
     pin_path: str | None = None
     mmapable: bool = False
+    token: Any = None
 
     def copy(self, **changes: Any) -> MapSpec:
         """A shallow copy, with ``changes`` applied."""

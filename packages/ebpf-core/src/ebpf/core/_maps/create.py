@@ -193,6 +193,8 @@ def create_map(spec: MapSpec | None = None, **fields: Any) -> Map:
     )
     if spec.btf is not None:
         attr.btf_fd = spec.btf.fd
+    if spec.token is not None:  # BPF_F_TOKEN_FD: the token's user namespace grants the capabilities
+        attr.map_token_fd, attr.map_flags = spec.token.fd, attr.map_flags | MAP_FLAGS["token_fd"]
     inner: Map | None = None
     if spec.inner_map is not None:
         if isinstance(spec.inner_map, Map):
