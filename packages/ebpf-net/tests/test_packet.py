@@ -138,6 +138,23 @@ def test_ipv6_tcp_port_rewrite_fixes_the_tcp_checksum():
         assert prog.test_run(ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")).retval == XdpAction.ABORTED
 
 
+@pytest.mark.parametrize("ctx", ["xdp", "tc"])
+def test_set_mac_and_ipv6_address(ctx):
+    p = Packet(ctx)
+    eth = p.ethernet()
+    ip6 = eth.ipv6()
+    ip6.tcp()
+    p.set(eth.dst, "02:aa:bb:cc:dd:ee").set(eth.src, bytes.fromhex("02ffeeddccbb"))
+    p.set(ip6.daddr, "fd00::beef:7")
+    with _load(ctx, p.program(on_miss=1, verdict=2)) as prog:
+        out = prog.test_run(ipv6_tcp("fd00::1", "fd00::2", 4000, 80))
+    assert out.retval == 2
+    frame = out.data_out
+    assert frame[:12] == bytes.fromhex("02aabbccddee02ffeeddccbb")
+    assert frame[38:54] == ipaddress.ip_address("fd00::beef:7").packed
+    assert l4_sum_ok(frame[22:38], frame[38:54], 6, frame[54:])  # the pseudo header moved with it
+
+
 def test_dsl_misuse_is_a_clear_error():
     p = Packet("xdp")
     eth = p.ethernet()
@@ -148,6 +165,8 @@ def test_dsl_misuse_is_a_clear_error():
         eth.udp()
     with pytest.raises(PacketError, match="6 bytes"):
         p.load(R2, eth.dst)
+    with pytest.raises(PacketError, match="MAC"):
+        p.set(eth.dst, "zz:00")
     with pytest.raises(PacketError, match="expected an int"):
         p.set(ip.ttl, 300)
     with pytest.raises(PacketError, match="does not appear"):

@@ -353,14 +353,22 @@ class Packet:
         self._insns.append(_JUMPS[op](R0, _value(value, f.size, repr(f)), target))
         return self
 
-    def set(self, field: Field, value: int | str | Reg) -> Packet:
+    def set(self, field: Field, value: int | str | bytes | Reg) -> Packet:
         """Write ``field`` (an int, an address string, or a register in host order) and update the checksums
         that cover it: the IPv4 header checksum for IPv4 fields, the L4 checksum for L4 fields and for the
-        addresses (pseudo header).  Uses r0-r5.
+        addresses (pseudo header).  MACs take ``"02:00:00:00:00:01"`` or 6 bytes; IPv6 addresses an
+        address string (written word by word).  Uses r0-r5.
 
-        :raises PacketError: not a 1, 2 or 4-byte field of this packet, or a bad value.
+        :raises PacketError: not a field of this packet, or a bad value.
         """
-        f, _, _ = self._field(field)
+        f, _, _ = self._field(field, (1, 2, 4, 6, 16))
+        if f.size == 6:
+            return self._set_mac(f, value)
+        if f.size == 16:
+            raw = _value(value, 16, repr(f)).to_bytes(16, "big")
+            for i in range(4):
+                self.set(f.word(i), int.from_bytes(raw[4 * i : 4 * i + 4], "big"))
+            return self
         self._new_value(f, value)
         if self.tc:
             self._set_tc(f)
@@ -368,7 +376,20 @@ class Packet:
             self._set_xdp(f)
         return self
 
-    def _new_value(self, f: Field, value: int | str | Reg) -> None:
+    def _set_mac(self, f: Field, value: object) -> Packet:
+        if isinstance(value, str):
+            try:
+                value = bytes.fromhex(value.replace(":", "").replace("-", ""))
+            except ValueError:
+                raise PacketError(f"{f!r}: {value!r} is not a MAC address") from None
+        if not isinstance(value, (bytes, bytearray)) or len(value) != 6:
+            raise PacketError(f"{f!r}: a MAC address is 6 bytes or 'aa:bb:cc:dd:ee:ff', not {value!r}")
+        _, base, off = self._field(f, (6,))
+        self._insns += [mov32(R0, int.from_bytes(value[:4], "little")), stx_mem(W, base, R0, off),
+                        mov32(R0, int.from_bytes(value[4:], "little")), stx_mem(H, base, R0, off + 4)]  # fmt: skip
+        return self
+
+    def _new_value(self, f: Field, value: int | str | bytes | Reg) -> None:
         """Put the new value, network order, in the fp-16 slot."""
         if isinstance(value, Reg):
             self._insns.append(mov64(R5, value))
