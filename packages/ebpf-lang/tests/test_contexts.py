@@ -6,7 +6,7 @@ import os
 import tempfile
 
 import pytest
-from ebpf.lang import HashMap, PerfEventArray, Struct, bpf, char, kernel, load, u32, u64
+from ebpf.lang import HashMap, PerfEventArray, Struct, bpf, char, kernel, load, u8, u16, u32, u64
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -47,6 +47,20 @@ def hello(ctx: ct.trace_event_raw_sys_enter) -> int:
     return 0
 
 
+class EthHdr(Struct):
+    dst: u8[6]
+    src: u8[6]
+    proto: u16
+
+
+@kernel("tc")
+def tc_proto(ctx: ct.__sk_buff) -> int:
+    eth = ctx.header(EthHdr, 0)
+    if eth is None:
+        return 0
+    return bpf.ntohs(eth.proto) + ctx.len * 0x10000
+
+
 TARGET = os.getpid()
 
 
@@ -85,3 +99,10 @@ def test_perf_event_output() -> None:
     assert len(received) == 3
     assert {(e.pid, e.magic) for e in received} == {(os.getpid(), 0x1122334455)}
     assert all(e.comm for e in received)
+
+
+def test_sk_buff_context_and_packet_headers() -> None:
+    with load([tc_proto]) as coll:
+        prog = coll.programs["tc_proto"]
+        assert prog.test_run(bytes(12) + b"\x86\xdd" + bytes(50)).retval == 0x86DD + 64 * 0x10000
+        assert prog.test_run(bytes(12) + b"\x08\x06" + bytes(2)).retval == 0x0806 + 16 * 0x10000  # ARP

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 from ebpf.core.errors import VerifierError
-from ebpf.lang import HashMap, LangError, Struct, compile, kernel, load, u32, u64
+from ebpf.lang import HashMap, KernelFunction, LangError, Struct, compile, kernel, load, u32, u64
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -90,15 +90,18 @@ def test_elf_object_loads_with_load_elf_and_keeps_line_info() -> None:
             assert Stats.decode(value) == Stats(packets=3, last_len=64)
 
 
-def test_map_dump_shows_typed_values() -> None:
+def test_map_dump_shows_typed_values(capsys: pytest.CaptureFixture[str]) -> None:
     from ebpf.core import dump_map
+    from ebpf.core.cli import main
 
     with load([count_stats]) as coll:
         prog = coll.programs["count_stats"]
         prog.test_run(bytes(64))
         prog.test_run(bytes(64))
         text = dump_map(coll.maps["stats"])
+        assert main(["map", "dump", str(coll.maps["stats"].info().id)]) == 0  # `ebpf map dump ID`
     assert "1: {'packets': 2, 'last_len': 64}" in text.splitlines()
+    assert "1: {'packets': 2, 'last_len': 64}" in capsys.readouterr().out.splitlines()
 
 
 def test_kernel_function_load_and_attach(example: Callable[[str], ModuleType]) -> None:
@@ -124,3 +127,23 @@ def test_disassembly_interleaves_python_lines() -> None:
 def test_compile_without_kernel_functions() -> None:
     with pytest.raises(LangError, match="no @kernel functions to compile"):
         compile(ModuleType("empty"))
+
+
+@pytest.mark.parametrize("name", ["execve_tracer", "xdp_counter", "cgroup_connect_block", "syscount", "latency_hist"])
+def test_elf_objects_load_with_libbpf(example: Callable[[str], ModuleType], name: str) -> None:
+    """libbpf itself (through pylibbpf) opens and loads what ebpf.lang.compile writes."""
+    import gc
+
+    import pylibbpf
+
+    module = example(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{name}.o")
+        compile(module, path)
+        obj = pylibbpf.BpfObject(path)
+        obj.load()
+        names = [f.name for f in vars(module).values() if isinstance(f, KernelFunction)]
+        assert names
+        assert all(obj.get_program(n).get_name() == n for n in names)
+        del obj
+        gc.collect()  # libbpf closes the object's fds when it is destroyed
