@@ -32,6 +32,19 @@ def test_kernel_symbols_name_the_syscall_entry() -> None:
     assert kernel.resolve(0x1000) is None and ksym(0x1000) == "[unknown]"
 
 
+def test_kallsyms_file_formats(tmp_path: Path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text("ffffffff81000100 T second\nffffffff81000000 t first\nffffffff81000050 D data_not_text\n"
+                    "ffffffffc0001000 t mod_fn\t[my_mod]\nc0002000 T short_form [other_mod]\ngarbage\n\n"
+                    "zzzz T bad_address\n")
+    table = KernelSymbols(str(path))
+    assert table.names == ["short_form", "first", "second", "mod_fn"]
+    assert table.resolve(0xFFFFFFFF81000060) == Symbol("first", 0x60, "kernel", "kernel")
+    assert table.resolve(0xFFFFFFFFC0001002) == Symbol("mod_fn", 2, "my_mod", "kernel")
+    with pytest.raises(EBPFError):
+        KernelSymbols(str(tmp_path / "missing"))
+
+
 def test_kptr_restrict_2_gives_a_reason_not_a_crash(kptr_restrict_2: None) -> None:
     hidden = KernelSymbols()
     assert hidden.reason and "kptr_restrict=2" in hidden.reason

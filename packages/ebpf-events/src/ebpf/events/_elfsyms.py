@@ -292,8 +292,7 @@ class ElfImage:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Symbol:
+class Symbol(NamedTuple):
     """A resolved address: function ``name``, ``offset`` into it, ``module`` (``"kernel"``, a kernel
     module, a file's base name, ``"[vdso]"``, ``"[perf-map]"``), and ``kind``: "kernel", "user" or "jit"."""
 

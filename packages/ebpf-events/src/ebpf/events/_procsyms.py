@@ -12,6 +12,9 @@ from ebpf.events._elfsyms import DEBUG_DIRS, ElfImage, FileSymbols, Symbol, Symb
 
 __all__ = ["ProcessSymbols", "Mapping", "PerfMap"]
 
+_bisect_right = bisect.bisect_right
+_new_symbol = tuple.__new__  # Symbol(...) without the namedtuple's Python-level __new__: the hot path
+
 
 class PerfMap:
     """A ``/tmp/perf-PID.map`` (``START SIZE name`` lines, hex), re-read when the file grows.
@@ -196,16 +199,28 @@ class ProcessSymbols:
 
     def resolve(self, addr: int) -> Symbol | None:
         """The function holding user address ``addr``, or None when it cannot be named."""
-        m = self.mapping_of(addr)
-        if m is None or m.table is None:
-            found = self.perf_map.lookup(addr)
-            if found is not None:
-                return Symbol(found[0], found[1], "[perf-map]", "jit")
-            return None
-        found = m.table.lookup(addr - m.bias)
-        if found is None:
-            return None
-        return Symbol(found[0], found[1], m.module, m.kind)
+        i = _bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            m = self.mappings[i]
+            table = m.table
+            if addr < m.end and table is not None:  # the common case, inlined
+                vaddr = addr - m.bias
+                addrs = table.addrs
+                j = _bisect_right(addrs, vaddr) - 1
+                if j < 0:
+                    return None
+                start, size = addrs[j], table.sizes[j]
+                if size and vaddr >= start + size:
+                    return None
+                return _new_symbol(Symbol, (table.names[j], vaddr - start, m.module, m.kind))
+        m2 = self.mapping_of(addr)
+        if m2 is not None and m2.table is not None:
+            found = m2.table.lookup(addr - m2.bias)
+            return Symbol(found[0], found[1], m2.module, m2.kind) if found else None
+        found = self.perf_map.lookup(addr)
+        if found is not None:
+            return Symbol(found[0], found[1], "[perf-map]", "jit")
+        return None
 
     def resolve_many(self, addresses: Iterable[int]) -> list[Symbol | None]:
         """:meth:`resolve` of each address (repeated addresses are resolved once)."""

@@ -36,6 +36,37 @@ from ebpf.events._procsyms import Mapping, PerfMap, ProcessSymbols
 __all__ = ["Symbol", "KernelSymbols", "ProcessSymbols", "PerfMap", "Mapping", "ksym", "usym", "symbolize",
            "DEBUG_DIRS", "is_kernel_address", "process_symbols", "file_symbols", "drop_file_cache"]
 _KERNEL_START = 0xFFFF800000000000
+_bisect_right = bisect.bisect_right
+_new_symbol = tuple.__new__  # Symbol(...) without the namedtuple's Python-level __new__: the hot path
+_TEXT_TYPES = frozenset("tTwW")
+
+
+def _parse_kallsyms(text: str) -> list[tuple[int, str, str]]:
+    """(address, name, module) of the text symbols with a non-zero address, in file order.
+
+    Lines are "ffffffff81000000 T _stext" or "ffffffffc0a01000 t fn\t[module]"; the fixed-width
+    64-bit layout is read by position (the fast path), anything else by splitting.
+    """
+    rows: list[tuple[int, str, str]] = []
+    add = rows.append
+    for line in text.splitlines():
+        if len(line) > 19 and line[16] == " " and line[18] == " ":
+            if line[17] not in _TEXT_TYPES:
+                continue
+            name, _, module = line[19:].partition("\t")
+            addr = int(line[:16], 16)
+            if addr:
+                add((addr, name, module[1:-1] if module else "kernel"))
+            continue
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in _TEXT_TYPES:
+            try:
+                addr = int(parts[0], 16)
+            except ValueError:
+                continue
+            if addr:
+                add((addr, parts[2], parts[3][1:-1] if len(parts) > 3 else "kernel"))
+    return rows
 
 
 def is_kernel_address(addr: int) -> bool:
@@ -63,30 +94,18 @@ class KernelSymbols:
                 text = fh.read()
         except OSError as exc:
             raise EBPFError(f"cannot read {path}: {exc.strerror or exc}") from None
-        rows = []
-        hidden = True
-        for line in text.split(b"\n"):
-            parts = line.split()
-            if len(parts) < 3 or parts[1] not in (b"t", b"T", b"w", b"W"):
-                continue
-            try:
-                addr = int(parts[0], 16)
-            except ValueError:
-                continue
-            if addr:
-                hidden = False
-                module = parts[3][1:-1].decode() if len(parts) > 3 else "kernel"
-                rows.append((addr, parts[2].decode("utf-8", "replace"), module))
-        rows.sort()
-        self.addrs = [r[0] for r in rows]
-        self.names = [r[1] for r in rows]
-        self.modules = [r[2] for r in rows]
+        rows = _parse_kallsyms(text.decode("utf-8", "replace"))
+        hidden = not rows  # kptr_restrict shows every address as 0
+        rows.sort()  # already nearly sorted (modules come last): cheap
+        columns = list(zip(*rows)) or [(), (), ()]
+        self.addrs: list[int] = list(columns[0])
+        self.names: list[str] = list(columns[1])
+        self.modules: list[str] = list(columns[2])
         #: why nothing resolves (kptr_restrict), or None
         self.reason: str | None = None
         if hidden:
             self.reason = (f"{path} shows every address as 0 (kernel.kptr_restrict={_read_sysctl('kptr_restrict')}): "
                            "kernel frames cannot be named; as root run `sysctl kernel.kptr_restrict=0` (or 1)")
-        self._cache: dict[int, Symbol] = {}
 
     @classmethod
     def shared(cls, reload: bool = False) -> KernelSymbols:
@@ -101,17 +120,10 @@ class KernelSymbols:
 
     def resolve(self, addr: int) -> Symbol | None:
         """The kernel function holding ``addr`` (module-qualified), or None when unknown or hidden."""
-        sym = self._cache.get(addr)
-        if sym is not None:
-            return sym
-        i = bisect.bisect_right(self.addrs, addr) - 1
+        i = _bisect_right(self.addrs, addr) - 1
         if i < 0 or addr < _KERNEL_START:
             return None
-        module = self.modules[i]
-        sym = Symbol(self.names[i], addr - self.addrs[i], module, "kernel")
-        if len(self._cache) < 1 << 16:
-            self._cache[addr] = sym
-        return sym
+        return _new_symbol(Symbol, (self.names[i], addr - self.addrs[i], self.modules[i], "kernel"))
 
     def address(self, name: str) -> int | None:
         """The address of kernel function ``name`` (linear search: for tests and tools), or None."""
