@@ -66,6 +66,7 @@ def test_every_map_kind_in_dot_maps_is_created(obj, pin_dir):
         assert h.info().btf_id != 0  # created with the object's BTF (key/value types)
         assert coll.maps["m_perf"].max_entries == bpf.cpu_count()
         assert coll.maps["m_lpm"].key_size == 8
+        assert isinstance(coll.maps["m_stack_trace"], bpf.StackTraceMap) and coll.maps["m_stack_trace"].depth == 127
         assert coll.maps["m_bloom"].info().map_extra == 3 if hasattr(coll.maps["m_bloom"].info(), "map_extra") else True
         # LIBBPF_PIN_BY_NAME: pinned under pin_root, and reused by the next load.
         assert os.path.exists(os.path.join(pin_dir, "m_pinned"))

@@ -14,6 +14,10 @@
   samples a program drains with ``bpf_user_ringbuf_drain``.
 - :mod:`ebpf.events.hist`: :class:`~ebpf.events.hist.Histogram` read from a map, printed as bcc does.
 - :mod:`ebpf.events.printk`: :class:`~ebpf.events.printk.TracePipe` and ``trace_print`` for ``bpf_printk`` output.
+- :mod:`ebpf.events.symbols`: addresses to names (kallsyms, ELF symbols and debug files, perf maps):
+  ``ksym``, ``usym``, ``symbolize``, :class:`~ebpf.events.symbols.ProcessSymbols`.
+- :mod:`ebpf.events.profile`: :class:`~ebpf.events.profile.Profiler` (CPU) and
+  :class:`~ebpf.events.profile.OffCpuProfiler`, folded stacks and flame graphs (``ebpf trace profile|offcpu``).
 
 The package registers with ebpf-core through the ``ebpf`` entry-point group
 (``ebpf.events.plugin``), so ``program.attach("syscalls:sys_enter_execve")`` and
@@ -26,7 +30,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ["ringbuf", "perf", "tracing", "tracers", "iterators", "userringbuf", "hist", "printk"]
+_MODULES = ["ringbuf", "perf", "tracing", "tracers", "iterators", "userringbuf", "hist", "printk", "symbols", "profile"]
 #: Names re-exported from a submodule, imported on first use.
 _NAMES = {"attach_iter": "iterators", "IterLink": "iterators", "UserRingBuffer": "userringbuf",
           "Histogram": "hist", "TracePipe": "printk", "trace_print": "printk"}
