@@ -105,7 +105,7 @@ def test_flow_dissector_on_a_namespace_sees_real_traffic(veth):
     with seen, prog, hashing, veth.b(), tc.attach_tcx(veth.b_if, hashing, "ingress"):
         assert veth.send_udp("b", 7400, count=3) == 3
         assert seen[0] == 0  # nothing attached yet: the kernel's own dissector ran
-        with fd.attach_flow_dissector(prog, veth.ns_b):
+        with prog.attach(veth.ns_b):  # the plugin's flow_dissector backend
             assert veth.send_udp("b", 7401, count=3) == 3
             runs = seen[0]
             assert runs >= 3 and seen[1] == 7401

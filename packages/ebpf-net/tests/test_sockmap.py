@@ -215,7 +215,7 @@ def test_stream_parser_and_verdict_splice_one_connection_into_another(netns, ent
         l1, l2 = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
         c1, s1 = _connect_pair(l1)
         c2, s2 = _connect_pair(l2)
-        with l1, l2, c1, s1, c2, s2, sockmap.attach_sk_skb(parser, socks), sockmap.attach_sk_skb(verdict, socks):
+        with l1, l2, c1, s1, c2, s2, parser.attach(socks), verdict.attach(socks):  # through the plugin
             socks[0], socks[1] = s1, s2
             c1.sendall(b"spliced by the kernel")
             assert c2.recv(100) == b"spliced by the kernel"

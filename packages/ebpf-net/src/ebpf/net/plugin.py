@@ -9,6 +9,9 @@ With ebpf-net installed, ``program.attach(target, **options)`` dispatches by pro
 - socket_filter → :func:`ebpf.net.socket_filter.attach_socket_filter` (target: socket or fd)
 - sk_lookup → :func:`ebpf.net.sk_lookup.attach_sk_lookup` (target: None or a netns)
 - netfilter → :func:`ebpf.net.netfilter.attach_netfilter` (target None; options pf, hook, priority)
+- sk_msg / sk_skb → :func:`ebpf.net.sockmap.attach_sk_msg` / ``attach_sk_skb`` (target: a sockmap/sockhash)
+- flow_dissector → :func:`ebpf.net.flow_dissector.attach_flow_dissector` (target: None or a netns)
+- sched_cls loaded for netkit_primary/netkit_peer → :func:`ebpf.net.netkit.attach_netkit` (target: the primary)
 """
 
 from __future__ import annotations
@@ -95,6 +98,30 @@ def _attach_netfilter(program: Any, target: Any, **options: Any) -> Link:
     return attach_netfilter(program, **options)
 
 
+def _attach_sockmap(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.sockmap import attach_sk_msg, attach_sk_skb
+
+    if ProgType.parse(program.prog_type) == ProgType.SK_MSG:
+        return attach_sk_msg(program, target, **options)
+    return attach_sk_skb(program, target, **options)
+
+
+def _attach_flow_dissector(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.flow_dissector import attach_flow_dissector
+
+    if options:
+        raise AttachError(f"flow dissectors take no attach options, got {', '.join(options)}")
+    return attach_flow_dissector(program, target)
+
+
+def _attach_netkit(program: Any, target: Any, **options: Any) -> Link:
+    from ebpf.net.netkit import attach_netkit
+
+    if options:
+        raise AttachError(f"netkit programs take no attach options, got {', '.join(options)}")
+    return attach_netkit(program, target, peer=program.expected_attach_type == AttachType.NETKIT_PEER)
+
+
 _CGROUP_TYPES = (
     ProgType.CGROUP_SKB,
     ProgType.CGROUP_SOCK,
@@ -108,7 +135,8 @@ _CGROUP_TYPES = (
 
 @hookimpl
 def ebpf_attach_backends() -> list[AttachBackend]:
-    """Attach backends for XDP, TC/TCX, cgroup, socket filter, sk_lookup and netfilter programs."""
+    """Attach backends for XDP, TC/TCX, cgroup, socket filter, sk_lookup, netfilter, sockmap, flow dissector
+    and netkit programs."""
     return [
         AttachBackend("xdp", ((ProgType.XDP, AttachType.XDP), (ProgType.XDP, None)), _attach_xdp, _DIST, _is_interface),
         AttachBackend(
@@ -136,6 +164,15 @@ def ebpf_attach_backends() -> list[AttachBackend]:
             ((ProgType.NETFILTER, AttachType.NETFILTER), (ProgType.NETFILTER, None)),
             _attach_netfilter,
             _DIST,
+        ),
+        AttachBackend("sockmap", ((ProgType.SK_MSG, None), (ProgType.SK_SKB, None)), _attach_sockmap, _DIST),
+        AttachBackend("flow_dissector", ((ProgType.FLOW_DISSECTOR, None),), _attach_flow_dissector, _DIST),
+        AttachBackend(
+            "netkit",
+            ((ProgType.SCHED_CLS, AttachType.NETKIT_PRIMARY), (ProgType.SCHED_CLS, AttachType.NETKIT_PEER)),
+            _attach_netkit,
+            _DIST,
+            _is_interface,
         ),
     ]
 
@@ -165,6 +202,11 @@ _SECTIONS: tuple[tuple[str, ProgType, AttachType | None], ...] = (
     ("netfilter", ProgType.NETFILTER, AttachType.NETFILTER),
     ("sk_skb/stream_parser", ProgType.SK_SKB, AttachType.SK_SKB_STREAM_PARSER),
     ("sk_skb/stream_verdict", ProgType.SK_SKB, AttachType.SK_SKB_STREAM_VERDICT),
+    ("sk_skb/verdict", ProgType.SK_SKB, AttachType.SK_SKB_VERDICT),
+    ("xdp/devmap", ProgType.XDP, AttachType.XDP_DEVMAP),
+    ("xdp/cpumap", ProgType.XDP, AttachType.XDP_CPUMAP),
+    ("netkit/primary", ProgType.SCHED_CLS, AttachType.NETKIT_PRIMARY),
+    ("netkit/peer", ProgType.SCHED_CLS, AttachType.NETKIT_PEER),
     ("sk_skb", ProgType.SK_SKB, None),
     ("sk_msg", ProgType.SK_MSG, AttachType.SK_MSG_VERDICT),
     ("flow_dissector", ProgType.FLOW_DISSECTOR, AttachType.FLOW_DISSECTOR),
