@@ -115,3 +115,33 @@ def test_c_congestion_control_from_struct_ops_by_update(build: str) -> None:
         with old.register():
             assert transfer("ebpf_reno_old") == "ebpf_reno_old" and coll.maps["calls"][0] > 0
         assert not selectable("ebpf_reno_old")
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _wait_for(path: str, want: str, seconds: float = 30.0) -> str:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (value := _read(path)) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_c_sched_ext_global_fifo(build: str) -> None:
+    require(have_struct_ops, "sched_ext_ops")  # CONFIG_SCHED_CLASS_EXT (none of this host's or the matrix's kernels)
+    require(have_link_type, "struct_ops")
+    state = "/sys/kernel/sched_ext/state"
+    with load_elf(FIXTURES / f"sched_fifo{build}.o") as coll:
+        with coll.maps["ebpf_fifo"].register():
+            assert _wait_for(state, "enabled") == "enabled"
+            assert _read("/sys/kernel/sched_ext/root/ops") == "ebpf_fifo"
+            done = subprocess.run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do true; done; echo ok"],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.stdout.strip() == "ok"  # tasks keep running under our scheduler
+            assert coll.maps["enqueued"][0] > 0
+        assert _wait_for(state, "disabled") == "disabled"  # the fair scheduler is back

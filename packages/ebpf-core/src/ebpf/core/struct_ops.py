@@ -72,12 +72,13 @@ def list_struct_ops() -> list[str]:
     """
     from ebpf.core.btf.types import Struct
 
-    # the value types are {common; data}; other bpf_struct_ops_* structs are the kernel's bookkeeping
+    # other bpf_struct_ops_* structs are the kernel's bookkeeping
     spec = _btf()
     out = []
     for t in spec:
-        if (isinstance(t, Struct) and t.name.startswith(_PREFIX) and [m.name for m in t.members] == ["common", "data"]
-                and spec.resolve(t.members[1].type_id).name == t.name[len(_PREFIX):]):
+        # {common; data} since 6.6, {refcnt; state; data} before: "data" is the kernel struct itself
+        if (isinstance(t, Struct) and t.name.startswith(_PREFIX) and t.members and t.members[-1].name == "data"
+                and spec.resolve(t.members[-1].type_id).name == t.name[len(_PREFIX):]):
             out.append(t.name[len(_PREFIX):])
     return sorted(out)
 
@@ -376,17 +377,21 @@ def _object_btf() -> Any:
     return load_btf(b.encode())
 
 
+#: The first Linux version with each struct_ops type.
+_VERSIONS = {"tcp_congestion_ops": "5.6", "bpf_dummy_ops": "5.6", "hid_bpf_ops": "6.11", "sched_ext_ops": "6.12"}
+
+
 @feature_test
 def have_struct_ops(struct_name: str = "tcp_congestion_ops") -> None:
     """Probe for struct_ops maps of ``struct_name`` by creating one (nothing is registered).
 
     :raises UnsupportedFeatureError: when the kernel has no such struct_ops type or refuses the map.
     """
-    feature = f"struct_ops {struct_name}"
+    feature, version = f"struct_ops {struct_name}", _VERSIONS.get(struct_name, "5.6")
     try:
         ops = create_struct_ops_map(struct_name, link=False)
     except BPFSyscallError as exc:
-        raise probe_error(exc, feature, "5.6") from None
+        raise probe_error(exc, feature, version) from None
     except EBPFError as exc:  # no such struct_ops type (or no BTF)
-        raise UnsupportedFeatureError(feature, "5.6", str(exc)) from None
+        raise UnsupportedFeatureError(feature, version, str(exc)) from None
     ops.close()
