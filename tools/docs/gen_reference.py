@@ -13,6 +13,12 @@ import mkdocs_gen_files
 ROOT = Path(__file__).resolve().parents[2]
 nav = mkdocs_gen_files.Nav()
 
+_listed = (ROOT / "mkdocs.yml").read_text()
+_missing = [p.relative_to(ROOT).as_posix() for p in sorted(ROOT.glob("packages/ebpf-*/src"))
+            if p.relative_to(ROOT).as_posix() not in _listed]
+if _missing:  # a new distribution must be added to the mkdocstrings handler's paths
+    raise SystemExit(f"mkdocs.yml: add {', '.join(_missing)} to plugins.mkdocstrings.handlers.python.paths")
+
 for src in sorted(ROOT.glob("packages/ebpf-*/src")):
     for path in sorted(src.rglob("*.py")):
         parts = list(path.relative_to(src).with_suffix("").parts)
