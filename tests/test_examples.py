@@ -39,10 +39,20 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                   r"through prog.attach\(sock\): 0/5"]),
 }
 
+#: examples/lang/: the same tools with the kernel side written in Python (ebpf-lang)
+LANG_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "execve_tracer.py": (["--duration", "1"], [r"PID\s+PPID\s+COMM\s+FILENAME", r"\d+\s+\d+\s+python[\d.]*\s+\S*/true\b"]),
+    "xdp_counter.py": (["--duration", "0.5"], [r"udp: [1-9]\d*"]),
+    "cgroup_connect_block.py": ([], [r"\d+ refused 1\n\d+ connected", r"refused connects to \d+: 1"]),
+    "syscount.py": (["--duration", "0.5"], [r"SYSCALL\s+COUNT", r"\s+\d+\s+[1-9]\d*"]),
+    "latency_hist.py": (["--duration", "0.5", "--pid", "0"], [r"nsecs", r"-> \d+\s+: [1-9]\d*\s+\|\*+"]),
+}
+
 
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
     assert scripts == set(CASES)
+    assert {p.name for p in (EXAMPLES / "lang").glob("*.py")} == set(LANG_CASES)
 
 
 def _leftovers(pid: int) -> list[str]:
@@ -53,9 +63,9 @@ def _leftovers(pid: int) -> list[str]:
     return left
 
 
-@pytest.mark.parametrize("script", sorted(CASES))
+@pytest.mark.parametrize("script", [*sorted(CASES), *[f"lang/{name}" for name in sorted(LANG_CASES)]])
 def test_example_runs(script: str) -> None:
-    args, patterns = CASES[script]
+    args, patterns = LANG_CASES[script[5:]] if script.startswith("lang/") else CASES[script]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*PATHS, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / script), *args], env=env, text=True,

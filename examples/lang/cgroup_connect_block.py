@@ -52,7 +52,7 @@ def main() -> None:
     from ebpf.lang import load
     from ebpf.net.cgroup import attach_cgroup_program, cgroup_root, create_cgroup
 
-    path = create_cgroup(os.path.join(cgroup_root(), f"ebpf-lang-example-{os.getpid()}"))
+    path = create_cgroup(os.path.join(cgroup_root(), f"ebpf-example-{os.getpid()}"))
     try:
         with load(sys.modules[__name__]) as coll, socket.socket() as a, socket.socket() as b:
             for s in (a, b):

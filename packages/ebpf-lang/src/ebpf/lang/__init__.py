@@ -41,13 +41,14 @@ from ebpf.lang.maps import (
     PerfEventArray,
     RingBuf,
 )
+from ebpf.lang.source import source_module
 from ebpf.lang.types import Struct, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = [
     "ArrayMap", "CompiledModule", "CompiledProgram", "CtxType", "HashMap", "KernelFunction", "LangError",
     "LruHashMap", "LruPerCpuHashMap", "Map", "MapDecl", "PerCpuArrayMap", "PerCpuHashMap", "PerfEventArray",
     "RingBuf", "Struct", "bpf", "char", "compile", "compile_module", "ctx_types", "i8", "i16", "i32", "i64",
-    "kernel", "load", "u8", "u16", "u32", "u64",
+    "kernel", "load", "source_module", "u8", "u16", "u32", "u64",
 ]
 
 
