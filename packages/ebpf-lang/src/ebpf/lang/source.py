@@ -32,5 +32,5 @@ def source_module(text: str, name: str = "", filename: str = "") -> types.Module
     module = types.ModuleType(name)
     module.__file__ = filename
     sys.modules[name] = module  # Struct annotations and dataclass-like lookups resolve through it
-    exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102  (the caller's own program text)
+    exec(compile(text, filename, "exec"), module.__dict__)  # the caller's own program text
     return module
