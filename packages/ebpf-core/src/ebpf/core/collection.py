@@ -60,6 +60,8 @@ class VariableSpec:
     :ivar readonly: True for ``.rodata`` (settable only before load, through ``constants=``).
     :ivar signed: decode as a signed integer.
     :ivar type_name: the C type name when known (``"int"``, ``"char[16]"``), else ``""``.
+    :ivar kind: what the type is when known: ``"int"``, ``"enum"``, ``"pointer"``, ``"array"``,
+        ``"struct"``, ``"union"`` (else ``""``); an int or enum variable takes no str or bytes.
     """
 
     name: str
@@ -69,6 +71,7 @@ class VariableSpec:
     readonly: bool = False
     signed: bool = False
     type_name: str = ""
+    kind: str = ""
 
 
 Hook = Callable[["CollectionSpec", dict[str, Any]], None]
@@ -156,6 +159,11 @@ class CollectionSpec:
         spec = self.copy()
         for hook in spec.hooks:
             hook(spec, options)
+        for name in [n for n, p in spec.programs.items() if not getattr(p, "autoload", True)]:
+            del spec.programs[name]  # ProgramSpec.autoload = False: left out, as libbpf does
+            spec.references.pop(name, None)
+            for entries in spec.map_contents.values():
+                entries[:] = [(k, v) for k, v in entries if v != name]
         constants = options.get("constants") or {}
         if constants:
             spec.set_constants(constants)
@@ -164,6 +172,10 @@ class CollectionSpec:
 
 def encode_value(var: VariableSpec, value: object) -> bytes:
     """Encode ``value`` for ``var`` (little-endian ints, bytes/str padded with NULs)."""
+    if var.kind in ("int", "enum", "pointer") and not isinstance(value, int):
+        # "abc" would otherwise become the int 6513249: say what the variable is instead.
+        raise EBPFError(f"variable {var.name!r} is {var.type_name or var.kind} ({var.size} bytes): "
+                        f"give an int, not {type(value).__name__}")
     if isinstance(value, bool):
         value = int(value)
     if isinstance(value, int):

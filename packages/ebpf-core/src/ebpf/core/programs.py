@@ -86,6 +86,7 @@ class ProgramSpec:
     ifindex: int = 0
     maps: Sequence[Any] = ()
     token: Any = None
+    autoload: bool = True  # False: a collection leaves this program out (libbpf's bpf_program__set_autoload)
 
     def copy(self) -> ProgramSpec:
         """A copy that can be changed without touching this one (lists copied, maps shared)."""

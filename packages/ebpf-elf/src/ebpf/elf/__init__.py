@@ -32,6 +32,7 @@ from ebpf.elf.loader import (
     load_spec,
 )
 from ebpf.elf.sections import SECTION_DEFS, SectionMatch, match_section
+from ebpf.elf.settings import configure
 
 __all__ = [
     "CompileError",
@@ -45,6 +46,7 @@ __all__ = [
     "SectionMatch",
     "VariableInfo",
     "compile_c",
+    "configure",
     "create_maps_from_elf",
     "get_program",
     "include_dir",

@@ -3,8 +3,8 @@
 Each relocation names a local (object BTF) type, an access path (``"0:1:2"``) and a kind
 (field offset/size/existence/signedness/shifts, type id/existence/size/match, enum value
 existence/value).  Candidates in the target BTF share the local type's *essential name*
-(``task_struct___old`` -> ``task_struct``); the first candidate the access path matches gives
-the value patched into the instruction.  A relocation no candidate satisfies gives 0 for the
+(``task_struct___old`` -> ``task_struct``); the candidates the access path matches give the
+value patched into the instruction, and candidates that disagree are an error (as libbpf).  A relocation no candidate satisfies gives 0 for the
 ``*_exists``/``type_matches`` kinds; for the others the instruction is *poisoned* (a call to
 an invalid helper, as libbpf does) so the program still loads when that code is dead, and a
 program that reaches it fails with a :class:`BTFError` naming the type and field.
@@ -228,13 +228,17 @@ def calc_relo(local: Spec, target: Spec, relo: CoreRelo, where: str = "") -> Cor
     if kind in _FIELD_KINDS:
         steps, path = _local_field_path(local, relo.type_id, idx, where)
         desc = f"{local_t.kind_name} {local_t.name}: field {path}"
+        results: dict[tuple[int, int], str] = {}
         for cand in _candidates(root, target):
             found = _match_field(local, relo.type_id, steps, target, cand)
             if found is not None:
-                value, new_size = _field_value(kind, target, *found)
-                lfound = _match_field(local, relo.type_id, steps, local, root)
-                orig_size = _field_value(R.FIELD_BYTE_SIZE, local, *lfound)[0] if lfound else 0
-                return CoreResult(value, orig_size=orig_size, new_size=new_size)
+                results.setdefault(_field_value(kind, target, *found), cand.name)
+        if results:
+            _unambiguous(results, desc, where)
+            (value, new_size), = results
+            lfound = _match_field(local, relo.type_id, steps, local, root)
+            orig_size = _field_value(R.FIELD_BYTE_SIZE, local, *lfound)[0] if lfound else 0
+            return CoreResult(value, orig_size=orig_size, new_size=new_size)
         if kind == R.FIELD_EXISTS:
             return CoreResult(0)
         return CoreResult(0, True, reason=f"{desc} not found in the kernel's BTF")
@@ -244,24 +248,37 @@ def calc_relo(local: Spec, target: Spec, relo: CoreRelo, where: str = "") -> Cor
             if kind in (R.TYPE_EXISTS, R.TYPE_MATCHES):
                 return CoreResult(0)
             return CoreResult(0, True, reason=f"type {local_t.kind_name} {local_t.name!r} not found in the kernel's BTF")
-        c = cands[0]
         if kind == R.TYPE_ID_TARGET:
-            return CoreResult(c.id)
-        if kind == R.TYPE_SIZE:
-            return CoreResult(target.sizeof(c))
-        return CoreResult(1)
+            values = {(c.id, 0): c.name for c in cands}
+        elif kind == R.TYPE_SIZE:
+            values = {(target.sizeof(c), 0): c.name for c in cands}
+        else:
+            return CoreResult(1)
+        _unambiguous(values, f"type {local_t.kind_name} {local_t.name!r}", where)
+        return CoreResult(next(iter(values))[0])
     if kind in _ENUM_KINDS:
         if not isinstance(root, Enum) or idx[0] >= len(root.values):
             raise BTFError(f"{where}: enum relocation on {root.kind_name} {root.name!r} index {idx[0]}")
         ename = root.values[idx[0]].name
-        for cand in _candidates(root, target):
-            for ev in cand.values if isinstance(cand, Enum) else ():
-                if ev.name == ename:
-                    return CoreResult(1 if kind == R.ENUMVAL_EXISTS else ev.value)
+        found_values = {(ev.value, 0): cand.name for cand in _candidates(root, target)
+                        for ev in (cand.values if isinstance(cand, Enum) else ()) if ev.name == ename}
+        if found_values:
+            if kind == R.ENUMVAL_EXISTS:
+                return CoreResult(1)
+            _unambiguous(found_values, f"enum {root.name!r} value {ename!r}", where)
+            return CoreResult(next(iter(found_values))[0])
         if kind == R.ENUMVAL_EXISTS:
             return CoreResult(0)
         return CoreResult(0, True, reason=f"enum {root.name!r} value {ename!r} not found in the kernel's BTF")
     raise BTFError(f"{where}: unknown CO-RE relocation kind {kind}")
+
+
+def _unambiguous(results: dict[tuple[int, int], str], desc: str, where: str) -> None:
+    """Several kernel types matched with different answers: an error, as libbpf (never "the first")."""
+    if len(results) > 1:
+        answers = ", ".join(f"{name!r} gives {value}" for (value, _), name in results.items())
+        raise BTFError(f"{where}: ambiguous CO-RE relocation of {desc}: the kernel has several matching "
+                       f"types that disagree ({answers}); rename the local type or use a ___flavor that fits one")
 
 
 _SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}

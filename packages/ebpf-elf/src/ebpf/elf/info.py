@@ -23,6 +23,7 @@ class ProgramInfo:
     :ivar attach_type: expected attach type name or None.
     :ivar attach_target: the section-derived target ``program.attach()`` uses, or None.
     :ivar attach_to: the BTF target of fentry/fexit/tp_btf/lsm/iter sections, or None.
+    :ivar error: why the program cannot be loaded as it is (an unresolved reference), or None.
     :ivar size: bytes of its own instructions; ``insn_count`` after linking subprograms.
     """
 
@@ -35,6 +36,7 @@ class ProgramInfo:
     insn_count: int
     subprograms: tuple[str, ...] = ()
     attach_to: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def inspect_elf(path: str | os.PathLike[str] | ElfObject) -> ObjectInfo:
     from ebpf.elf.loader import link_object
 
     obj = path if isinstance(path, ElfObject) else parse_elf_file(path)
-    maps, linked = link_object(obj)
+    broken: dict[str, str] = {}
+    maps, linked = link_object(obj, broken)
     info = ObjectInfo(obj.path, obj.license, obj.kernel_version, btf=obj.btf is not None,
                       btf_types=obj.btf.count - 1 if obj.btf else 0, btf_ext=obj.btf_ext is not None)
 
@@ -125,6 +128,11 @@ def inspect_elf(path: str | os.PathLike[str] | ElfObject) -> ObjectInfo:
         except ValueError:
             return str(value)
 
+    for fn in obj.programs:
+        if fn.name in broken:  # cannot be linked (an unresolved reference): listed, not loadable
+            m = fn.match
+            info.programs.append(ProgramInfo(fn.name, fn.section.name, m.prog_type.lower_name if m else "unknown",
+                                             None, None, fn.size, fn.size // 8, (), None, broken[fn.name]))
     for lp in linked:
         fn, m = lp.function, lp.function.match
         info.programs.append(ProgramInfo(

@@ -11,14 +11,15 @@ import os
 import struct
 from typing import Any
 
-from ebpf.core.btf import Array, Enum, Enum64, Int
+from ebpf.core.btf import Array, Composite, Enum, Int, Pointer, Union
 from ebpf.core.collection import Collection, CollectionSpec, VariableSpec
 from ebpf.core.errors import BTFError, EBPFError, ELFError
 from ebpf.core.types import MapType, ProgType
 from ebpf.elf.btf_fixup import fixup_btf, kconfig_size
 from ebpf.elf.mapdefs import LIBBPF_PIN_BY_NAME, MapDef, collect_maps
-from ebpf.elf.objfile import ElfObject, parse_object
+from ebpf.elf.objfile import ElfObject, Function, parse_object
 from ebpf.elf.relocations import KCONFIG_MAP, LinkedProgram, link_program
+from ebpf.elf.settings import configure
 
 __all__ = [
     "load_spec",
@@ -72,22 +73,28 @@ def _map_spec(md: MapDef, obj: ElfObject) -> Any:
     )
 
 
-def _int_signed(obj: ElfObject, type_id: int) -> tuple[bool, str]:
+def _var_type(obj: ElfObject, type_id: int) -> tuple[bool, str, str]:
+    """(signed, C type name, kind) of a global variable's BTF type."""
     btf = obj.btf
     if btf is None or not type_id:
-        return False, ""
+        return False, "", ""
     try:
         t = btf.resolve(type_id)
         if isinstance(t, Int):
-            return t.signed, t.name
+            return t.signed, t.name, "int"
         if isinstance(t, Array):
             elem = btf.resolve(t.type_id)
-            return False, f"{elem.name}[{t.nelems}]"
-        if isinstance(t, Enum) and not isinstance(t, Enum64):
-            return t.signed, f"enum {t.name}"
-        return False, t.name
+            return False, f"{elem.name}[{t.nelems}]", "array"
+        if isinstance(t, Enum):
+            return t.signed, f"enum {t.name}", "enum"
+        if isinstance(t, Pointer):
+            return False, "pointer", "pointer"
+        if isinstance(t, Composite):
+            kind = "union" if isinstance(t, Union) else "struct"
+            return False, f"{kind} {t.name}".rstrip(), kind
+        return False, t.name, ""
     except BTFError:
-        return False, ""
+        return False, "", ""
 
 
 def _add_data_maps(obj: ElfObject, spec: CollectionSpec) -> None:
@@ -105,8 +112,10 @@ def _add_data_maps(obj: ElfObject, spec: CollectionSpec) -> None:
         if d.readonly:
             spec.freeze.add(d.name)
         for vname, (off, size, type_id) in d.variables.items():
-            signed, tname = _int_signed(obj, type_id)
-            spec.variables[vname] = VariableSpec(vname, d.name, off, size, d.readonly, signed, tname)
+            if vname in d.private:
+                continue
+            signed, tname, kind = _var_type(obj, type_id)
+            spec.variables[vname] = VariableSpec(vname, d.name, off, size, d.readonly, signed, tname, kind)
     size = kconfig_size(obj)
     if size:
         spec.maps[KCONFIG_MAP] = MapSpec(map_type=MapType.ARRAY, key_size=4, value_size=size, max_entries=1,
@@ -155,9 +164,12 @@ def _program_spec(obj: ElfObject, linked: LinkedProgram) -> Any:
     )
 
 
-def link_object(obj: ElfObject) -> tuple[dict[str, MapDef], list[LinkedProgram]]:
+def link_object(obj: ElfObject, errors: dict[str, str] | None = None) -> tuple[dict[str, MapDef], list[LinkedProgram]]:
     """The object's map definitions and its linked programs (no kernel objects).
 
+    :param errors: when given, a program that cannot be linked (a reference to an undefined
+        symbol, say) is left out and its error recorded here by name, instead of raised: as
+        libbpf and cilium/ebpf, a broken program matters only when it is loaded.
     :raises ELFError: bad relocations, unknown symbols.
     """
     maps = collect_maps(obj)
@@ -165,7 +177,15 @@ def link_object(obj: ElfObject) -> tuple[dict[str, MapDef], list[LinkedProgram]]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ELFError(f"{obj.path}: several programs called {sorted(dup)}")
-    return maps, [link_program(obj, fn, maps) for fn in obj.programs]
+    linked = []
+    for fn in obj.programs:
+        try:
+            linked.append(link_program(obj, fn, maps))
+        except ELFError as exc:
+            if errors is None:
+                raise
+            errors[fn.name] = str(exc)
+    return maps, linked
 
 
 def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
@@ -180,7 +200,8 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
     """
     name = _path(path)
     obj = parse_object(name)
-    maps, linked = link_object(obj)
+    broken: dict[str, str] = {}
+    maps, linked = link_object(obj, broken)
     spec = CollectionSpec(btf=fixup_btf(obj))
     for md in maps.values():
         if md.inner is not None and md.name.endswith(".inner"):
@@ -199,21 +220,65 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
             entries.append((index.to_bytes(4, "little"), target))
         if entries:
             spec.map_contents[md.name] = entries
+    linked_names = {lp.function.name for lp in linked}
+    for fn in obj.programs:
+        if fn.match is None and fn.name not in broken:
+            broken[fn.name] = (f"{obj.path}: program {fn.name!r}: unknown section {fn.section.name!r} (no known "
+                               f"prefix; plugins add prefixes through the ebpf_section_types hook)")
     for lp in linked:
         pname = lp.function.name
+        if pname in broken:
+            continue
         spec.programs[pname] = _program_spec(obj, lp)
         spec.references[pname] = list(lp.references)
         spec.attach_targets[pname] = lp.function.match.attach_target if lp.function.match else None
         spec.sections[pname] = lp.function.section.name
+    for fn in obj.programs:
+        if fn.name in broken:  # listed (so it can be switched off), refused only if loaded
+            spec.programs[fn.name] = _placeholder(obj, fn, fn.name in linked_names)
+            spec.references[fn.name] = []
+            spec.attach_targets[fn.name] = None
+            spec.sections[fn.name] = fn.section.name
     from ebpf.elf.struct_ops import apply_struct_ops
 
     apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
     spec.hooks.append(_strict_btf)
+    spec.hooks.append(_autoload_hook(broken))
     if any(lp.core_relos or lp.externs for lp in linked):
         from ebpf.elf.core_relo import make_prepare_hook
 
         spec.hooks.append(make_prepare_hook(obj, {lp.function.name: lp for lp in linked}))
     return spec
+
+
+def _placeholder(obj: ElfObject, fn: Function, linked: bool) -> Any:
+    """The spec of a program that cannot load as it is (unknown section or unresolved reference)."""
+    from ebpf.core.programs import ProgramSpec
+
+    m = fn.match
+    return ProgramSpec(prog_type=m.prog_type if m else ProgType.UNSPEC, insns=fn.insns, license=obj.license or "GPL",
+                       name=fn.name, expected_attach_type=m.attach_type if m else None)
+
+
+def _autoload_hook(broken: dict[str, str]) -> Any:
+    """Drop programs with ``autoload=False``; refuse to load a broken program that is still wanted."""
+
+    def autoload(spec: CollectionSpec, options: dict[str, Any]) -> None:
+        for pname, pspec in list(spec.programs.items()):
+            if not getattr(pspec, "autoload", True):
+                _drop_program(spec, pname)
+            elif pname in broken:
+                raise ELFError(f"{broken[pname]} (leave the program out: spec.programs[{pname!r}].autoload = False, "
+                               f"or load_elf(..., programs={{{pname!r}: {{'autoload': False}}}}))")
+
+    return autoload
+
+
+def _drop_program(spec: CollectionSpec, pname: str) -> None:
+    del spec.programs[pname]
+    spec.references.pop(pname, None)
+    for entries in spec.map_contents.values():
+        entries[:] = [(k, v) for k, v in entries if v != pname]
 
 
 def _strict_btf(spec: CollectionSpec, options: dict[str, Any]) -> None:
@@ -228,10 +293,13 @@ def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
     """Load every map and program of an object file.
 
     :param path: the ``.o`` file.
-    :param options: ``constants={name: value}`` (``.rodata`` and other globals set before load),
+    :param options: ``constants={name: value}`` (``.rodata`` and other globals set before load;
+        an int or enum variable takes only an int), ``maps={name: {"max_entries": n, "value_size": n,
+        "flags": n, "pinning": "by_name", ...}}`` and ``programs=[names]`` or ``programs={name:
+        {"autoload": False, "type": "kprobe", ...}}`` (see :func:`ebpf.elf.settings.configure`),
         ``btf_path=`` (kernel BTF for CO-RE instead of ``/sys/kernel/btf/vmlinux``),
         ``pin_root=`` (for maps pinned by name; default ``/sys/fs/bpf``), ``log_level=``,
-        ``keep_log=``, ``programs=[names]`` (load only these programs), ``require_btf=False``
+        ``keep_log=``, ``require_btf=False``
         (load without the object's BTF when the kernel rejects it, with a warning; by default
         that is a :class:`BTFError`).
     :returns: the :class:`Collection` (``programs``, ``maps``, ``variables``); close it or use ``with``.
@@ -239,17 +307,7 @@ def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
     :raises VerifierError: the verifier rejected a program (``.log`` points at source lines).
     """
     spec = load_spec(path)
-    wanted = options.pop("programs", None)
-    if wanted is not None:
-        missing = [p for p in wanted if p not in spec.programs]
-        if missing:
-            raise ELFError(f"{os.fspath(path)}: no program(s) {missing} (programs: {sorted(spec.programs)})")
-        for pname in list(spec.programs):
-            if pname not in wanted:
-                del spec.programs[pname]
-                spec.references.pop(pname, None)
-                for entries in spec.map_contents.values():
-                    entries[:] = [(k, v) for k, v in entries if v != pname]
+    configure(spec, maps=options.pop("maps", None), programs=options.pop("programs", None))
     return spec.load(**options)
 
 

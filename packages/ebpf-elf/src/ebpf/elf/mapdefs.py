@@ -78,12 +78,14 @@ def _legacy_maps(obj: ElfObject) -> dict[str, MapDef]:
     syms = sorted(_symbols_in(obj, sec.index).items(), key=lambda kv: kv[1][0])
     if not syms:
         return {}
-    size = sec.size // len(syms)
-    if size < 20:
-        raise ELFError(f"{obj.path}: section 'maps': {len(syms)} maps in {sec.size} bytes: "
-                       f"a bpf_map_def needs at least 20")
+    # Each definition's size is its symbol's: padding or trailing bytes in the section (a
+    # compiler's alignment, an iproute2-style longer struct) do not shift the definitions.
+    even = sec.size // len(syms)
     out = {}
-    for name, (off, _sz) in syms:
+    for name, (off, sym_size) in syms:
+        size = sym_size or even
+        if size < 20:
+            raise ELFError(f"{obj.path}: section 'maps': map {name!r} is {size} bytes: a bpf_map_def needs at least 20")
         if off + 20 > len(sec.data):
             raise ELFError(f"{obj.path}: section 'maps': map {name!r} at offset {off:#x} is truncated")
         mt, ks, vs, me, fl = struct.unpack_from("<5I", sec.data, off)

@@ -53,6 +53,7 @@ class DataSection:
     readonly: bool
     datasec_id: int = 0
     variables: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (offset, size, btf type)
+    private: set[str] = field(default_factory=set)  # static or hidden: not settable from user space
 
     @property
     def name(self) -> str:
@@ -211,6 +212,8 @@ def _collect_data(obj: ElfObject) -> None:
             if sym.value + sym.size > sec.size:
                 raise ELFError(f"{obj.path}: variable {sym.name!r} at offset {sym.value:#x} runs past section {sec.name!r}")
             d.variables[sym.name] = (sym.value, sym.size, var_types.get(sym.name, 0))
+            if sym.bind == "STB_LOCAL" or sym.visibility == "STV_HIDDEN":
+                d.private.add(sym.name)  # as libbpf's skeleton: the object's own business
         obj.data[sec.index] = d
 
 

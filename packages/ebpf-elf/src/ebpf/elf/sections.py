@@ -169,7 +169,7 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
     SectionDef("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, EXACT),
     SectionDef("struct_ops", P.STRUCT_OPS),
     SectionDef("struct_ops.s", P.STRUCT_OPS, None, SLEEPABLE),
-    SectionDef("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, EXACT),
+    SectionDef("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP),  # "sk_lookup/label" too
     SectionDef("netfilter", P.NETFILTER, A.NETFILTER, EXACT),
 )
 
