@@ -58,7 +58,8 @@ def test_trace_exec_shows_a_launch_with_its_parent(tmp_path: Path) -> None:
     assert lines, out
     pid, ppid, uid = (int(v) for v in lines[0].split()[:3])
     assert (pid, ppid, uid) == (launched[0], os.getpid(), os.getuid())
-    assert out.splitlines()[0].split() == ["PID", "PPID", "UID", "COMM", "FILENAME"]
+    assert out.splitlines()[0].split() == ["PID", "PPID", "UID", "RET", "COMM", "ARGS"]
+    assert lines[0].split()[3] == "0"  # the return code of the exec
 
 
 def test_trace_exec_json_lines(tmp_path: Path) -> None:
@@ -67,7 +68,8 @@ def test_trace_exec_json_lines(tmp_path: Path) -> None:
     out, _ = _trace_while(["exec", "--json", "--duration", "1.5"], lambda: subprocess.run([str(marker)], check=True))
     events = [json.loads(line) for line in out.splitlines()]  # every line is one JSON object
     mine = [e for e in events if e["filename"] == str(marker)]
-    assert mine and set(mine[0]) == {"pid", "ppid", "uid", "comm", "filename"}
+    assert mine and set(mine[0]) == {"pid", "ppid", "uid", "comm", "filename", "ret", "argv", "error"}
+    assert mine[0]["argv"] == [str(marker)] and mine[0]["ret"] == 0
     assert mine[0]["ppid"] == os.getpid()
 
 

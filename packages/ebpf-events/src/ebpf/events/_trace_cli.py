@@ -84,9 +84,7 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``trace`` (with ``exec``, ``open``, ``tcp-connect``) to the ``ebpf`` parser."""
     p = subparsers.add_parser("trace", help="live events: process launches, file opens, TCP connects (ebpf-events)")
     sub = p.add_subparsers(dest="tracer", metavar="TRACER", required=True)
-    helps = {
-        "exec": "execve() calls: pid, ppid, uid, comm, filename (syscalls:sys_enter_execve)",
-        "open": "openat() calls: pid, uid, comm, flags, path (syscalls:sys_enter_openat)",
+    helps = {  # exec and open come from ebpf.events.tools (fd/error, argv, return code)
         "tcp-connect": "outgoing TCP connects: pid, uid, comm, address, port (sock:inet_sock_set_state)",
     }
     for name, text in helps.items():
@@ -99,3 +97,7 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     from ebpf.events._profile_cli import add_profile_commands
 
     add_profile_commands(sub)
+    from ebpf.events.tools._cli import add_list_command, add_tool_commands
+
+    add_tool_commands(sub)
+    add_list_command(subparsers)

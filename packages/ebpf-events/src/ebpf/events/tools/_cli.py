@@ -1,0 +1,234 @@
+"""``ebpf trace exec|open|execsnoop|opensnoop|syscount|funclatency|runqlat|biolatency|printk`` and
+``ebpf list tracepoints|usdt|kfuncs|helpers|lsm``.
+
+Every tool takes ``--duration`` (else it runs until Ctrl-C or SIGTERM, then prints), ``--json``
+(one JSON object per line) and, where it means something, ``--pid``; histogram tools show a
+live ``rich`` view on terminals and print bcc's layout when they stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ebpf.events.tools._common import check_common, run_event_tool, run_hist_tool
+
+__all__ = ["add_tool_commands", "add_list_command"]
+
+
+def _common(p: argparse.ArgumentParser, pid: bool = True, interval: bool = False) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after SECONDS")
+    if pid:
+        p.add_argument("-p", "--pid", type=int, default=None, help="only this process id")
+    if interval:
+        p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                       help="also print (and reset) every SECONDS")
+
+
+def _unit(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--unit", choices=("nsecs", "usecs", "msecs"), default=default, help=f"default {default}")
+    p.add_argument("-u", dest="unit", action="store_const", const="usecs", help="microseconds")
+    p.add_argument("-m", dest="unit", action="store_const", const="msecs", help="milliseconds")
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.execsnoop import ExecSnoop
+
+    check_common(pid=args.pid, duration=args.duration)
+    columns = (("PID", 7), ("PPID", 7), ("UID", 5), ("RET", 4), ("COMM", 16), ("ARGS", 0))
+    with ExecSnoop(pid=args.pid, failed=args.failed) as tool:
+        events = (e for e in tool.events(args.duration) if args.comm is None or e.comm == args.comm)
+        return run_event_tool(events, f"{args.tracer} via syscalls:sys_enter_execve/sys_exit_execve", args.duration,
+                              args.json, columns,
+                              lambda e: [str(e.pid), str(e.ppid), str(e.uid), str(e.ret), e.comm,
+                                         e.args if e.argv else e.filename],
+                              lambda e: e.to_dict())
+
+
+def _open(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.opensnoop import OpenSnoop
+
+    check_common(pid=args.pid, duration=args.duration)
+    columns = (("PID", 7), ("UID", 5), ("COMM", 16), ("FD", 4), ("ERR", 7), ("FLAGS", 24), ("PATH", 0))
+    with OpenSnoop(pid=args.pid, comm=args.comm, failed=args.failed) as tool:
+        return run_event_tool(tool.events(args.duration), f"{args.tracer} via syscalls:sys_enter_openat/sys_exit_openat",
+                              args.duration, args.json, columns,
+                              lambda e: [str(e.pid), str(e.uid), e.comm, "-1" if e.fd is None else str(e.fd),
+                                         e.error or "0", e.flag_names, e.path],
+                              lambda e: e.to_dict())
+
+
+def _syscount(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.syscount import SysCount
+
+    check_common(pid=args.pid, duration=args.duration)
+    with SysCount(pid=args.pid, by_process=args.process, latency=args.latency, syscall=args.syscall) as tool:
+        def rows() -> str:
+            return "\n".join(json.dumps(r.to_dict()) for r in tool.top(args.top)) + "\n" if args.json \
+                else tool.format(args.top)
+
+        return run_hist_tool(tool, "syscalls via raw_syscalls:sys_exit", args.duration, None, False, rows,
+                             lambda: {}, None)
+
+
+def _hist(tool: Any, name: str, args: argparse.Namespace, text: Any = None) -> int:
+    def body() -> str:
+        out = str(text() if text is not None else tool.histogram().format_log2_hist(tool.unit))
+        if args.interval is not None:
+            tool.clear()
+        return out
+
+    def as_dict() -> dict[str, Any]:
+        d: dict[str, Any] = tool.to_dict()
+        if args.interval is not None:
+            tool.clear()
+        return d
+
+    return run_hist_tool(tool, name, args.duration, args.interval, args.json, body, as_dict,
+                         lambda: tool.histogram().rich_table(tool.unit, title=name))
+
+
+def _funclatency(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.funclatency import FuncLatency
+
+    check_common(pid=args.pid, duration=args.duration)
+    with FuncLatency(args.target, pid=args.pid, unit=args.unit) as tool:
+        return _hist(tool, f"{args.target}", args)
+
+
+def _runqlat(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.runqlat import RunqLat
+
+    check_common(pid=args.pid, duration=args.duration)
+    with RunqLat(pid=args.pid, per_process=args.per_process, unit=args.unit) as tool:
+        text = (lambda: tool.histogram().format_log2_hist(tool.unit, section_header="pid")) if args.per_process \
+            else None
+        return _hist(tool, "run queue latency via tp_btf sched_wakeup/sched_switch", args, text)
+
+
+def _biolatency(args: argparse.Namespace) -> int:
+    from ebpf.events.tools.biolatency import BioLatency
+
+    check_common(duration=args.duration)
+    with BioLatency(per_disk=args.disks, unit=args.unit, disk=args.disk) as tool:
+        return _hist(tool, "block I/O latency via tp_btf block_rq_issue/block_rq_complete", args, tool.format)
+
+
+def _printk(args: argparse.Namespace) -> int:
+    from ebpf.events.printk import trace_print
+
+    check_common(pid=args.pid, duration=args.duration)
+    where = "the global trace_pipe" if args.global_pipe else "a private tracefs instance"
+    until = f"for {args.duration:g}s" if args.duration else "(Ctrl-C to stop)"
+    print(f"tracing bpf_printk output from {where} {until}", file=sys.stderr, flush=True)
+    if args.json and not args.fmt:
+        from ebpf.events.printk import TracePipe
+
+        with TracePipe(None if args.global_pipe else True, pid=args.pid) as pipe:
+            try:
+                for line in pipe.lines(args.duration):
+                    print(json.dumps({"task": line.task, "pid": line.pid, "cpu": line.cpu, "flags": line.flags,
+                                      "ts": line.timestamp, "msg": line.message}), flush=True)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    trace_print(args.fmt, duration=args.duration, instance=None if args.global_pipe else True, pid=args.pid)
+    return 0
+
+
+def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the tools under an existing ``ebpf trace`` subparser set."""
+    for name, text in (("exec", "execve(): argv, return code, ppid; one line per exec (PATH attempts folded)"),
+                       ("execsnoop", "the same as exec")):
+        p = sub.add_parser(name, help=text, description=text)
+        _common(p)
+        p.add_argument("--comm", default=None, help="only processes with this (new) command name")
+        p.add_argument("-x", "--failed", action="store_true", help="also show execs that failed")
+        p.set_defaults(func=_exec)
+    for name, text in (("open", "open()/openat(): fd or error, flags by name, path"), ("opensnoop", "the same as open")):
+        p = sub.add_parser(name, help=text, description=text)
+        _common(p)
+        p.add_argument("--comm", default=None, help="only processes with this command name")
+        p.add_argument("-x", "--failed", action="store_true", help="only failed opens")
+        p.set_defaults(func=_open)
+    p = sub.add_parser("syscount", help="system calls counted per syscall or process",
+                       description="count system calls; the top ones print when it stops")
+    _common(p)
+    p.add_argument("-P", "--process", action="store_true", help="count per process instead of per syscall")
+    p.add_argument("-L", "--latency", action="store_true", help="also total the time spent in each")
+    p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    p.add_argument("--syscall", default=None, help="only this syscall (name or number)")
+    p.set_defaults(func=_syscount)
+    p = sub.add_parser("funclatency", help="latency histogram of a function (uprobe BINARY:SYMBOL, or kprobe)")
+    p.add_argument("target", help="BINARY:SYMBOL (libc.so.6:read) or a kernel function")
+    _common(p, interval=True)
+    _unit(p, "nsecs")
+    p.set_defaults(func=_funclatency)
+    p = sub.add_parser("runqlat", help="run queue latency histogram (tp_btf sched_wakeup/sched_switch)")
+    _common(p, interval=True)
+    _unit(p, "usecs")
+    p.add_argument("-P", "--per-process", action="store_true", help="one histogram per process")
+    p.set_defaults(func=_runqlat)
+    p = sub.add_parser("biolatency", help="block I/O latency histogram (tp_btf block_rq_issue/complete)")
+    _common(p, pid=False, interval=True)
+    _unit(p, "usecs")
+    p.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
+    p.add_argument("--disk", default=None, help="only this disk (sda, loop0)")
+    p.set_defaults(func=_biolatency)
+    p = sub.add_parser("printk", help="bpf_printk output (bcc trace_print)")
+    _common(p)
+    p.add_argument("--fmt", default=None, help="str.format over (task, pid, cpu, flags, ts, msg), e.g. '{1} {5}'")
+    p.add_argument("--global", dest="global_pipe", action="store_true",
+                   help="read the global trace_pipe (shared with other readers) instead of a private instance")
+    p.set_defaults(func=_printk)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ebpf.events.tools import tplist
+
+    what = args.what
+    rows: list[Any]
+    if what == "tracepoints":
+        rows = tplist.list_tracepoints(args.pattern, verbose=args.verbose)
+    elif what == "usdt":
+        rows = tplist.list_usdt_probes(args.binary, args.pattern)
+    elif what == "kfuncs":
+        rows = tplist.list_kfuncs(args.pattern)
+    elif what == "helpers":
+        rows = tplist.list_helpers(args.pattern)
+    else:
+        rows = tplist.list_lsm(args.pattern)
+    for row in rows:
+        if args.json:
+            print(json.dumps(row if isinstance(row, dict) else {"name": row}))
+        elif isinstance(row, str):
+            print(row)
+        elif what == "helpers":
+            print(f"{row['id']:<5} {row['name']}")
+        elif what == "usdt":
+            print(f"{row['name']:<40} 0x{row['address']:x} {row['args']}")
+        else:
+            print(row["name"])
+            for f in row.get("fields", ()):
+                print(f"    {f['type']} {f['name']};  (offset {f['offset']}, size {f['size']})")
+    return 0
+
+
+def add_list_command(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``ebpf list tracepoints|usdt|kfuncs|helpers|lsm`` (bcc's tplist)."""
+    p = subparsers.add_parser("list", help="what programs can attach to or call: tracepoints, USDT, kfuncs, ...")
+    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, text in (("tracepoints", "tracepoints (tracefs), -v for their fields"),
+                       ("usdt", "USDT probes of a binary"), ("kfuncs", "kernel functions BPF may call (BTF)"),
+                       ("helpers", "BPF helper functions by id"), ("lsm", "LSM hooks (BTF)")):
+        q = sub.add_parser(name, help=text, description=text)
+        if name == "usdt":
+            q.add_argument("binary", help="an executable or library (path, command or libc.so.6)")
+        q.add_argument("pattern", nargs="?", default=None, help="only names matching (glob, or a substring)")
+        q.add_argument("--json", action="store_true", help="one JSON object per line")
+        if name == "tracepoints":
+            q.add_argument("-v", "--verbose", action="store_true", help="show each tracepoint's fields")
+        q.set_defaults(func=_list)

@@ -1,0 +1,155 @@
+"""biolatency: block I/O latency (issue to completion) as a log2 histogram, optionally per disk.
+
+tp_btf programs on ``block_rq_issue`` store the issue time under the request's address and
+``block_rq_complete`` counts ``now - issue`` (bcc/libbpf-tools ``biolatency``).  Per disk,
+the key is ``dev << 32 | slot`` with ``dev`` read through ``rq->q->disk`` (major, first_minor)
+at the running kernel's BTF offsets, and sections print as disk names (``/sys/dev/block``).
+Requires tp_btf (Linux >= 5.5) and vmlinux BTF.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ebpf.core import asm
+from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
+from ebpf.core.errors import BTFError
+from ebpf.events.hist import Histogram
+from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to
+
+__all__ = ["BioLatency", "disk_name"]
+
+_SLOTS = 64
+
+
+def disk_name(dev: int) -> str:
+    """``"loop3"`` for the device number ``major << 20 | minor`` (``"MAJ:MIN"`` when unknown)."""
+    major, minor = dev >> 20, dev & 0xFFFFF
+    try:
+        with open(f"/sys/dev/block/{major}:{minor}/uevent") as fh:
+            for line in fh:
+                if line.startswith("DEVNAME="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{major}:{minor}"
+
+
+def _offsets() -> tuple[int, int, int, int]:
+    from ebpf.core.btf import Struct, load_vmlinux
+
+    spec = load_vmlinux()
+    rq, queue, disk = spec.find("request"), spec.find("request_queue"), spec.find("gendisk")
+    if not all(isinstance(t, Struct) for t in (rq, queue, disk)):
+        raise BTFError("vmlinux BTF lacks struct request/request_queue/gendisk")
+    assert isinstance(rq, Struct) and isinstance(queue, Struct) and isinstance(disk, Struct)
+    return (rq.member("q").offset, queue.member("disk").offset, disk.member("major").offset,
+            disk.member("first_minor").offset)
+
+
+class BioLatency(ToolBase):
+    """Block I/O latency histogram, attached when created.
+
+    :param per_disk: one histogram per disk (sections are device numbers; :func:`disk_name` names them).
+    :param unit: ``"usecs"`` (default), ``"nsecs"`` or ``"msecs"``.
+    :param disk: only this disk (a name such as ``"loop3"``; implies nothing else).
+    :raises EBPFError: bad arguments or unknown disk (before loading).
+    """
+
+    def __init__(self, *, per_disk: bool = False, unit: str = "usecs", disk: str | None = None) -> None:
+        """Create the maps, load and attach both programs."""
+        super().__init__()
+        check_common(unit=unit)
+        self.per_disk, self.unit = per_disk, unit
+        self.dev = None if disk is None else _dev_of(disk)
+        from ebpf.core.maps import create_array_map, create_hash_map
+        from ebpf.events.tracing import attach_tp_btf, load_tracing_program
+
+        self._q, self._disk, self._major, self._minor = _offsets()
+        keyed = per_disk
+        try:
+            self.start = self._hold(create_hash_map(10240, key_size=8, value_size=8, name="bio_start"))
+            self.hist = self._hold(create_hash_map(4096, key_size=8, value_size=8, name="bio_hist") if keyed
+                                   else create_array_map(_SLOTS, value_size=8, name="bio_hist"))
+            maps = (self.start, self.hist)
+            for target, insns in (("block_rq_issue", self._issue()), ("block_rq_complete", self._complete())):
+                prog = self._hold(load_tracing_program(insns, "tp_btf", target, name=f"bio_{target[9:]}", maps=maps))
+                self._hold(attach_tp_btf(prog))
+        except BaseException:
+            self.close()
+            raise
+
+    def _dev(self, rq: Any, dst: Any) -> list[Any]:
+        """dst = rq->q->disk->major << 20 | first_minor (0 when there is no disk)."""
+        return [asm.ldx_mem("dw", R2, rq, self._q), asm.ldx_mem("dw", R2, R2, self._disk), asm.jeq(R2, 0, "nodisk"),
+                asm.ldx_mem("w", dst, R2, self._major), asm.lsh64(dst, 20), asm.ldx_mem("w", R3, R2, self._minor),
+                asm.or64(dst, R3), asm.ja("devdone"), asm.label("nodisk"), asm.mov64(dst, 0), asm.label("devdone")]
+
+    def _issue(self) -> list[Any]:
+        only = [*self._dev(R6, R9), asm.jne(R9, self.dev, "out")] if self.dev is not None else []
+        return [asm.ldx_mem("dw", R6, R1, 0), *only, asm.stx_mem("dw", R10, R6, -8),
+                asm.call("ktime_get_ns"), asm.stx_mem("dw", R10, R0, -16),
+                asm.ld_map_fd(R1, self.start), asm.mov64(R2, R10), asm.add64(R2, -8),
+                asm.mov64(R3, R10), asm.add64(R3, -16), asm.mov64(R4, 0), asm.call("map_update_elem"),
+                asm.label("out"), asm.mov64(R0, 0), asm.exit_()]
+
+    def _complete(self) -> list[Any]:
+        count = [*asm.log2(R8, R0, tmp=R7)]
+        if self.per_disk:
+            count += [*self._dev(R6, R9), asm.lsh64(R9, 32), asm.or64(R8, R9),
+                      *asm.hist_increment(self.hist, R8, key_size=8, key_off=-24, create=True)]
+        else:
+            count += asm.hist_increment(self.hist, R8, max_slots=_SLOTS, key_off=-24)
+        return [
+            asm.ldx_mem("dw", R6, R1, 0), asm.stx_mem("dw", R10, R6, -8),
+            asm.ld_map_fd(R1, self.start), asm.mov64(R2, R10), asm.add64(R2, -8), asm.call("map_lookup_elem"),
+            asm.jeq(R0, 0, "out"), asm.ldx_mem("dw", R7, R0, 0),
+            asm.call("ktime_get_ns"), asm.sub64(R0, R7), asm.jslt(R0, 0, "drop"), *ktime_to(UNITS[self.unit]),
+            *count,
+            asm.label("drop"),
+            asm.stx_mem("dw", R10, R6, -8),
+            asm.ld_map_fd(R1, self.start), asm.mov64(R2, R10), asm.add64(R2, -8), asm.call("map_delete_elem"),
+            asm.label("out"), asm.mov64(R0, 0), asm.exit_(),
+        ]
+
+    def histogram(self) -> Histogram:
+        """The latencies so far (keyed by device number with ``per_disk``)."""
+        if self.per_disk:
+            return Histogram.from_map(self.hist, key=lambda k: (k >> 32, k & 0xFFFFFFFF))
+        return Histogram.from_map(self.hist)
+
+    def format(self) -> str:
+        """bcc's printout (``disk = 'sda'`` sections with ``per_disk``)."""
+        return self.histogram().format_log2_hist(self.unit, section_header="disk", section_print_fn=disk_name)
+
+    def clear(self) -> None:
+        """Zero the histogram."""
+        if self.per_disk:
+            self.hist.clear()
+        else:
+            for i in range(_SLOTS):
+                self.hist[i] = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: unit and the histogram (sections named by disk)."""
+        d = {"unit": self.unit, **self.histogram().to_dict()}
+        if "sections" in d:
+            d["sections"] = {disk_name(int(k)): v for k, v in d["sections"].items()}
+        return d
+
+
+def _dev_of(disk: str) -> int:
+    from ebpf.core.errors import EBPFError
+
+    if not isinstance(disk, str) or not disk or "/" in disk.removeprefix("/dev/"):
+        raise EBPFError(f"bad disk name {disk!r}")
+    name = disk.removeprefix("/dev/")
+    try:
+        with open(f"/sys/class/block/{name}/dev") as fh:
+            major, minor = (int(x) for x in fh.read().split(":"))
+    except (OSError, ValueError):
+        raise EBPFError(f"no block device {name!r} (see /sys/class/block)") from None
+    return (major << 20) | minor
+
+
+

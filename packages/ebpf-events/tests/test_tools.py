@@ -1,0 +1,297 @@
+"""The everyday tools, each run as ``ebpf trace <tool>`` (or ``ebpf list``) in a subprocess while the test
+causes the activity it must see: a known number of syscalls, a function called with known sleeps, a
+process exec'd with argv, a failed open, reads from a loop device the test creates."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from ebpf.core.errors import UnsupportedFeatureError
+from ebpf.core.testing import require
+
+pytestmark = pytest.mark.privileged
+SRC = [str(Path(__file__).resolve().parents[2] / p / "src") for p in ("ebpf-core", "ebpf-events", "ebpf-security")]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*SRC, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    return env
+
+
+def _start(*argv: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "ebpf.core.cli", *argv], env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    ready = proc.stderr.readline()  # "tracing ..." once the programs are attached
+    if not ready.startswith("tracing"):
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"no 'tracing' line: {ready}{err}{out}")
+    return proc
+
+
+def _run_tool(argv: list[str], trigger: Callable[[], object] = lambda: None) -> str:
+    proc = _start(*argv)
+    try:
+        trigger()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    return out
+
+
+def _json_lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[str]]:
+    """A Python child that waits for a line on stdin, then runs the code it was given on the next line."""
+    code = "import sys, time\nexec(sys.stdin.readline())\n"
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+    yield child
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+
+
+def _go(child: subprocess.Popen[str], code: str) -> Callable[[], None]:
+    def trigger() -> None:
+        assert child.stdin is not None
+        child.stdin.write(code + "\n")
+        child.stdin.flush()
+        child.wait(timeout=30)
+    return trigger
+
+
+def test_syscount_counts_our_syscalls_exactly() -> None:
+    def calls() -> None:
+        for _ in range(137):
+            os.getppid()
+
+    rows = _json_lines(_run_tool(["trace", "syscount", "--pid", str(os.getpid()), "-L", "--json", "--top", "100",
+                                  "--duration", "1.5"], calls))
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["getppid"]["count"] == 137
+    assert by_name["getppid"]["total_ns"] > 0  # type: ignore[operator]
+
+
+def test_syscount_per_process() -> None:
+    def calls() -> None:
+        for _ in range(50):
+            os.getppid()
+
+    rows = _json_lines(_run_tool(["trace", "syscount", "-P", "--syscall", "getppid", "--json", "--duration", "1.5"],
+                                 calls))
+    assert {"key": os.getpid(), "count": 50} in [{"key": r["key"], "count": r["count"]} for r in rows]
+
+
+def test_funclatency_on_a_uprobe_sees_the_known_sleeps(sleeper: subprocess.Popen[str]) -> None:
+    work = "[time.sleep(0.02) for _ in range(5)]; [time.sleep(0.002) for _ in range(7)]"
+    out = _run_tool(["trace", "funclatency", "libc.so.6:clock_nanosleep", "--pid", str(sleeper.pid), "-u", "--json",
+                     "--duration", "2.5"], _go(sleeper, work))
+    (hist,) = _json_lines(out)
+    assert hist["unit"] == "usecs" and hist["total"] == 12
+    slots = hist["slots"]
+    assert isinstance(slots, list)
+    assert all(s["low"] >= 1024 for s in slots)  # 2 ms and more: nothing below slot 10
+    assert sum(s["count"] for s in slots if s["low"] >= 16384) >= 5  # the 20 ms sleeps
+
+
+def test_funclatency_prints_bccs_layout(sleeper: subprocess.Popen[str]) -> None:
+    out = _run_tool(["trace", "funclatency", "libc.so.6:clock_nanosleep", "-p", str(sleeper.pid), "-m",
+                     "--duration", "2"], _go(sleeper, "[time.sleep(0.005) for _ in range(3)]"))
+    lines = out.splitlines()
+    assert lines[0] == "     msecs               : count     distribution"
+    rows = [(int(line[:10]), int(line[14:24]), int(line[27:35])) for line in lines[1:]]  # low, high, count
+    assert [r[:2] for r in rows[:3]] == [(0, 1), (2, 3), (4, 7)]
+    assert sum(c for _, _, c in rows) == 3 and sum(c for low, _, c in rows if low < 4) == 0  # 5 ms or more each
+    assert all(line.endswith("|") and len(line) == 78 for line in lines[1:])
+
+
+def test_runqlat_for_one_process(sleeper: subprocess.Popen[str]) -> None:
+    out = _run_tool(["trace", "runqlat", "--pid", str(sleeper.pid), "--json", "--duration", "2.5"],
+                    _go(sleeper, "[time.sleep(0.001) for _ in range(100)]"))
+    (hist,) = _json_lines(out)
+    assert hist["total"] >= 50  # each wakeup from a sleep is one wait on the run queue
+
+
+def test_runqlat_stops_cleanly_on_sigterm() -> None:
+    proc = _start("trace", "runqlat", "-P")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "pid = " in out and "usecs" in out  # per-process sections printed on the way out
+
+
+def _have_loop_devices() -> None:
+    if not os.path.exists("/dev/loop-control") or shutil.which("losetup") is None:
+        raise UnsupportedFeatureError("loop block devices (/dev/loop-control and losetup)")
+
+
+@pytest.fixture
+def loop_device() -> Iterator[str]:
+    require(_have_loop_devices)
+    with tempfile.TemporaryDirectory() as d:
+        image = os.path.join(d, "disk.img")
+        with open(image, "wb") as fh:
+            fh.truncate(8 << 20)
+        dev = subprocess.run(["losetup", "-f", "--show", "--direct-io=on", image], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        try:
+            yield dev
+        finally:
+            subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_biolatency_sees_reads_from_a_loop_device(loop_device: str) -> None:
+    def reads() -> None:
+        fd = os.open(loop_device, os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)  # page aligned, as O_DIRECT wants
+        try:
+            for i in range(64):
+                os.preadv(fd, [buf], i * 65536)
+        finally:
+            os.close(fd)
+            buf.close()
+
+    name = os.path.basename(loop_device)
+    (hist,) = _json_lines(_run_tool(["trace", "biolatency", "--disk", name, "--json", "--duration", "2"], reads))
+    assert hist["total"] >= 64
+    per_disk = _run_tool(["trace", "biolatency", "-D", "--duration", "2"], reads)
+    assert f"disk = {name}\n     usecs" in per_disk
+
+
+def test_execsnoop_one_line_per_exec_with_argv_and_failures_folded(tmp_path: Path) -> None:
+    marker = tmp_path / "ebpf-execsnoop-marker"
+    marker.symlink_to(shutil.which("true") or "/bin/true")
+
+    def launch() -> None:
+        subprocess.run([str(marker), "an arg", "two"], check=True)
+        with pytest.raises(FileNotFoundError):  # searches every $PATH directory: one execve each
+            subprocess.run(["no-such-command-ebpf-test", "x"])
+
+    events = _json_lines(_run_tool(["trace", "execsnoop", "-x", "--pid", str(os.getpid()), "--json",
+                                    "--duration", "2"], launch))
+    ok = [e for e in events if e["argv"] == [str(marker), "an arg", "two"]]
+    assert len(ok) == 1 and ok[0]["ret"] == 0 and ok[0]["ppid"] == os.getpid()
+    failed = [e for e in events if e["argv"] and e["argv"][0] == "no-such-command-ebpf-test"]  # type: ignore[index]
+    assert len(failed) == 1 and failed[0]["ret"] == -2 and failed[0]["error"] == "ENOENT"
+
+
+def test_opensnoop_fd_error_and_flag_names(tmp_path: Path) -> None:
+    target = tmp_path / "present.txt"
+    target.write_text("x")
+    missing = tmp_path / "missing.txt"
+    fds: list[int] = []
+
+    def opens() -> None:
+        fds.append(os.open(target, os.O_RDONLY | os.O_CLOEXEC))
+        os.close(fds[0])
+        with pytest.raises(FileNotFoundError):
+            os.open(missing, os.O_WRONLY | os.O_APPEND)
+
+    events = _json_lines(_run_tool(["trace", "opensnoop", "--pid", str(os.getpid()), "--json", "--duration", "1.5"],
+                                   opens))
+    ok = [e for e in events if e["path"] == str(target)]
+    bad = [e for e in events if e["path"] == str(missing)]
+    assert ok and ok[0]["fd"] == fds[0] and ok[0]["error"] == "" and ok[0]["flag_names"] == "O_RDONLY|O_CLOEXEC"
+    assert bad and bad[0]["fd"] is None and bad[0]["error"] == "ENOENT" and bad[0]["errno"] == 2
+    assert "O_WRONLY" in str(bad[0]["flag_names"]) and "O_APPEND" in str(bad[0]["flag_names"])
+    assert all(e["pid"] == os.getpid() for e in events)
+
+    failed_only = _run_tool(["trace", "open", "-x", "--pid", str(os.getpid()), "--duration", "1.5"], opens)
+    lines = failed_only.splitlines()
+    assert lines[0].split() == ["PID", "UID", "COMM", "FD", "ERR", "FLAGS", "PATH"]
+    assert any(str(missing) in line and "ENOENT" in line and " -1 " in line for line in lines)
+    assert not any(str(target) in line for line in lines)
+
+
+def test_printk_command_reads_our_lines() -> None:
+    from ebpf.core import asm
+    from ebpf.core.programs import load_program
+
+    def _printk_program(message: bytes) -> list[object]:
+        msg = message + b"\0" * (8 - len(message) % 8)
+        insns: list[object] = []
+        for i in range(0, len(msg), 8):
+            insns += [asm.ld_imm64(asm.R1, int.from_bytes(msg[i:i + 8], "little")),
+                      asm.stx_mem("dw", asm.R10, asm.R1, i - len(msg))]
+        return [*insns, asm.mov64(asm.R1, asm.R10), asm.add64(asm.R1, -len(msg)), asm.mov64(asm.R2, len(message) + 1),
+                asm.mov64(asm.R3, 4242), asm.call("trace_printk"), asm.mov64(asm.R0, 0), asm.exit_()]
+
+    with load_program(prog_type="raw_tracepoint", insns=_printk_program(b"cli-printk %d")) as prog:
+        def fire() -> None:
+            for _ in range(3):
+                prog.test_run(ctx=bytes(8))
+
+        lines = _json_lines(_run_tool(["trace", "printk", "--pid", str(os.getpid()), "--json", "--duration", "1.5"],
+                                      fire))
+    assert [line["msg"] for line in lines] == ["cli-printk 4242"] * 3
+    assert {line["pid"] for line in lines} == {os.getpid()}
+
+
+def _list(*argv: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "list", *argv], env=_env(), text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_list_tracepoints_kfuncs_helpers_lsm() -> None:
+    (tp,) = [t for t in _json_lines(_list("tracepoints", "syscalls:sys_enter_openat", "-v", "--json"))
+             if t["name"] == "syscalls:sys_enter_openat"]
+    assert {"name": "filename", "type": "const char *", "offset": 24, "size": 8, "signed": False} in tp["fields"]  # type: ignore[operator]
+    assert "sched:sched_switch" in _list("tracepoints", "sched:*").split()
+    assert {"name": "bpf_map_lookup_elem", "id": 1} in _json_lines(_list("helpers", "map_lookup", "--json"))
+    assert "bpf_task_acquire" in _list("kfuncs", "bpf_task_*").split()
+    assert "file_open" in _list("lsm", "file_").split()
+
+
+def test_list_usdt_of_a_binary(tmp_path: Path) -> None:
+    from ebpf.core.testing import build_host_program
+
+    target = build_host_program(Path(__file__).parent / "usdt_target.c", str(tmp_path / "usdt_target"))
+    rows = _json_lines(_list("usdt", target, "--json"))
+    assert any(r["name"] == "test:args4" for r in rows)
+
+
+def test_bad_arguments_fail_before_loading() -> None:
+    from ebpf.core.cli import main
+
+    assert main(["trace", "funclatency", "libc.so.6:"]) == 1
+    assert main(["trace", "syscount", "--syscall", "no_such_syscall"]) == 1
+    assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
+    assert main(["trace", "runqlat", "--duration", "-1"]) == 1
+    assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1
+
+
+def test_tool_classes_release_everything() -> None:
+    from ebpf.core.testing import open_fds
+    from ebpf.events.tools.funclatency import FuncLatency
+    from ebpf.events.tools.opensnoop import OpenSnoop
+    from ebpf.events.tools.syscount import SysCount
+
+    before = open_fds()
+    with SysCount(pid=os.getpid()), OpenSnoop(pid=os.getpid()):
+        pass
+    with pytest.raises(Exception, match="no_such_function"):
+        FuncLatency("libc.so.6:no_such_function_xyz")
+    assert open_fds() == before
+
+
+
