@@ -1,5 +1,5 @@
 """``ebpf trace exec|open|execsnoop|opensnoop|syscount|funclatency|runqlat|biolatency|printk`` and
-``ebpf list tracepoints|usdt|kfuncs|helpers|lsm``.
+``ebpf list tracepoints|usdt|helpers|lsm`` (beside ``list kfuncs``).
 
 Every tool takes ``--duration`` (else it runs until Ctrl-C or SIGTERM, then prints), ``--json``
 (one JSON object per line) and, where it means something, ``--pid``; histogram tools show a
@@ -195,8 +195,6 @@ def _list(args: argparse.Namespace) -> int:
         rows = tplist.list_tracepoints(args.pattern, verbose=args.verbose)
     elif what == "usdt":
         rows = tplist.list_usdt_probes(args.binary, args.pattern)
-    elif what == "kfuncs":
-        rows = tplist.list_kfuncs(args.pattern)
     elif what == "helpers":
         rows = tplist.list_helpers(args.pattern)
     else:
@@ -218,12 +216,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def add_list_command(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``ebpf list tracepoints|usdt|kfuncs|helpers|lsm`` (bcc's tplist)."""
-    p = subparsers.add_parser("list", help="what programs can attach to or call: tracepoints, USDT, kfuncs, ...")
-    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    """Add ``ebpf list tracepoints|usdt|helpers|lsm`` (bcc's tplist; ``list kfuncs`` is ebpf.events._list_cli's)."""
+    from ebpf.events._list_cli import list_group
+
+    sub = list_group(subparsers)
     for name, text in (("tracepoints", "tracepoints (tracefs), -v for their fields"),
-                       ("usdt", "USDT probes of a binary"), ("kfuncs", "kernel functions BPF may call (BTF)"),
-                       ("helpers", "BPF helper functions by id"), ("lsm", "LSM hooks (BTF)")):
+                       ("usdt", "USDT probes of a binary"), ("helpers", "BPF helper functions by id"),
+                       ("lsm", "LSM hooks (BTF)")):
         q = sub.add_parser(name, help=text, description=text)
         if name == "usdt":
             q.add_argument("binary", help="an executable or library (path, command or libc.so.6)")
@@ -231,4 +230,4 @@ def add_list_command(subparsers: argparse._SubParsersAction[Any]) -> None:
         q.add_argument("--json", action="store_true", help="one JSON object per line")
         if name == "tracepoints":
             q.add_argument("-v", "--verbose", action="store_true", help="show each tracepoint's fields")
-        q.set_defaults(func=_list)
+        q.set_defaults(func=_list, what=name)

@@ -2,7 +2,7 @@
 
 - tracepoints (tracefs ``events/``), with their fields from the ``format`` files (``verbose``);
 - USDT probes of a binary (its ``.note.stapsdt``);
-- kfuncs: functions vmlinux BTF tags ``bpf_kfunc``;
+- kfuncs: see :mod:`ebpf.events.kfuncs` (``ebpf list kfuncs``);
 - helpers: the kernel's helper ids (``enum bpf_func_id``);
 - LSM hooks: ``bpf_lsm_*`` functions in vmlinux BTF.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from ebpf.core.errors import EBPFError
 
-__all__ = ["list_kfuncs", "list_helpers", "list_lsm", "list_tracepoints", "list_usdt_probes", "matches"]
+__all__ = ["list_helpers", "list_lsm", "list_tracepoints", "list_usdt_probes", "matches"]
 
 
 def matches(name: str, pattern: str | None) -> bool:
@@ -58,19 +58,6 @@ def list_usdt_probes(binary: str, pattern: str | None = None) -> list[dict[str, 
             out.append({"name": name, "provider": p.provider, "probe": p.name, "address": p.address,
                         "semaphore": p.semaphore, "args": getattr(p, "args", "")})
     return out
-
-
-def list_kfuncs(pattern: str | None = None) -> list[str]:
-    """Names of the kernel functions BPF programs may call (vmlinux BTF ``bpf_kfunc`` decl tags), sorted.
-
-    :raises BTFError: without vmlinux BTF.
-    """
-    from ebpf.core.btf import load_vmlinux
-    from ebpf.core.btf.types import DeclTag
-
-    spec = load_vmlinux()
-    names = {spec[t.type_id].name for t in spec.find_all("bpf_kfunc") if isinstance(t, DeclTag)}
-    return sorted(n for n in names if matches(n, pattern))
 
 
 def list_helpers(pattern: str | None = None) -> list[dict[str, Any]]:
