@@ -239,6 +239,8 @@ def test_bad_input() -> None:
             create_link(xdp, -1, "xdp")
         with pytest.raises(EBPFError, match="unknown AttachType"):
             create_link(xdp, 1, "nope")
+        with pytest.raises(EBPFError, match="MapCreateAttr is not a BPF_LINK_CREATE variant"):
+            create_link(xdp, 1, "xdp", extra=MapCreateAttr())
         with pytest.raises(EBPFError, match="positive int"):
             Link.from_id(0)
         with pytest.raises(EBPFError, match="not a bpf link"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+from collections.abc import Iterator
 
 import pytest
 from ebpf.core import types as ebpf_types
@@ -59,6 +60,10 @@ def kernel_struct(spec: Spec, kernel_type: str, key: str | None) -> Composite:
     assert isinstance(whole, Composite)
     if key is None:
         return whole
+    if "." in key or kernel_type.startswith("struct "):  # a member path: link_create.tcx, raw_tracepoint
+        member = spec.resolve(spec.find_member(whole, key).type_id)
+        assert isinstance(member, Composite), f"{kernel_type}.{key} is not a struct"
+        return member
     candidates: list[tuple[Member, Composite]] = []
     for m in whole.members:
         inner = spec.resolve(m.type_id)
@@ -76,9 +81,26 @@ def kernel_struct(spec: Spec, kernel_type: str, key: str | None) -> Composite:
     raise AssertionError(f"{kernel_type} has no member identified by {key!r}")
 
 
-def _alias_fields(cls: type[ctypes.Structure]) -> set[str]:
+def _alias_fields(cls: type[ctypes.Structure | ctypes.Union]) -> set[str]:
     doc = cls.__doc__ or ""
     return {name for name, *_ in cls._fields_ if f"``{name}" in doc}
+
+
+def _leaves(cls: type[ctypes.Structure | ctypes.Union], base: int = 0,
+            prefix: str = "") -> Iterator[tuple[str, int, int, type[ctypes.Structure | ctypes.Union]]]:
+    """(kernel member path, offset, size, owning class) of every field, nested structs and unions included.
+
+    A member listed in ``_anonymous_`` is anonymous in the kernel too: its fields carry no prefix.
+    """
+    anonymous = set(getattr(cls, "_anonymous_", ()))
+    for name, ctype, *_ in cls._fields_:
+        if name.startswith("_pad"):
+            continue
+        offset = getattr(cls, name).offset + base
+        if isinstance(ctype, type) and issubclass(ctype, (ctypes.Structure, ctypes.Union)):
+            yield from _leaves(ctype, offset, prefix if name in anonymous else f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", offset, ctypes.sizeof(ctype), cls
 
 
 @pytest.mark.parametrize("cls", list(LAYOUTS), ids=lambda c: c.__name__)
@@ -87,29 +109,35 @@ def test_attr_layout_matches_kernel(vmlinux: Spec, cls: type[ctypes.Structure]) 
     kstruct = kernel_struct(vmlinux, kernel_type, key)
     if kernel_version()[:2] == MODELLED_KERNEL:
         assert ctypes.sizeof(cls) == kstruct.size, f"{cls.__name__}: sizeof {ctypes.sizeof(cls)} != kernel {kstruct.size}"
-    aliases = _alias_fields(cls)
     problems = []
-    for name, *_ in cls._fields_:
-        if name.startswith("_pad"):
-            continue
-        field = getattr(cls, name)
+    for path, offset, size, owner in _leaves(cls):
         try:
-            member = vmlinux.find_member(kstruct, name)
+            member = vmlinux.find_member(kstruct, path)
         except BTFError:
-            if field.offset >= kstruct.size:
+            if offset >= kstruct.size:
                 continue  # a field newer than this kernel: the struct is a prefix of ours
-            if name not in aliases:
-                problems.append(f"{name}: not in the kernel's {kernel_type} ({key}) and not documented as an alias")
+            name = path.rsplit(".", 1)[-1]
+            if name not in _alias_fields(owner):
+                problems.append(f"{path}: not in the kernel's {kernel_type} ({key}) and not documented as an alias")
                 continue
             # an alias for a union: it starts where a kernel member starts and runs to the end
             starts = {m.bit_offset // 8 for m in kstruct.members}
-            if field.offset not in starts or field.offset + field.size != ctypes.sizeof(cls):
-                problems.append(f"{name}: alias at {field.offset}+{field.size} does not cover a kernel member to the end")
+            if offset not in starts or offset + size != ctypes.sizeof(cls):
+                problems.append(f"{path}: alias at {offset}+{size} does not cover a kernel member to the end")
             continue
         ksize = vmlinux.sizeof(member.type_id)
-        if (field.offset, field.size) != (member.offset, ksize):
-            problems.append(f"{name}: ours at {field.offset}+{field.size}, kernel at {member.offset}+{ksize}")
+        if (offset, size) != (member.bit_offset // 8, ksize):
+            problems.append(f"{path}: ours at {offset}+{size}, kernel at {member.bit_offset // 8}+{ksize}")
     assert not problems, f"{cls.__name__}: " + "; ".join(problems)
+
+
+def test_every_union_variant_is_checked() -> None:
+    from ebpf.core._sys import unions
+
+    variants = {obj for obj in vars(unions).values() if isinstance(obj, type) and obj.__name__.startswith("Link")
+                and issubclass(obj, ctypes.Structure)}
+    unchecked = {cls.__name__ for cls in variants if cls not in LAYOUTS} - {"LinkCreateIter"}  # anonymous in the kernel
+    assert unchecked == set()
 
 
 _ENUMS = [

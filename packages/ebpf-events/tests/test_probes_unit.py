@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from ebpf.core import asm
 from ebpf.core.errors import EBPFError, ELFError
+from ebpf.core.lowlevel import LinkCreateKprobeMulti
 from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.programs import load_program
 from ebpf.events.tracing import ElfFile, _probes
@@ -89,11 +90,12 @@ def test_kprobe_multi_link_attr(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) 
 
     def fake_create_link(program: Any, target_fd: int, attach_type: Any, flags: int = 0, *, extra: Any = (),
                          description: str = "") -> Any:
-        flags_cnt, syms, addrs, cookies = extra
-        n = flags_cnt >> 32
-        ptrs = (ctypes.c_uint64 * n).from_address(syms)
-        seen.update(flags=flags_cnt & 0xFFFFFFFF, names=[ctypes.string_at(p).decode() for p in ptrs],
-                    cookies=list((ctypes.c_uint64 * n).from_address(cookies)), addrs=addrs, type=attach_type)
+        assert isinstance(extra, LinkCreateKprobeMulti)  # the typed union variant, not hand-packed words
+        n = extra.cnt
+        ptrs = (ctypes.c_uint64 * n).from_address(extra.syms)
+        seen.update(flags=extra.flags, names=[ctypes.string_at(p).decode() for p in ptrs],
+                    cookies=list((ctypes.c_uint64 * n).from_address(extra.cookies)), addrs=extra.addrs,
+                    type=attach_type)
         return "link"
 
     monkeypatch.setattr(_probes, "create_link", fake_create_link)

@@ -28,6 +28,7 @@ _export(
     "VerifierError",
     "NotSupportedError",
     "UnsupportedFeatureError",
+    "ProbeInconclusiveError",
     "ELFError",
     "BTFError",
     "AsmError",
@@ -89,11 +90,13 @@ _export("plugins", "hookimpl", "plugin_manager", "load", "open_events", "AttachB
 _export("collection", "Collection", "CollectionSpec")
 _export("arena", "ArenaMap", "create_arena_map")
 _export("token", "Token", "create_token")
+_export("fdowner", "FdOwner", "ResourceOwner")
 _export("struct_ops", "StructOpsMap", "StructOpsLink", "create_struct_ops_map", "list_struct_ops")
 
 # ``maps``, ``programs`` and ``links`` are both submodules and (callable, see _callable.py)
 # the enumeration functions API.md promises: ``bpf.maps()``.
-_SUBMODULES = {"asm", "btf", "features", "codecs", "errors", "types", "system", "plugins", "hookspecs", "pins", "maps", "programs", "links"}
+_SUBMODULES = {"asm", "btf", "features", "codecs", "errors", "types", "system", "plugins", "hookspecs", "pins", "maps", "programs", "links",
+               "extension", "lowlevel", "fdowner"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
@@ -115,7 +118,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ebpf.core import asm, btf, codecs, errors, features, hookspecs, pins, plugins, system, types
+    from ebpf.core import (
+        asm,
+        btf,
+        codecs,
+        errors,
+        extension,
+        fdowner,
+        features,
+        hookspecs,
+        lowlevel,
+        pins,
+        plugins,
+        system,
+        types,
+    )
     from ebpf.core.arena import ArenaMap, create_arena_map
     from ebpf.core.codecs import make_event_parser, make_event_serializer
     from ebpf.core.collection import Collection, CollectionSpec
@@ -130,9 +147,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MapFullError,
         NotSupportedError,
         PluginError,
+        ProbeInconclusiveError,
         UnsupportedFeatureError,
         VerifierError,
     )
+    from ebpf.core.fdowner import FdOwner, ResourceOwner
     from ebpf.core.links import BPFLink, CallbackLink, Link, LinkInfo, PerfEventLink, create_link, enable_stats, links
     from ebpf.core.maps import (
         Map,

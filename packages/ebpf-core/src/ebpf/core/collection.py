@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
+from ebpf.core.fdowner import ResourceOwner
 
 if TYPE_CHECKING:
     from ebpf.core.btf import BTF
@@ -271,8 +272,23 @@ class Variable:
         return f"<Variable {self.name!r} in {self.spec.map} +{self.spec.offset} ({self.spec.size} bytes)>"
 
 
-class Collection:
+def _close_all(variables: dict[str, Variable], programs: dict[str, Any], maps: dict[str, Any],
+               owned: list[Any]) -> None:
+    for var in variables.values():
+        var.close()
+    for prog in programs.values():
+        prog.close()
+    for m in maps.values():
+        m.close()
+    for obj in owned:
+        obj.close()
+    owned.clear()
+
+
+class Collection(ResourceOwner):
     """Loaded maps, programs and variables of one object; owns every fd (``close()``, ``with``).
+
+    Collected while open, it closes everything with a ResourceWarning.
 
     :ivar programs: name -> :class:`~ebpf.core.programs.Program`.
     :ivar maps: name -> :class:`~ebpf.core.maps.Map`.
@@ -286,24 +302,11 @@ class Collection:
         self.maps = maps
         self.variables = variables
         self._owned = owned or []
+        self._track(_close_all, variables, programs, maps, self._owned)
 
     def close(self) -> None:
-        """Close every program, map and BTF fd this collection made."""
-        for var in self.variables.values():
-            var.close()
-        for prog in self.programs.values():
-            prog.close()
-        for m in self.maps.values():
-            m.close()
-        for obj in self._owned:
-            obj.close()
-        self._owned = []
-
-    def __enter__(self) -> Collection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Close every program, map and BTF fd this collection made (idempotent)."""
+        self._release()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.programs)

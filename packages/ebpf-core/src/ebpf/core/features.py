@@ -24,6 +24,7 @@ from ebpf.core._probing import clear_cache, feature_test, fully_privileged, prob
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import MapBatchAttr, MapCreateAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd, libc
+from ebpf.core._sys.unions import LinkCreateKprobeMulti, LinkCreateNetfilter, LinkCreateUprobeMulti
 from ebpf.core.errors import (
     ENOTSUPP,
     BPFSyscallError,
@@ -317,7 +318,7 @@ def _tiny(pt: ProgType, **fields: Any) -> Program:
     return load_program(prog_type=pt, insns=RET0, **fields)
 
 
-def _link_errno(prog: Program, attach_type: AttachType, target: int, extra: tuple[int, ...] = ()) -> int:
+def _link_errno(prog: Program, attach_type: AttachType, target: int, extra: ctypes.Structure | None = None) -> int:
     """BPF_LINK_CREATE with a target that cannot work; returns the errno (0 if it worked)."""
     try:
         fd = commands.link_create(prog.fd, target, int(attach_type), 0, extra)
@@ -388,16 +389,16 @@ def have_link_type(link_type: LinkType | str | int) -> None:
         if not ok:
             raise _unsupported(feature, version)
         return
-    plan: dict[LinkType, tuple[ProgType, dict[str, Any], AttachType, int, tuple[int, ...], tuple[int, ...]]] = {
-        _L.CGROUP: (_P.CGROUP_SKB, {}, _A.CGROUP_INET_INGRESS, _BAD_FD, (), (errno.EBADF,)),
-        _L.NETNS: (_P.FLOW_DISSECTOR, {}, _A.FLOW_DISSECTOR, _BAD_FD, (), (errno.EBADF,)),
-        _L.PERF_EVENT: (_P.KPROBE, {}, _A.PERF_EVENT, _BAD_FD, (), (errno.EBADF,)),
-        _L.TCX: (_P.SCHED_CLS, {}, _A.TCX_INGRESS, 0x7FFFFFFF, (), (errno.ENODEV,)),
-        _L.NETKIT: (_P.SCHED_CLS, {}, _A.NETKIT_PRIMARY, 0x7FFFFFFF, (), (errno.ENODEV,)),
-        _L.SOCKMAP: (_P.SK_SKB, {"expected_attach_type": _A.SK_SKB_VERDICT}, _A.SK_SKB_VERDICT, _BAD_FD, (),
+    plan: dict[LinkType, tuple[ProgType, dict[str, Any], AttachType, int, ctypes.Structure | None, tuple[int, ...]]] = {
+        _L.CGROUP: (_P.CGROUP_SKB, {}, _A.CGROUP_INET_INGRESS, _BAD_FD, None, (errno.EBADF,)),
+        _L.NETNS: (_P.FLOW_DISSECTOR, {}, _A.FLOW_DISSECTOR, _BAD_FD, None, (errno.EBADF,)),
+        _L.PERF_EVENT: (_P.KPROBE, {}, _A.PERF_EVENT, _BAD_FD, None, (errno.EBADF,)),
+        _L.TCX: (_P.SCHED_CLS, {}, _A.TCX_INGRESS, 0x7FFFFFFF, None, (errno.ENODEV,)),
+        _L.NETKIT: (_P.SCHED_CLS, {}, _A.NETKIT_PRIMARY, 0x7FFFFFFF, None, (errno.ENODEV,)),
+        _L.SOCKMAP: (_P.SK_SKB, {"expected_attach_type": _A.SK_SKB_VERDICT}, _A.SK_SKB_VERDICT, _BAD_FD, None,
                      (errno.EBADF,)),
         _L.NETFILTER: (_P.NETFILTER, {"expected_attach_type": _A.NETFILTER}, _A.NETFILTER, 0,
-                       (commands.pack_u32s(0xFF, 0),), (errno.EAFNOSUPPORT,)),
+                       LinkCreateNetfilter(pf=0xFF), (errno.EAFNOSUPPORT,)),
     }
     if lt in (_L.KPROBE_MULTI, _L.UPROBE_MULTI):
         return _multi_probe(lt, feature, version)
@@ -430,8 +431,7 @@ def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
     with prog:
         if lt == _L.KPROBE_MULTI:
             syms = (ctypes.c_char_p * 1)(b"vprintk")
-            extra: tuple[int, ...] = (commands.pack_u32s(0, 1), ctypes.addressof(syms))
-            err = _link_errno(prog, at, 0, extra)
+            err = _link_errno(prog, at, 0, LinkCreateKprobeMulti(cnt=1, syms=ctypes.addressof(syms)))
             if err == 0:
                 return
             if err in (errno.EOPNOTSUPP, ENOTSUPP):
@@ -439,8 +439,8 @@ def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
         else:
             path = ctypes.create_string_buffer(b"/")
             offsets = (ctypes.c_uint64 * 1)(0)
-            extra = (ctypes.addressof(path), ctypes.addressof(offsets), 0, 0, commands.pack_u32s(1, 0), 0)
-            err = _link_errno(prog, at, 0, extra)
+            err = _link_errno(prog, at, 0, LinkCreateUprobeMulti(path=ctypes.addressof(path),
+                                                                 offsets=ctypes.addressof(offsets), cnt=1))
             if err == errno.EBADF:
                 return
             if err in (errno.EOPNOTSUPP, ENOTSUPP):

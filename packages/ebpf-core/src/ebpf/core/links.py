@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import struct
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from ebpf.core._sys import commands
 from ebpf.core._sys import perf as _perf
 from ebpf.core._sys.attrs import LinkInfo as _RawLinkInfo
 from ebpf.core._sys.syscall import close_fd
+from ebpf.core._sys.unions import LinkCreateTail
 from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
+from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
 from ebpf.core.types import AttachType, LinkType, ProgType
 
@@ -80,76 +81,81 @@ def _enum(cls: Any, value: int) -> Any:
         return value
 
 
-def _name_call(fd: int, ptr_off: int, len_off: int, length: int) -> str:
-    """Second BPF_OBJ_GET_INFO_BY_FD with a name buffer at union offsets ``ptr_off``/``len_off``."""
+def _name_call(fd: int, variant: str, ptr: str, length_field: str, length: int, outer: str = "") -> str:
+    """Second BPF_OBJ_GET_INFO_BY_FD with a name buffer in ``info.<variant>[.<outer>].<ptr>``/``<length_field>``."""
     if length <= 0:
         return ""
     buf = ctypes.create_string_buffer(length + 1)
     info = _RawLinkInfo()
-    raw = bytearray(48)
-    struct.pack_into("<Q", raw, ptr_off, ctypes.addressof(buf))
-    struct.pack_into("<I", raw, len_off, length + 1)
-    ctypes.memmove(info.extra, bytes(raw), 48)
+    part = getattr(info, variant)
+    if outer:
+        part = getattr(part, outer)
+    setattr(part, ptr, ctypes.addressof(buf))
+    setattr(part, length_field, length + 1)
     commands.obj_info(fd, _RawLinkInfo, info)
     return buf.value.decode(errors="replace")
 
 
+def _perf_event_fields(fd: int, pe: Any, w: dict[str, Any], d: dict[str, Any]) -> None:
+    kind = PERF_EVENT_TYPES.get(pe.type, str(pe.type))
+    w["perf_event_type"] = kind
+    if kind == "tracepoint":
+        tp = pe.tracepoint
+        w["tp_name"] = _name_call(fd, "perf_event", "tp_name", "name_len", tp.name_len, "tracepoint")
+        d["cookie"] = tp.cookie
+    elif kind in ("kprobe", "kretprobe"):
+        kp = pe.kprobe
+        d.update(func_name=_name_call(fd, "perf_event", "func_name", "name_len", kp.name_len, "kprobe"),
+                 offset=kp.offset, addr=kp.addr, missed=kp.missed, cookie=kp.cookie)
+    elif kind in ("uprobe", "uretprobe"):
+        up = pe.uprobe
+        d.update(file_name=_name_call(fd, "perf_event", "file_name", "name_len", up.name_len, "uprobe"),
+                 offset=up.offset, cookie=up.cookie, ref_ctr_offset=up.ref_ctr_offset)
+    elif kind == "event":
+        d.update(config=pe.event.config, event_type=pe.event.type, cookie=pe.event.cookie)
+
+
 def _decode(fd: int, raw: _RawLinkInfo) -> LinkInfo:
-    u = bytes(raw.extra)
     typ = _enum(LinkType, raw.type)
-    w = {"type": typ, "id": raw.id, "prog_id": raw.prog_id}
+    w: dict[str, Any] = {"type": typ, "id": raw.id, "prog_id": raw.prog_id}
     d: dict[str, Any] = {}
-
-    def u32(off: int) -> int:
-        return int(struct.unpack_from("<I", u, off)[0])
-
-    def u64(off: int) -> int:
-        return int(struct.unpack_from("<Q", u, off)[0])
-
     if typ == LinkType.RAW_TRACEPOINT:
-        w["tp_name"] = _name_call(fd, 0, 8, u32(8))
-        d["cookie"] = u64(16)
+        rt = raw.raw_tracepoint
+        w["tp_name"] = _name_call(fd, "raw_tracepoint", "tp_name", "tp_name_len", rt.tp_name_len)
+        d["cookie"] = rt.cookie
     elif typ == LinkType.TRACING:
-        w.update(attach_type=_enum(AttachType, u32(0)), target_obj_id=u32(4), target_btf_id=u32(8))
-        d["cookie"] = u64(16)
+        tr = raw.tracing
+        w.update(attach_type=_enum(AttachType, tr.attach_type), target_obj_id=tr.target_obj_id,
+                 target_btf_id=tr.target_btf_id)
+        d["cookie"] = tr.cookie
     elif typ == LinkType.CGROUP:
-        w.update(cgroup_id=u64(0), attach_type=_enum(AttachType, u32(8)))
+        w.update(cgroup_id=raw.cgroup.cgroup_id, attach_type=_enum(AttachType, raw.cgroup.attach_type))
     elif typ == LinkType.ITER:
-        d["target_name"] = _name_call(fd, 0, 8, u32(8))
-        w["map_id"] = u32(12) or None
+        d["target_name"] = _name_call(fd, "iter", "target_name", "target_name_len", raw.iter.target_name_len)
+        w["map_id"] = raw.iter.map.map_id or None
     elif typ == LinkType.NETNS:
-        w.update(netns_ino=u32(0), attach_type=_enum(AttachType, u32(4)))
+        w.update(netns_ino=raw.netns.netns_ino, attach_type=_enum(AttachType, raw.netns.attach_type))
     elif typ == LinkType.XDP:
-        w["ifindex"] = u32(0)
+        w["ifindex"] = raw.xdp.ifindex
     elif typ in (LinkType.TCX, LinkType.NETKIT):
-        w.update(ifindex=u32(0), attach_type=_enum(AttachType, u32(4)))
+        dev = raw.tcx  # netkit has the same shape
+        w.update(ifindex=dev.ifindex, attach_type=_enum(AttachType, dev.attach_type))
     elif typ == LinkType.STRUCT_OPS:
-        w["map_id"] = u32(0)
+        w["map_id"] = raw.struct_ops.map_id
     elif typ == LinkType.SOCKMAP:
-        w.update(map_id=u32(0), attach_type=_enum(AttachType, u32(4)))
+        w.update(map_id=raw.sockmap.map_id, attach_type=_enum(AttachType, raw.sockmap.attach_type))
     elif typ == LinkType.NETFILTER:
-        pf, hooknum, priority, flags = struct.unpack_from("<IIiI", u, 0)
-        d.update(pf=pf, hooknum=hooknum, priority=priority, flags=flags)
+        nf = raw.netfilter
+        d.update(pf=nf.pf, hooknum=nf.hooknum, priority=nf.priority, flags=nf.flags)
     elif typ == LinkType.KPROBE_MULTI:
-        w["count"] = u32(8)
-        d.update(flags=u32(12), missed=u64(16))
+        w["count"] = raw.kprobe_multi.count
+        d.update(flags=raw.kprobe_multi.flags, missed=raw.kprobe_multi.missed)
     elif typ == LinkType.UPROBE_MULTI:
-        w["count"] = u32(36)
-        d.update(path_size=u32(32), flags=u32(40), pid=u32(44))
+        um = raw.uprobe_multi
+        w["count"] = um.count
+        d.update(path_size=um.path_size, flags=um.flags, pid=um.pid)
     elif typ == LinkType.PERF_EVENT:
-        kind = PERF_EVENT_TYPES.get(u32(0), str(u32(0)))
-        w["perf_event_type"] = kind
-        if kind == "tracepoint":
-            w["tp_name"] = _name_call(fd, 8, 16, u32(16))
-            d["cookie"] = u64(24)
-        elif kind in ("kprobe", "kretprobe"):
-            d.update(func_name=_name_call(fd, 8, 16, u32(16)), offset=u32(20), addr=u64(24), missed=u64(32),
-                     cookie=u64(40))
-        elif kind in ("uprobe", "uretprobe"):
-            d.update(file_name=_name_call(fd, 8, 16, u32(16)), offset=u32(20), cookie=u64(24),
-                     ref_ctr_offset=u64(32))
-        elif kind == "event":
-            d.update(config=u64(8), event_type=u32(16), cookie=u64(24))
+        _perf_event_fields(fd, raw.perf_event, w, d)
     return LinkInfo(**w, details=d)
 
 
@@ -252,33 +258,20 @@ class Link:
         return BPFLink(os.dup(fd))
 
 
-class BPFLink(Link):
+class BPFLink(FdOwner, Link):
     """A kernel bpf link fd (BPF_LINK_CREATE, BPF_RAW_TRACEPOINT_OPEN); owns the fd.
 
-    Closing the fd detaches the program unless the link is pinned.
+    Closing the fd detaches the program unless the link is pinned; collected while open, the
+    link is closed with a ResourceWarning.
     """
+
+    _kind = "link"
 
     def __init__(self, fd: int, program: Program | None = None, description: str = "") -> None:
         """Wrap the link ``fd`` (now owned by this object)."""
-        super().__init__(program, description)
-        self._fd = fd
+        Link.__init__(self, program, description)
+        self._own_fd(fd)
         self._pin_path: str | None = None
-        self._finalizer = weakref.finalize(self, close_fd, fd)
-
-    @property
-    def fd(self) -> int:
-        """The link fd.
-
-        :raises EBPFError: when the link is closed.
-        """
-        if self._fd < 0:
-            raise EBPFError(f"link {self.description!r} is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        """True after close()/detach()."""
-        return self._fd < 0
 
     @property
     def pin_path(self) -> str | None:
@@ -287,9 +280,7 @@ class BPFLink(Link):
 
     def close(self) -> None:
         """Close the fd; the attachment ends unless the link is pinned."""
-        if self._fd >= 0:
-            self._finalizer()
-            self._fd = -1
+        self._release()
 
     def detach(self) -> None:
         """Detach the program now (BPF_LINK_DETACH, even when pinned) and close the fd.
@@ -452,19 +443,23 @@ def _quiet(fn: Callable[[], None]) -> None:
 
 
 def create_link(program: Program, target_fd: int, attach_type: AttachType | str | int, flags: int = 0, *,
-                extra: tuple[int, ...] = (), description: str = "") -> BPFLink:
+                extra: ctypes.Structure | tuple[int, ...] = (), description: str = "") -> BPFLink:
     """BPF_LINK_CREATE: attach ``program`` to ``target_fd`` (a cgroup, netns, ifindex, perf event, ...).
 
-    :param extra: the per-type union as u64 words (see :func:`ebpf.core._sys.commands.pack_u32s`).
+    :param extra: the per-type part: a variant from :mod:`ebpf.core.lowlevel` (``LinkCreateKprobeMulti``,
+        ``LinkCreateNetfilter``, ``LinkCreateRelative``, ...); u64 words are still taken.
     :returns: the :class:`BPFLink` (owning the new fd).
     :raises EBPFError: for bad input.  :raises BPFSyscallError: when the kernel refuses.
     """
     at = AttachType.parse(attach_type)
     if not isinstance(target_fd, int) or target_fd < 0:
         raise EBPFError(f"target_fd must be a non-negative int, not {target_fd!r}")
-    if len(extra) > 6:
+    if isinstance(extra, ctypes.Structure):
+        if not any(ctype is type(extra) for _, ctype, *_ in LinkCreateTail._fields_):
+            raise EBPFError(f"{type(extra).__name__} is not a BPF_LINK_CREATE variant")
+    elif len(extra) > 6:
         raise EBPFError("extra holds at most 6 u64 words")
-    fd = commands.link_create(program.fd, target_fd, int(at), flags, tuple(extra))
+    fd = commands.link_create(program.fd, target_fd, int(at), flags, extra)
     return BPFLink(fd, program, description or f"{program.name or program.prog_type.lower_name} {at.lower_name}")
 
 

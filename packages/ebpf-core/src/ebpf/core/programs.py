@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import os
 import re
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from ebpf.core.errors import (
     syscall_error,
 )
 from ebpf.core.extension import dispatcher
+from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
 from ebpf.core.types import AttachType, ProgType
 
@@ -415,12 +415,14 @@ def load_program(spec: ProgramSpec | None = None, **fields: Any) -> Program:
 # --- the live object ---------------------------------------------------------------------
 
 
-class Program:
-    """A loaded program; owns one fd (``close()``, ``with``, closed on garbage collection)."""
+class Program(FdOwner):
+    """A loaded program; owns one fd (``close()``, ``with``; collected while open: closed with a ResourceWarning)."""
+
+    _kind = "program"
 
     def __init__(self, fd: int, spec: ProgramSpec, *, verifier_log: str = "", name: str | None = None) -> None:
         """Wrap ``fd`` (which this object now owns).  Use :func:`load_program` or ``from_*``."""
-        self._fd = fd
+        self._own_fd(fd)
         self.spec = spec
         self.verifier_log = verifier_log
         self.name = name if name is not None else _sanitize_name(spec.name)
@@ -438,34 +440,6 @@ class Program:
         #: Where the section name says to attach (``"syscalls/sys_enter_openat"``); used by
         #: :meth:`attach` when no target is given.
         self.attach_target: object = None
-        self._finalizer = weakref.finalize(self, close_fd, fd)
-
-    @property
-    def fd(self) -> int:
-        """The program's fd.
-
-        :raises EBPFError: when the program is closed.
-        """
-        if self._fd < 0:
-            raise EBPFError(f"program {self.name!r} is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the fd (the kernel frees the program when nothing else holds it)."""
-        if self._fd >= 0:
-            self._finalizer()
-            self._fd = -1
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"

@@ -31,7 +31,7 @@ from ebpf.core import lowlevel as commands
 from ebpf.core.errors import AttachError, BPFSyscallError, BTFError, EBPFError
 from ebpf.core.features import feature_test, probe_error
 from ebpf.core.links import BPFLink
-from ebpf.core.lowlevel import Cmd, IterCreateAttr, bpf, close_fd
+from ebpf.core.lowlevel import Cmd, IterCreateAttr, LinkCreateIter, bpf, close_fd
 from ebpf.core.maps import Map
 from ebpf.core.programs import Program
 from ebpf.core.types import AttachType, MapType, ProgType
@@ -232,7 +232,7 @@ def attach_iter(program: Program, map: Map | None = None, task: int | None = Non
     target = iter_target(program)
     info, owned_fd = _iter_info(target, map, task, pid_fd, cgroup, order)
     buf = ctypes.create_string_buffer(info, max(len(info), 1))
-    extra = (ctypes.addressof(buf), commands.pack_u32s(len(info))) if info else ()
+    extra = LinkCreateIter(iter_info=ctypes.addressof(buf), iter_info_len=len(info)) if info else None
     try:
         fd = commands.link_create(program.fd, 0, int(AttachType.TRACE_ITER), 0, extra)
     except BPFSyscallError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,7 @@ def create_link(
     target_fd: int,
     attach_type: AttachType,
     flags: int = 0,
-    extra: tuple[int, ...] = (),
+    extra: ctypes.Structure | tuple[int, ...] = (),
     description: str = "",
 ) -> BPFLink:
     """BPF_LINK_CREATE through :func:`ebpf.core.links.create_link`."""

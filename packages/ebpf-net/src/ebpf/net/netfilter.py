@@ -91,11 +91,10 @@ def attach_netfilter(
     if isinstance(priority, bool) or not isinstance(priority, int) or not _PRIORITY_MIN <= priority <= _PRIORITY_MAX:
         raise AttachError(f"netfilter priority must be an int in {_PRIORITY_MIN}..{_PRIORITY_MAX}, got {priority!r}")
     check_program(prog, (ProgType.NETFILTER,), "attach_netfilter")
-    from ebpf.core.lowlevel import pack_u32s
+    from ebpf.core.lowlevel import LinkCreateNetfilter
 
     flags = BPF_F_NETFILTER_IP_DEFRAG if defrag else 0
-    # link_create's netfilter union: { u32 pf; u32 hooknum; s32 priority; u32 flags }.
-    extra = (pack_u32s(family, hooknum), pack_u32s(priority & 0xFFFFFFFF, flags))
+    extra = LinkCreateNetfilter(pf=family, hooknum=hooknum, priority=priority, flags=flags)
     try:
         return create_link(
             prog, 0, AttachType.NETFILTER, 0, extra=extra, description=f"netfilter pf {family} hook {hooknum}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,10 +14,11 @@ from ebpf.core._maps.fastpath import BufferPool, make_ops
 from ebpf.core._maps.layout import Layout
 from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.attrs import MapElemAttr
-from ebpf.core._sys.syscall import SYS_BPF, Cmd, close_fd, get_errno, raw_syscall
+from ebpf.core._sys.syscall import SYS_BPF, Cmd, get_errno, raw_syscall
 from ebpf.core.codecs import Codec
 from ebpf.core.errors import BPFSyscallError, EBPFError, KeyNotFoundError, MapFullError, syscall_error
 from ebpf.core.extension import dispatcher
+from ebpf.core.fdowner import FdOwner
 from ebpf.core.types import MapType
 
 __all__ = ["MapSpec", "MapInfo", "Map", "parse_update_flags", "ARRAY_TYPES", "MISSING"]
@@ -181,18 +181,19 @@ def _make_failed(state: _State) -> Any:
     return failed
 
 
-class Map:
+class Map(FdOwner):
     """A live BPF map: owns one fd; dict-like (``m[k]``, ``k in m``, ``len(m)``, iteration).
 
     Keys and values go through the map's codecs (default: ``u32``/``u64`` ints for sizes 4/8,
     raw bytes otherwise).  Safe to use from several threads at once.  Close it with
-    :meth:`close` or ``with``; it is closed on garbage collection as a last resort.
+    :meth:`close` or ``with``; collected while open, it is closed with a ResourceWarning.
     """
+
+    _kind = "map"
 
     _state: _State
 
     def __init__(self, fd: int, spec: MapSpec, key_codec: Codec, value_codec: Codec) -> None:
-        self._fd = fd
         self.spec = spec
         self.map_type = MapType.parse(spec.map_type)
         self.key_size = spec.key_size
@@ -202,7 +203,7 @@ class Map:
         self.flags = spec.flags
         self.key_codec = key_codec
         self.value_codec = value_codec
-        self._finalizer = weakref.finalize(self, close_fd, fd)
+        self._own_fd(fd)
         self._state = _State(spec.name, spec.max_entries)
         self._key_layout = Layout(key_codec, self.key_size)
         self._value_layout = self._make_value_layout()
@@ -506,13 +507,7 @@ class Map:
             for op in ("lookup", "update", "delete"):
                 self.__dict__[op] = closed
             self._release_extra()
-            self._finalizer()
-
-    def __enter__(self: _MapT) -> _MapT:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self._release()
 
     # -- alternate constructors ----------------------------------------------------------------
     @classmethod

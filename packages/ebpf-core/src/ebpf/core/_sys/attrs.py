@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 from ctypes import c_char, c_int32, c_uint8, c_uint32, c_uint64
 
+from ebpf.core._sys.unions import UNION_VARIANTS, LinkCreateTail, LinkInfoTail
+
 _S = ctypes.Structure
 
 # Name of the anonymous struct inside ``union bpf_attr`` each class mirrors, for the
@@ -270,17 +272,17 @@ class TaskFdQueryAttr(_S):
 class LinkCreateAttr(_S):
     """BPF_LINK_CREATE.
 
-    The 48-byte tail is a union in the kernel (target_btf_id, perf_event, kprobe_multi,
-    tracing, netfilter, tcx, uprobe_multi, netkit, cgroup); it is laid out here as six
-    u64 words ``extra0..extra5`` and filled by :func:`ebpf.core._sys.commands.link_create`.
+    The 48-byte tail is the kernel's per-type union, :class:`~ebpf.core._sys.unions.LinkCreateTail`
+    (anonymous here too: ``attr.kprobe_multi.cnt``, ``attr.tcx.relative_fd``, ``attr.iter_info``).
     """
 
+    _anonymous_ = ("_tail",)
     _fields_ = [
         ("prog_fd", c_uint32),  # union with map_fd
         ("target_fd", c_uint32),  # union with target_ifindex
         ("attach_type", c_uint32),
         ("flags", c_uint32),
-        ("extra", c_uint64 * 6),
+        ("_tail", LinkCreateTail),
     ]
 
 
@@ -392,14 +394,18 @@ class MapInfo(_S):
 
 
 class LinkInfo(_S):
-    """``struct bpf_link_info``; the per-type 48-byte union is ``extra`` (six u64 words)."""
+    """``struct bpf_link_info``; the per-type union is :class:`~ebpf.core._sys.unions.LinkInfoTail` (anonymous).
 
+    ``info.raw_tracepoint.tp_name``, ``info.perf_event.kprobe.func_name``, ... (``info.type`` says which).
+    """
+
+    _anonymous_ = ("_tail",)
     _fields_ = [
         ("type", c_uint32),
         ("id", c_uint32),
         ("prog_id", c_uint32),
         ("_pad0", c_uint32),
-        ("extra", c_uint64 * 6),
+        ("_tail", LinkInfoTail),
     ]
 
 
@@ -418,7 +424,7 @@ class BtfInfo(_S):
 
 #: For the layout test: class -> (kernel type, the first field naming the member of
 #: ``union bpf_attr`` or ``None`` for a whole struct).
-LAYOUTS: dict[type[ctypes.Structure], tuple[str, str | None]] = {
+LAYOUTS: dict[type[ctypes.Structure], tuple[str, str | None]] = {  # a dotted key: a member path (BTF search)
     MapCreateAttr: ("union bpf_attr", "map_type"),
     MapElemAttr: ("union bpf_attr", "map_fd"),
     MapBatchAttr: ("union bpf_attr", "in_batch"),
@@ -442,4 +448,6 @@ LAYOUTS: dict[type[ctypes.Structure], tuple[str, str | None]] = {
     MapInfo: ("struct bpf_map_info", None),
     LinkInfo: ("struct bpf_link_info", None),
     BtfInfo: ("struct bpf_btf_info", None),
+    # every named variant of the link-create and link-info unions, by its dotted path
+    **UNION_VARIANTS,
 }

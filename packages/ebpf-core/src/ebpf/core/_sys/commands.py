@@ -37,6 +37,7 @@ from ebpf.core._sys.attrs import (
     TaskFdQueryAttr,
 )
 from ebpf.core._sys.syscall import Cmd, bpf
+from ebpf.core._sys.unions import LinkCreateTail
 from ebpf.core.errors import BPFSyscallError
 
 _I = TypeVar("_I", bound=ctypes.Structure)
@@ -184,20 +185,25 @@ def task_fd_query(pid: int, fd: int) -> TaskFdQueryAttr:
     return attr
 
 
-def link_create(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0, extra: tuple[int, ...] = ()) -> int:
-    """BPF_LINK_CREATE; ``extra`` fills the per-type union as u64 words.
+def link_create(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0,
+                extra: ctypes.Structure | tuple[int, ...] | None = None) -> int:
+    """BPF_LINK_CREATE.
 
-    Pack 32-bit union members pairwise (little end first) with :func:`pack_u32s`.
+    :param extra: the per-type part, one of the typed variants of :mod:`ebpf.core._sys.unions`
+        (``LinkCreateKprobeMulti(...)``, ``LinkCreateRelative(...)``, ...), copied into the union
+        member of its type; or, for callers of older releases, the union as u64 words.
+    :returns: the link fd.
     """
     attr = LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type, flags=flags)
-    for i, word in enumerate(extra):
-        attr.extra[i] = word
+    if isinstance(extra, ctypes.Structure):
+        member = next((name for name, ctype, *_ in LinkCreateTail._fields_ if ctype is type(extra)), None)
+        if member is None:
+            raise TypeError(f"{type(extra).__name__} is not a BPF_LINK_CREATE union variant")
+        setattr(attr._tail, member, extra)  # the union shares the attr's memory
+    elif extra:
+        for i, word in enumerate(extra):
+            attr.extra[i] = word
     return bpf(Cmd.LINK_CREATE, attr)
-
-
-def pack_u32s(lo: int, hi: int = 0) -> int:
-    """Two u32 fields that share one u64 word of a union, in memory order (little-endian)."""
-    return (lo & 0xFFFFFFFF) | ((hi & 0xFFFFFFFF) << 32)
 
 
 def link_update(link_fd: int, new_prog_fd: int, flags: int = 0, old_prog_fd: int = 0) -> None:

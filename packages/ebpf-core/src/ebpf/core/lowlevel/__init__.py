@@ -8,9 +8,11 @@ names of API.md are.
 
 - one function per bpf command (:func:`prog_attach`, :func:`prog_query`, :func:`link_create`, ...),
   each raising :class:`~ebpf.core.errors.BPFSyscallError` with the kernel's errno;
-- one ``ctypes.Structure`` per command's ``union bpf_attr`` member (``MapCreateAttr``, ...) and per
-  info record (``ProgInfo``, ``LinkInfo``, ...), every layout checked against the kernel's BTF by
-  ebpf-core's ``test_sys_layout.py``;
+- one ``ctypes.Structure`` per command's ``union bpf_attr`` member (``MapCreateAttr``, ...), per
+  info record (``ProgInfo``, ``LinkInfo``, ...) and per variant of their per-type unions
+  (``LinkCreateKprobeMulti``, ``LinkCreateNetfilter``, ``LinkInfoPerfEvent``, ...: pass one as
+  ``link_create(..., extra=...)``), every layout checked against the kernel's BTF by ebpf-core's
+  ``test_sys_layout.py``;
 - :func:`bpf` itself with :class:`Cmd`, for commands that have no wrapper yet.
 """
 
@@ -58,7 +60,6 @@ from ebpf.core._sys.commands import (
     obj_get,
     obj_info,
     obj_pin,
-    pack_u32s,
     prog_attach,
     prog_bind_map,
     prog_detach,
@@ -75,6 +76,30 @@ from ebpf.core._sys.syscall import (
     close_fd,
     get_errno,
     raw_syscall,
+)
+from ebpf.core._sys.unions import (
+    LinkCreateIter,
+    LinkCreateKprobeMulti,
+    LinkCreateNetfilter,
+    LinkCreatePerfEvent,
+    LinkCreateRelative,
+    LinkCreateTail,
+    LinkCreateTracing,
+    LinkCreateUprobeMulti,
+    LinkInfoCgroup,
+    LinkInfoDevice,
+    LinkInfoIter,
+    LinkInfoKprobeMulti,
+    LinkInfoNetfilter,
+    LinkInfoNetns,
+    LinkInfoPerfEvent,
+    LinkInfoRawTracepoint,
+    LinkInfoSockmap,
+    LinkInfoStructOps,
+    LinkInfoTail,
+    LinkInfoTracing,
+    LinkInfoUprobeMulti,
+    LinkInfoXdp,
 )
 
 __all__ = [
@@ -104,7 +129,6 @@ __all__ = [
     "btf_load",
     "task_fd_query",
     "link_create",
-    "pack_u32s",
     "link_update",
     "link_detach",
     "enable_stats",
@@ -132,4 +156,26 @@ __all__ = [
     "MapInfo",
     "LinkInfo",
     "BtfInfo",
+    "LinkCreateIter",
+    "LinkCreatePerfEvent",
+    "LinkCreateKprobeMulti",
+    "LinkCreateTracing",
+    "LinkCreateNetfilter",
+    "LinkCreateRelative",
+    "LinkCreateUprobeMulti",
+    "LinkCreateTail",
+    "LinkInfoRawTracepoint",
+    "LinkInfoTracing",
+    "LinkInfoCgroup",
+    "LinkInfoIter",
+    "LinkInfoNetns",
+    "LinkInfoXdp",
+    "LinkInfoStructOps",
+    "LinkInfoNetfilter",
+    "LinkInfoKprobeMulti",
+    "LinkInfoUprobeMulti",
+    "LinkInfoPerfEvent",
+    "LinkInfoDevice",
+    "LinkInfoSockmap",
+    "LinkInfoTail",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError, ELFError, NotSupportedError
 from ebpf.core.features import have_kprobes, have_link_type
 from ebpf.core.links import BPFLink, Link, attach_perf_event, create_link
-from ebpf.core.lowlevel import close_fd, pack_u32s
+from ebpf.core.lowlevel import LinkCreateKprobeMulti, LinkCreateUprobeMulti, close_fd
 from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.types import AttachType
 from ebpf.events.tracing._elf import ElfFile
@@ -208,7 +208,8 @@ def attach_kprobe_multi(program: Program, symbols: Sequence[str] | str, *, cooki
     syms = (ctypes.c_uint64 * len(names))(*(ctypes.addressof(s) for s in strings))
     cks = (ctypes.c_uint64 * len(names))(*cookies) if cookies is not None else None
     flags = BPF_F_KPROBE_MULTI_RETURN if retprobe else 0
-    extra = (pack_u32s(flags, len(names)), ctypes.addressof(syms), 0, ctypes.addressof(cks) if cks is not None else 0)
+    extra = LinkCreateKprobeMulti(flags=flags, cnt=len(names), syms=ctypes.addressof(syms),
+                                  cookies=ctypes.addressof(cks) if cks is not None else 0)
     return create_link(program, 0, AttachType.TRACE_KPROBE_MULTI, extra=extra,
                        description=f"{program.name or 'program'} on kprobe.multi ({len(names)} functions)")
 
@@ -357,7 +358,9 @@ def attach_uprobe_multi(program: Program, binary: str | os.PathLike[str], symbol
     c_refs = (ctypes.c_uint64 * n)(*ref_ctr_offsets) if ref_ctr_offsets is not None else None
     c_cks = (ctypes.c_uint64 * n)(*cookies) if cookies is not None else None
     flags = BPF_F_UPROBE_MULTI_RETURN if retprobe else 0
-    extra = (ctypes.addressof(c_path), ctypes.addressof(c_offs), ctypes.addressof(c_refs) if c_refs else 0,
-             ctypes.addressof(c_cks) if c_cks else 0, pack_u32s(n, flags), pid)
+    extra = LinkCreateUprobeMulti(path=ctypes.addressof(c_path), offsets=ctypes.addressof(c_offs),
+                                  ref_ctr_offsets=ctypes.addressof(c_refs) if c_refs else 0,
+                                  cookies=ctypes.addressof(c_cks) if c_cks else 0, cnt=n, flags=flags,
+                                  pid=pid & 0xFFFFFFFF)
     return create_link(program, 0, AttachType.TRACE_UPROBE_MULTI, extra=extra,
                        description=f"{program.name or 'program'} on uprobe.multi {path} ({n} locations)")
