@@ -127,6 +127,7 @@ def create_arena_map(pages: int, *, address: int = 0, name: str = "", numa_node:
     plain = create_map(spec)
     # rewrap the fd as an ArenaMap (same spec and codecs), handing the fd over
     arena = ArenaMap(plain._fd, plain.spec, plain.key_codec, plain.value_codec)
-    plain._finalizer.detach()
+    if plain._finalizer is not None:
+        plain._finalizer.detach()  # the fd now belongs to `arena`
     plain._state.closed = True
     return arena

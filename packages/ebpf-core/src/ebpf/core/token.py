@@ -19,11 +19,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import weakref
 from collections.abc import Iterable
 
-from ebpf.core._sys.syscall import Cmd, bpf, close_fd
+from ebpf.core._sys.syscall import Cmd, bpf
 from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.fdowner import FdOwner
 
 __all__ = ["Token", "create_token", "open_bpffs_context", "delegated_bpffs", "BPF_FS_MAGIC"]
 
@@ -43,38 +43,18 @@ class _TokenCreateAttr(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint32), ("bpffs_fd", ctypes.c_uint32)]
 
 
-class Token:
+class Token(FdOwner):
     """A BPF token fd (owned): pass it as ``token=`` to map creation and program loads."""
+
+    _kind = "BPF token"
 
     def __init__(self, fd: int, bpffs: str = "") -> None:
         """Wrap token ``fd`` (now owned)."""
-        self._fd = fd
+        self._own_fd(fd)
         self.bpffs = bpffs
-        self._finalizer = weakref.finalize(self, close_fd, fd)
 
-    @property
-    def fd(self) -> int:
-        """The token's fd.  :raises EBPFError: when closed."""
-        if self._fd < 0:
-            raise EBPFError("BPF token is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the token (objects created with it stay)."""
-        if self._fd >= 0:
-            self._finalizer()
-            self._fd = -1
-
-    def __enter__(self) -> Token:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _label(self) -> str:
+        return self.bpffs or "token"
 
     def __repr__(self) -> str:
         return f"<Token {'closed' if self.closed else f'fd={self._fd}'}>"
