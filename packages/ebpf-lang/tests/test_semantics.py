@@ -68,6 +68,8 @@ def arith(ctx: ct.xdp_md) -> int:
     out[17] = bpf.htons(u16(a)) + bpf.ntohl(b)
     out[18] = -y
     out[19] = a > 100 and b <= 7
+    # Deeper than the six scratch registers: live values are spilled to the stack and reloaded.
+    out[20] = r.a + (r.b * (r.c - (r.d + (r.a | (r.b + (r.c ^ (r.d + (r.a & (r.b + 3)))))))))
     return 2
 
 
@@ -87,6 +89,8 @@ def model(a: int, b: int, x: int, y: int) -> list[int]:
                 + int.from_bytes(b.to_bytes(4, "little"), "big")) & u32m)  # u16 + u32 wraps at 32 bits
     res.append((-y) & M64 if y != -(1 << 31) else (1 << 31) | (M64 ^ u32m))
     res.append(int(a > 100 and b <= 7))
+    rb, rc, rd = (ra + 1) & u32m, (~b) & 0xFFFF, x
+    res.append((ra + (rb * (rc - (rd + (ra | (rb + (rc ^ (rd + (ra & (rb + 3)))))))))) & M64)
     return res
 
 
@@ -107,7 +111,7 @@ def test_arithmetic_matches_python(loaded: object, a: int, b: int, x: int, y: in
     for k, v in enumerate((a, b, x, y & M64)):
         maps["inp"][k] = v
     assert coll.programs["arith"].test_run(PACKET).retval == 2  # type: ignore[attr-defined]
-    got = [maps["out"][k] for k in range(20)]
+    got = [maps["out"][k] for k in range(21)]
     assert got == model(a, b, x, y)
 
 
@@ -118,4 +122,4 @@ def test_small_values(loaded: object) -> None:
         for k, v in enumerate((a, b, x, y & M64)):
             maps["inp"][k] = v
         loaded.programs["arith"].test_run(PACKET)  # type: ignore[attr-defined]
-        assert [maps["out"][k] for k in range(20)] == model(a, b, x, y), (a, b, x, y)
+        assert [maps["out"][k] for k in range(21)] == model(a, b, x, y), (a, b, x, y)

@@ -374,10 +374,23 @@ class Codegen:
         return self.value(e), True
 
     def value(self, e: ir.Expr, dst: Reg | None = None) -> Reg:
-        """Evaluate ``e`` into a scratch register the caller owns (``dst`` when given and possible)."""
+        """Evaluate ``e`` into a scratch register the caller owns (``dst`` when given and possible).
+
+        When fewer than two scratch registers are free and ``e`` needs more than one, the live
+        ones are spilled to stack slots around the evaluation (and reloaded into the same
+        registers), so expressions of any depth compile.
+        """
         from ebpf.lang.codegen_ops import value_of
 
-        return value_of(self, e, dst)
+        free = len(_SCRATCH) - len(self.busy)
+        if free >= 2 or isinstance(e, (ir.Const, ir.Local, ir.AddrOf)):
+            return value_of(self, e, dst)
+        saved = self.spill_busy()
+        r = value_of(self, e, None)
+        self.busy.remove(r)
+        result = self.restore(saved, r)
+        assert result is not None
+        return result
 
     def target(self, dst: Reg | None) -> Reg:
         """``dst`` when it is a local's home register (written directly), else a scratch register."""
