@@ -6,7 +6,23 @@ import os
 import tempfile
 
 import pytest
-from ebpf.lang import HashMap, PerfEventArray, Struct, bpf, char, kernel, load, u8, u16, u32, u64
+from ebpf.lang import (
+    ArrayMap,
+    BloomFilter,
+    HashMap,
+    PerfEventArray,
+    QueueMap,
+    StackMap,
+    Struct,
+    bpf,
+    char,
+    kernel,
+    load,
+    u8,
+    u16,
+    u32,
+    u64,
+)
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -106,3 +122,37 @@ def test_sk_buff_context_and_packet_headers() -> None:
         prog = coll.programs["tc_proto"]
         assert prog.test_run(bytes(12) + b"\x86\xdd" + bytes(50)).retval == 0x86DD + 64 * 0x10000
         assert prog.test_run(bytes(12) + b"\x08\x06" + bytes(2)).retval == 0x0806 + 16 * 0x10000  # ARP
+
+
+queue = QueueMap(u32, max_entries=8)
+lifo = StackMap(u64, max_entries=8)
+seen_before = BloomFilter(u32, max_entries=64)
+results = ArrayMap(u64, max_entries=8)
+
+
+@kernel("xdp")
+def queues(ctx: ct.xdp_md) -> int:
+    queue.push(ctx.ingress_ifindex + 10)
+    queue.push(7)
+    lifo.push(1)
+    lifo.push(2)
+    results[0] = queue.pop(99)
+    results[1] = queue.peek(99)
+    results[2] = lifo.pop(99)
+    results[3] = lifo.pop(99)
+    results[4] = lifo.pop(99)       # empty: the default
+    seen_before.push(42)
+    results[5] = 42 in seen_before
+    if 43 in seen_before:
+        results[6] = 1
+    return 2
+
+
+def test_queue_stack_and_bloom_filter() -> None:
+    with load([queues]) as coll:
+        assert coll.programs["queues"].test_run(bytes(64)).retval == 2
+        got = [coll.maps["results"][k] for k in range(7)]
+        left = [coll.maps["queue"].pop(), coll.maps["queue"].pop()]
+    assert got[:6] == [10 + 1, 7, 2, 1, 99, 1]  # test_run's packet arrives on lo (ifindex 1)
+    assert got[6] in (0, 1)  # a bloom filter may say yes to a value never added
+    assert left == [7, None]

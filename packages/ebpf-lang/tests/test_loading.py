@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 from ebpf.core.errors import VerifierError
-from ebpf.lang import HashMap, KernelFunction, LangError, Struct, compile, kernel, load, u32, u64
+from ebpf.lang import HashMap, KernelFunction, LangError, Struct, compile, kernel, load, source_module, u32, u64
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -147,3 +147,37 @@ def test_elf_objects_load_with_libbpf(example: Callable[[str], ModuleType], name
         assert all(obj.get_program(n).get_name() == n for n in names)
         del obj
         gc.collect()  # libbpf closes the object's fds when it is destroyed
+
+
+def test_value_only_maps_in_elf_objects() -> None:
+    """Queues, stacks and bloom filters are BTF-defined with a value and no key; both loaders take them."""
+    import gc
+
+    import pylibbpf
+    from ebpf.elf import load_elf
+
+    mod = source_module('''
+from ebpf.lang import ArrayMap, BloomFilter, QueueMap, kernel, u32, u64, ctx_types as ct
+q = QueueMap(u32, max_entries=4)
+bf = BloomFilter(u32, max_entries=16, hashes=3)
+out = ArrayMap(u64, max_entries=2)
+
+@kernel("xdp")
+def fifo(ctx: ct.xdp_md) -> int:
+    q.push(5)
+    bf.push(9)
+    out[0] = q.pop(0)
+    out[1] = 9 in bf
+    return 2
+''', name="value_only_maps")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "fifo.o")
+        compile(mod, path)
+        with load_elf(path) as coll:
+            coll.programs["fifo"].test_run(bytes(64))
+            assert [coll.maps["out"][0], coll.maps["out"][1]] == [5, 1]
+            assert coll.maps["bf"].info().map_extra == 3  # the number of hash functions
+        obj = pylibbpf.BpfObject(path)
+        obj.load()
+        del obj
+        gc.collect()

@@ -31,6 +31,7 @@ from ebpf.lang.helpers import bpf
 from ebpf.lang.kernel import CompiledModule, CompiledProgram, KernelFunction, compile_module, kernel, load
 from ebpf.lang.maps import (
     ArrayMap,
+    BloomFilter,
     HashMap,
     LruHashMap,
     LruPerCpuHashMap,
@@ -39,13 +40,15 @@ from ebpf.lang.maps import (
     PerCpuArrayMap,
     PerCpuHashMap,
     PerfEventArray,
+    QueueMap,
     RingBuf,
+    StackMap,
 )
 from ebpf.lang.source import source_module
 from ebpf.lang.types import Struct, char, i8, i16, i32, i64, u8, u16, u32, u64
 
 __all__ = [
-    "ArrayMap", "CompiledModule", "CompiledProgram", "CtxType", "HashMap", "KernelFunction", "LangError",
+    "ArrayMap", "BloomFilter", "QueueMap", "StackMap", "CompiledModule", "CompiledProgram", "CtxType", "HashMap", "KernelFunction", "LangError",
     "LruHashMap", "LruPerCpuHashMap", "Map", "MapDecl", "PerCpuArrayMap", "PerCpuHashMap", "PerfEventArray",
     "RingBuf", "Struct", "bpf", "char", "compile", "compile_module", "ctx_types", "i8", "i16", "i32", "i64",
     "kernel", "load", "source_module", "u8", "u16", "u32", "u64",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ebpf.lang import ir
 from ebpf.lang.helpers import HELPERS, INTRINSICS
+from ebpf.lang.maps import MapDecl
 from ebpf.lang.opt import LIT, fold
 from ebpf.lang.types import ArrayType, IntType, LangType, PtrType, Struct, StructType, i64, u64
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["check_call", "check_map_op"]
 
-_MAP_METHODS = {"get", "lookup", "increment", "output", "reserve", "submit", "discard", "update", "delete"}
+_MAP_METHODS = {"get", "lookup", "increment", "output", "reserve", "submit", "discard", "update", "delete", "push",
+                "pop", "peek"}
 _PACKET_CTX = {"xdp_md", "__sk_buff"}
 
 
@@ -182,6 +184,8 @@ def check_map_op(c: ExprChecker, op: str, map_node: ast.expr, args: list[ast.exp
             return ir.MapOp(i64, pos, op, decl, mname, value=e)
         raise c.err(node, f"{mname} is a {decl.map_type.lower_name} map: use {mname}.output(event)"
                           + (f", {mname}.reserve(T) / submit(p) / discard(p)" if kind == "ringbuf" else ""))
+    if kind in ("queue", "bloom"):
+        return _queue_op(c, op, mname, decl, args, node)
     if kind not in ("hash", "array"):
         raise c.err(node, f"{mname} is a {decl.map_type.lower_name} map: kernel code supports hash and array "
                           f"maps, ring buffers and perf arrays")
@@ -222,6 +226,25 @@ def check_map_op(c: ExprChecker, op: str, map_node: ast.expr, args: list[ast.exp
                            else ir.Const(vt, pos, 1))
         return ir.MapOp(i64, pos, "increment", decl, mname, key=key, value=amount)
     raise c.err(node, f"{mname} is a {decl.map_type.lower_name} map: {op}() applies to ring buffers")
+
+
+def _queue_op(c: ExprChecker, op: str, mname: str, decl: MapDecl, args: list[ast.expr], node: ast.AST) -> ir.Expr:
+    """Queue/stack ``push``/``pop``/``peek`` and bloom filter ``push`` / ``v in b``."""
+    pos = c.pos(node)
+    vt = decl.value
+    if not isinstance(vt, IntType):
+        raise c.err(node, f"{mname} holds {vt!r} values: kernel code supports queues, stacks and bloom filters "
+                          f"of integers")
+    ops = ("push", "pop", "peek") if decl.kind == "queue" else ("push", "contains")
+    if op not in ops:
+        uses = "push(v), pop(default), peek(default)" if decl.kind == "queue" else "push(v) and `v in m`"
+        raise c.err(node, f"{mname} is a {decl.map_type.lower_name} map: use {uses}")
+    if len(args) != 1:
+        raise c.err(node, f"{mname}.{op}() takes 1 argument, got {len(args)}")
+    value = c.convert(c.int_expr(args[0], "the value"), vt, args[0])
+    if op in ("push", "contains"):
+        return ir.MapOp(i64 if op == "push" else u64, pos, op, decl, mname, value=value)
+    return ir.MapOp(vt, pos, op, decl, mname, default=value)
 
 
 def _type_arg(c: ExprChecker, a: ast.expr) -> StructType:

@@ -420,7 +420,7 @@ class Codegen:
                 self.branch(e.values[-1], label, when)
                 self.label(skip)
             return
-        if isinstance(e, ir.MapOp) and e.op == "contains":
+        if isinstance(e, ir.MapOp) and e.op == "contains" and e.map is not None and e.map.kind in ("hash", "array"):
             from ebpf.lang.codegen_maps import key_arg, lookup
 
             temps: list[int] = []

@@ -72,6 +72,8 @@ def _map_op(cg: Codegen, e: ir.MapOp, dst: Reg | None, temps: list[int]) -> Reg:
     op = e.op
     if op in ("output", "reserve", "submit", "discard"):
         return _events(cg, e, temps)
+    if m.kind in ("queue", "bloom"):
+        return _queue(cg, e, dst, temps)
     assert e.key is not None
     key = _in_memory(cg, e.key, m.key, temps)
     if op == "lookup":
@@ -172,6 +174,41 @@ def _increment(cg: Codegen, e: ir.MapOp, key: _Arg, temps: list[int]) -> Reg:
     return p
 
 
+def _queue(cg: Codegen, e: ir.MapOp, dst: Reg | None, temps: list[int]) -> Reg:
+    """push: ``map_push_elem``; pop/peek: the value or the default; bloom ``in``: ``map_peek_elem == 0``."""
+    from ebpf.core.asm import add64, mov64
+
+    assert e.map is not None and isinstance(e.map.value, IntType)
+    vt = e.map.value
+    if e.op in ("push", "contains"):
+        assert e.value is not None
+        arg = _in_memory(cg, e.value, vt, temps)
+        helper = "map_push_elem" if e.op == "push" else "map_peek_elem"
+        r = cg.call(helper, [("map", e.map_name), arg, 0] if e.op == "push" else [("map", e.map_name), arg])
+        assert r is not None
+        if e.op == "contains":
+            found = cg.new_label("found")
+            cg.emit(jmp_imm(JEQ, r, 0, found))  # 0: present
+            cg.emit(mov64(r, -1))
+            cg.label(found)
+            cg.emit(add64(r, 1))  # -1 -> 0 (absent), 0 -> 1 (present)
+        return r
+    assert e.default is not None
+    slot = cg.temp()
+    temps.append(slot)
+    r = cg.call(f"map_{e.op}_elem", [("map", e.map_name), ("stack", slot)])
+    assert r is not None
+    res = cg.value(e.default, dst if dst is not None and dst != r else None)
+    done = cg.new_label("popped")
+    cg.emit(jmp_imm(JNE, r, 0, done))  # empty: keep the default
+    cg.emit(ldx_mem(_SIZES[vt.size], res, Reg.R10, slot))
+    if vt.signed and vt.size < 8:
+        cg.normalize(res, vt)
+    cg.label(done)
+    cg.free(r)
+    return res
+
+
 def _events(cg: Codegen, e: ir.MapOp, temps: list[int]) -> Reg:
     assert e.map is not None
     op, kind = e.op, e.map.kind
@@ -191,4 +228,3 @@ def _events(cg: Codegen, e: ir.MapOp, temps: list[int]) -> Reg:
     return r
 
 
-_ = JNE

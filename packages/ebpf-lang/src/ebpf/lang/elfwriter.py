@@ -59,6 +59,10 @@ def _map_def(decl: MapDecl, btf: ModuleBtf) -> list[tuple[str, int]]:
         members += [("key_size", uint(4)), ("value_size", uint(4))]
     elif decl.key is not None and decl.value is not None:
         members += [("key", b.add_pointer(decl.key.btf(btf.types))), ("value", b.add_pointer(decl.value.btf(btf.types)))]
+    elif decl.value is not None:  # queue, stack, bloom filter
+        members.append(("value", b.add_pointer(decl.value.btf(btf.types))))
+    if decl.map_extra:
+        members.append(("map_extra", uint(decl.map_extra)))
     if decl.flags:
         members.append(("map_flags", uint(decl.flags)))
     return members

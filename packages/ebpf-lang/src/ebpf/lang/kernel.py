@@ -268,7 +268,10 @@ def map_spec(name: str, decl: MapDecl, btf: ModuleBtf) -> MapSpec:
         return MapSpec(t, key_size=0, value_size=0, max_entries=decl.max_entries, name=name, flags=decl.flags)
     if t == MapType.PERF_EVENT_ARRAY:
         return MapSpec(t, key_size=4, value_size=4, max_entries=decl.max_entries, name=name, flags=decl.flags)
-    key_size = decl.key.size if decl.key is not None else 0
+    if decl.key is None:  # queue, stack, bloom filter: values only, no BTF (the kernel wants none)
+        return MapSpec(t, key_size=0, value_size=decl.value.size if decl.value is not None else 0,
+                       max_entries=decl.max_entries, name=name, flags=decl.flags, map_extra=decl.map_extra)
+    key_size = decl.key.size
     value_size = decl.value.size if decl.value is not None else 0
     kid = decl.key.btf(btf.types) if decl.key is not None else 0
     vid = decl.value.btf(btf.types) if decl.value is not None else 0

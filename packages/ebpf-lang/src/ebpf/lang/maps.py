@@ -17,7 +17,7 @@ from ebpf.lang.types import IntType, LangType, type_of_annotation, u32
 
 __all__ = [
     "MapDecl", "Map", "HashMap", "ArrayMap", "LruHashMap", "PerCpuHashMap", "PerCpuArrayMap",
-    "LruPerCpuHashMap", "RingBuf", "PerfEventArray",
+    "LruPerCpuHashMap", "RingBuf", "PerfEventArray", "QueueMap", "StackMap", "BloomFilter",
 ]
 
 
@@ -48,6 +48,7 @@ class MapDecl:
             raise ValueError(f"max_entries must be a positive int, not {max_entries!r}")
         self.max_entries = max_entries
         self.flags = flags
+        self.map_extra = 0
 
     @property
     def kind(self) -> str:
@@ -61,6 +62,10 @@ class MapDecl:
             return "ringbuf"
         if t == MapType.PERF_EVENT_ARRAY:
             return "perf"
+        if t in (MapType.QUEUE, MapType.STACK):
+            return "queue"
+        if t == MapType.BLOOM_FILTER:
+            return "bloom"
         return "other"
 
     def __repr__(self) -> str:
@@ -71,7 +76,7 @@ class MapDecl:
                         "in user space use the loaded map: collection.maps[name]")
 
     __getitem__ = __setitem__ = __delitem__ = __contains__ = _kernel_only
-    get = lookup = increment = output = reserve = submit = discard = _kernel_only
+    get = lookup = increment = output = reserve = submit = discard = push = pop = peek = _kernel_only
 
 
 def Map(map_type: MapType | str | int, key: object, value: object, max_entries: int, flags: int = 0) -> MapDecl:
@@ -107,6 +112,26 @@ def ArrayMap(value: object, max_entries: int, key: IntType = u32) -> MapDecl:
 def PerCpuArrayMap(value: object, max_entries: int, key: IntType = u32) -> MapDecl:
     """A per-CPU array map."""
     return MapDecl(MapType.PERCPU_ARRAY, key, value, max_entries)
+
+
+def QueueMap(value: object, max_entries: int) -> MapDecl:
+    """A FIFO queue: ``q.push(v)``, ``q.pop(default)``, ``q.peek(default)``."""
+    return MapDecl(MapType.QUEUE, None, value, max_entries)
+
+
+def StackMap(value: object, max_entries: int) -> MapDecl:
+    """A LIFO stack (not a stack trace map): ``s.push(v)``, ``s.pop(default)``, ``s.peek(default)``."""
+    return MapDecl(MapType.STACK, None, value, max_entries)
+
+
+def BloomFilter(value: object, max_entries: int, hashes: int = 0) -> MapDecl:
+    """A bloom filter: ``b.push(v)`` adds, ``v in b`` may answer True for values never added.
+
+    :param hashes: how many hash functions (1..15; 0: the kernel's default, 5).
+    """
+    decl = MapDecl(MapType.BLOOM_FILTER, None, value, max_entries)
+    decl.map_extra = hashes
+    return decl
 
 
 def RingBuf(size: int = 1 << 16) -> MapDecl:
