@@ -14,6 +14,8 @@ from ebpf.core.errors import EBPFError
 from ebpf.core.maps import create_array_map, create_hash_map, create_percpu_array_map
 from ebpf.core.programs import load_program
 from ebpf.events.hist import Histogram, format_log2_hist
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _bar(n: int) -> str:
@@ -147,3 +149,18 @@ def test_from_map_keyed_by_section() -> None:
     assert got.section(0).counts == Histogram.from_values([10, 12, 3000]).counts
     assert got.section(7).counts == [0, 0, 4]
     assert sorted(by_struct.sections) == [2, 3, 11]  # that format reads the halves the other way round
+
+
+@given(st.integers(min_value=1, max_value=10**12), st.data(), st.sampled_from([20, 40]))
+@settings(max_examples=500, deadline=None)
+def test_star_count_matches_bccs_loop(val_max: int, data: st.DataObject, width: int) -> None:
+    from ebpf.events.hist import _stars
+
+    val = data.draw(st.integers(min_value=0, max_value=val_max + 5))
+    i, text = 0, ""
+    while not (i > (width * val / val_max) - 1 or i > width - 1):  # bcc's _stars, step by step
+        text += "*"
+        i += 1
+    if val > val_max:
+        text = text[:-1] + "+"
+    assert _stars(val, val_max, width) == text

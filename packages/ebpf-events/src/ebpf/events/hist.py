@@ -18,6 +18,7 @@ taken as spread evenly over it): exact values never reach user space.
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,11 +35,9 @@ KeySplitter = Callable[[Any], tuple[Any, int]]
 
 
 def _stars(val: int, val_max: int, width: int) -> str:
-    # as many stars as val is a fraction of val_max (rounded up), at most width; '+' marks overflow
-    n = 0
-    while n <= width * val / val_max - 1 and n <= width - 1:
-        n += 1
-    text = "*" * n
+    # bcc adds a star while i <= width*val/val_max - 1 (i < width): that many is floor(x - 1) + 1
+    x = width * val / val_max - 1
+    text = "*" * (min(math.floor(x) + 1, width) if x >= 0 else 0)
     return text[:-1] + "+" if val > val_max else text
 
 
