@@ -8,7 +8,10 @@ A hash map ``u64 (section << 32 | slot) -> u64 count`` holds ``--sections`` x ``
   (``for k in m: v = m[k]``), group into per-section lists;
 - ``render``: ``format_log2_hist`` of every section against the reference rendering of bcc's
   ``print_log2_hist`` written plainly (%-formatting and the star loop per line), same text;
-- ``read_and_render``: both steps, as a tool does when it stops.
+- ``read_and_render``: both steps, as a tool does when it stops;
+- ``read_vs_c``: the same read against ``ref/hist_batch_ref.c`` (BPF_MAP_LOOKUP_BATCH over the
+  pinned map and counts grouped per section in C, no libbpf), built with
+  ``python3 -m ziglang cc -O2`` in this run.
 
 Each figure is the best of ``--rounds``; one JSON line per figure with both times and the
 ratio reference/ours (above 1: ours is faster).  Run as root:
@@ -19,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +97,29 @@ def reference_render(sections: dict[int, list[int]], val_type: str) -> str:
     return "".join(parts)
 
 
+def c_read(m: Any, rounds: int) -> tuple[float, int] | None:
+    """Best seconds of the C batch reader over ``m`` (pinned on bpffs meanwhile); None if it cannot be built."""
+    from ebpf.core.system import ensure_bpf_fs
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    binary = os.path.join(tempfile.mkdtemp(prefix="ebpf-bench-hist-"), "hist_batch_ref")
+    try:
+        subprocess.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-target", "x86_64-linux-gnu",
+                        os.path.join(here, "ref", "hist_batch_ref.c"), "-o", binary], check=True,
+                       capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        emit(bench="hist", figure="read_vs_c", error=f"cannot build the C reference: {getattr(exc, 'stderr', exc)}")
+        return None
+    pin = os.path.join(ensure_bpf_fs(), f"ebpf-bench-hist-{os.getpid()}")
+    m.pin(pin)
+    try:
+        res = json.loads(subprocess.run([binary, pin, str(rounds)], check=True, capture_output=True,
+                                        text=True).stdout)
+    finally:
+        os.unlink(pin)
+    return res["ns"] / 1e9, res["sections"]
+
+
 def main() -> int:
     """Fill the map, time both sides, print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,7 +139,7 @@ def main() -> int:
                         for i in range(args.slots)})
 
         def ours_read() -> Histogram:
-            return Histogram.from_map(m, key=lambda k: (k >> 32, k & 0xFFFFFFFF))
+            return Histogram.from_map(m, key="high32")
 
         t_read, hist = best(ours_read, args.rounds)
         r_read, ref_sections = best(lambda: reference_read(m), args.rounds)
@@ -128,6 +157,13 @@ def main() -> int:
         t_all, _ = best(lambda: ours_read().format_log2_hist("usecs"), args.rounds)
         r_all, _ = best(lambda: reference_render(reference_read(m), "usecs"), args.rounds)
         emit(**base, figure="read_and_render", seconds=t_all, reference_seconds=r_all, ratio=r_all / t_all)
+
+        got = c_read(m, args.rounds)
+        if got is not None:
+            c_seconds, c_sections = got
+            assert c_sections == len(hist.sections), "the C reader saw other sections"
+            emit(**base, figure="read_vs_c", seconds=t_read, c_seconds=c_seconds, ratio_to_c=c_seconds / t_read,
+                 c_keys_per_second=n / c_seconds)
     return 0
 
 

@@ -164,3 +164,17 @@ def test_star_count_matches_bccs_loop(val_max: int, data: st.DataObject, width: 
     if val > val_max:
         text = text[:-1] + "+"
     assert _stars(val, val_max, width) == text
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("sections", [3, 100])  # 3 x 10 keys: the Python pass; 100 x 10: NumPy (when installed)
+def test_from_map_high32_fast_path_matches_the_callable(sections: int) -> None:
+    with create_hash_map(4096, key_size=8, value_size=8) as hist:
+        hist.update_batch({(s << 32) | i: s * 100 + i + 1 for s in range(sections) for i in range(0, 20, 2)})
+        fast = Histogram.from_map(hist, key="high32")
+        slow = Histogram.from_map(hist, key=lambda k: (k >> 32, k & 0xFFFFFFFF))
+        assert fast == slow and sorted(fast.sections) == list(range(sections))
+        assert fast.section(2).counts[18] == 219
+        hist[(7 << 32) | 5000] = 1
+        with pytest.raises(EBPFError, match="slot 5000 out of range"):
+            Histogram.from_map(hist, key="high32")

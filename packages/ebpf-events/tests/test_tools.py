@@ -124,6 +124,26 @@ def test_funclatency_prints_bccs_layout(sleeper: subprocess.Popen[str]) -> None:
     assert all(line.endswith("|") and len(line) == 78 for line in lines[1:])
 
 
+def test_funclatency_on_a_kernel_function_or_a_clean_unsupported_error(tmp_path: Path) -> None:
+    """A kernel function goes through kprobe/kretprobe: measured where the kernel has kprobes, else
+    UnsupportedFeatureError naming kprobes (this machine: no CONFIG_KPROBES), nothing left loaded."""
+    from ebpf.core.testing import open_fds
+    from ebpf.events.tools.funclatency import FuncLatency
+
+    before = open_fds()
+    try:
+        tool = FuncLatency("vfs_read", pid=os.getpid())
+    except UnsupportedFeatureError as exc:
+        assert "kprobe" in str(exc)
+        assert open_fds() == before
+        return
+    with tool:
+        (tmp_path / "f").write_text("x" * 100)
+        for _ in range(20):
+            (tmp_path / "f").read_text()
+        assert tool.histogram().total >= 20
+
+
 def test_runqlat_for_one_process(sleeper: subprocess.Popen[str]) -> None:
     out = _run_tool(["trace", "runqlat", "--pid", str(sleeper.pid), "--json", "--duration", "2.5"],
                     _go(sleeper, "[time.sleep(0.001) for _ in range(100)]"))

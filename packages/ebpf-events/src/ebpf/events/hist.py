@@ -26,10 +26,12 @@ from typing import IO, Any
 
 from ebpf.core.errors import EBPFError
 
-__all__ = ["Histogram", "format_log2_hist", "format_linear_hist", "STARS_MAX"]
+__all__ = ["Histogram", "format_log2_hist", "format_linear_hist", "STARS_MAX", "HIGH32"]
 
 #: Width of the distribution column (bcc's ``stars_max``).
 STARS_MAX = 40
+#: ``Histogram.from_map(m, key=HIGH32)``: u64 keys ``section << 32 | slot``.
+HIGH32 = "high32"
 _KINDS = ("log2", "linear")
 KeySplitter = Callable[[Any], tuple[Any, int]]
 
@@ -109,6 +111,45 @@ def _as_int(value: Any, what: str) -> int:
     raise EBPFError(f"histogram {what} must be an integer (u32/u64 map), not {type(value).__name__}")
 
 
+def _group_high32(keys: Any, values: Any, max_slots: int) -> dict[int, list[int]]:
+    """Counts per section of u64 keys ``section << 32 | slot``: NumPy for large maps, else one Python pass."""
+    if not keys:
+        return {}
+    if isinstance(keys[0], (bytes, bytearray)) or not isinstance(keys[0], int):
+        raise EBPFError("key='high32' needs a map with 8-byte integer keys")
+    np: Any = None
+    if len(keys) >= 512:
+        try:
+            import numpy
+
+            np = numpy
+        except ImportError:
+            pass
+    if np is not None:
+        k = np.asarray(keys, dtype=np.uint64)
+        v = np.asarray(values, dtype=np.uint64)
+        slots = (k & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        top = int(slots.max())
+        if top >= max_slots:
+            raise EBPFError(f"slot {top} out of range 0..{max_slots - 1}: is this a histogram map?")
+        secs, inverse = np.unique(k >> np.uint64(32), return_inverse=True)
+        dense = np.zeros((len(secs), top + 1), dtype=np.uint64)
+        np.add.at(dense, (inverse, slots), v)
+        return dict(zip(secs.tolist(), dense.tolist()))
+    out: dict[int, list[int]] = {}
+    for key, value in zip(keys, values):
+        slot = key & 0xFFFFFFFF
+        if slot >= max_slots:
+            raise EBPFError(f"slot {slot} out of range 0..{max_slots - 1}: is this a histogram map?")
+        counts = out.get(key >> 32)
+        if counts is None:
+            counts = out[key >> 32] = []
+        if slot >= len(counts):
+            counts.extend([0] * (slot + 1 - len(counts)))
+        counts[slot] += value
+    return out
+
+
 def _key_splitter(key: Any) -> KeySplitter | None:
     if key is None:
         return None
@@ -171,20 +212,24 @@ class Histogram:
         :param kind: ``"log2"`` or ``"linear"``.
         :param step: the width of a linear slot.
         :param key: how the key splits into (section, slot) for a keyed histogram: None (the
-            key is the slot), a callable ``key -> (section, slot)`` (integer keys up to 8 bytes
-            come as ints), or a struct format such as ``"<II"`` (slot last, the rest the section).
+            key is the slot), :data:`HIGH32` (``"high32"``: a u64 key ``section << 32 | slot``, as
+            ``asm.hist_increment(key_size=8)`` and the tools build it; the fast path, NumPy when
+            installed), a callable ``key -> (section, slot)`` (integer keys up to 8 bytes come as
+            ints), or a struct format such as ``"<II"`` (slot last, the rest the section).
         :param base: the lowest value of linear slot 0.
         :param max_slots: refuse slots past this (a guard against a map that is not a histogram).
         :returns: the histogram.
         :raises EBPFError: for a closed map, non-integer values, a slot out of range or a bad ``key``.
         """
-        split = _key_splitter(key)
+        split = None if key == HIGH32 else _key_splitter(key)
         try:
             keys, values = m.lookup_batch_columns()
         except AttributeError:
             raise EBPFError(f"Histogram.from_map needs a map, not {type(m).__name__}") from None
         if values and isinstance(values[0], list):  # per-CPU
             values = [sum(v) for v in values]
+        if key == HIGH32:
+            return cls(_group_high32(keys, values, max_slots), kind=kind, step=step, base=base)
         sections: dict[Any, list[int]] = {}
         if split is None:
             counts = sections.setdefault(None, [])

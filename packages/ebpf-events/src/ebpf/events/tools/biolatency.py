@@ -14,7 +14,7 @@ from typing import Any
 from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
 from ebpf.core.errors import BTFError
-from ebpf.events.hist import Histogram
+from ebpf.events.hist import HIGH32, Histogram
 from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to
 
 __all__ = ["BioLatency", "disk_name"]
@@ -115,7 +115,7 @@ class BioLatency(ToolBase):
     def histogram(self) -> Histogram:
         """The latencies so far (keyed by device number with ``per_disk``)."""
         if self.per_disk:
-            return Histogram.from_map(self.hist, key=lambda k: (k >> 32, k & 0xFFFFFFFF))
+            return Histogram.from_map(self.hist, key=HIGH32)
         return Histogram.from_map(self.hist)
 
     def format(self) -> str:

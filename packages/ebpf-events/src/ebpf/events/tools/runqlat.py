@@ -14,7 +14,7 @@ from typing import Any
 from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
 from ebpf.core.errors import BTFError
-from ebpf.events.hist import Histogram
+from ebpf.events.hist import HIGH32, Histogram
 from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to
 
 __all__ = ["RunqLat"]
@@ -103,7 +103,7 @@ class RunqLat(ToolBase):
     def histogram(self) -> Histogram:
         """The waits so far (keyed by tgid with ``per_process``)."""
         if self.per_process:
-            return Histogram.from_map(self.hist, key=lambda k: (k >> 32, k & 0xFFFFFFFF))
+            return Histogram.from_map(self.hist, key=HIGH32)
         return Histogram.from_map(self.hist)
 
     def clear(self) -> None:
