@@ -5,7 +5,7 @@ narrow types, headers at variable offsets -- each run on the kernel and checked.
 from __future__ import annotations
 
 import pytest
-from ebpf.lang import ArrayMap, HashMap, RingBuf, Struct, i8, i16, i32, kernel, load, u8, u16, u32, u64
+from ebpf.lang import ArrayMap, HashMap, RingBuf, Struct, bpf, char, i8, i16, i32, kernel, load, u8, u16, u32, u64
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -135,3 +135,45 @@ def test_headers_at_variable_offsets(coll: object, packet: bytes, verdict: int, 
     assert c.programs["variable_header"].test_run(packet).retval == verdict  # type: ignore[attr-defined]
     assert (c.maps["res"][7], c.maps["res"][8]) == (kind, value)  # type: ignore[attr-defined]
     assert c.maps["small"][packet[0]] == 1  # type: ignore[attr-defined]
+
+
+class Named(Struct):
+    comm: char[16]
+    tag: u8[3]
+
+
+names = ArrayMap(u64, max_entries=4)
+
+
+@kernel("tracepoint/syscalls/sys_enter_getppid")
+def by_comm(ctx: ct.trace_event_raw_sys_enter) -> int:
+    n = Named()
+    bpf.get_current_comm(n.comm)
+    if n.comm == b"lang-comm-test":
+        names[0] = 1
+    if n.comm != "lang-comm-test":   # str works too
+        names[1] = 1
+    if n.comm == b"lang-comm":       # a prefix is not equal: the NUL must follow
+        names[2] = 1
+    task: ct.task_struct = bpf.get_current_task()
+    if task.comm == b"lang-comm-test":   # kernel memory: compared through probe reads
+        names[3] = 1
+    return 0
+
+
+def test_string_comparisons() -> None:
+    import ctypes
+    import os
+    import threading
+
+    def named_thread(name: bytes) -> None:
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME: this thread's comm
+        os.getppid()
+
+    with load([by_comm]) as c, c.programs["by_comm"].attach():
+        for name in (b"lang-comm-test", b"lang-other"):
+            t = threading.Thread(target=named_thread, args=(name,))
+            t.start()
+            t.join()
+        got = [c.maps["names"][k] for k in range(4)]
+    assert got == [1, 1, 0, 1]

@@ -429,3 +429,25 @@ def test_kernel_struct_reads_compile_to_probe_reads() -> None:
     text = f.disassemble()
     # real_parent read twice (once per statement), tgid once; the comm copied with probe_read_kernel_str
     assert text.count("call 113") == 3 and text.count("call 115") == 1
+
+
+def test_string_compare_needs_a_char_array() -> None:
+    @kernel("xdp")
+    def f(ctx: ct.xdp_md) -> int:
+        ev = Ev()
+        if ev.pid == b"x":  # <-
+            return 1
+        return 2
+
+    expect_error(f, "ev.pid is a u32: only char[N]/u8[N] compare with a string", col=12)
+
+
+def test_string_order_is_refused() -> None:
+    @kernel("xdp")
+    def f(ctx: ct.xdp_md) -> int:
+        ev = Ev()
+        if ev.comm < b"x":  # <-
+            return 1
+        return 2
+
+    expect_error(f, "strings compare with == and != only", col=12)

@@ -30,6 +30,8 @@ from ebpf.lang.types import (
     StructType,
     i32,
     i64,
+    u8,
+    u16,
     u32,
     u64,
 )
@@ -332,6 +334,9 @@ class ExprChecker:
         name = _CMPOPS.get(type(op))
         if name is None:
             raise self.err(node, f"comparison {type(op).__name__} is not supported")
+        for a, b in ((left_node, right_node), (right_node, left_node)):
+            if isinstance(b, ast.Constant) and isinstance(b.value, (bytes, str)):
+                return self.compare_bytes(a, b.value, name, node)
         left, right = self.int_expr(left_node, "a compared value"), self.int_expr(right_node, "a compared value")
         assert isinstance(left.type, IntType) and isinstance(right.type, IntType)
         t = common(left.type, right.type)
@@ -340,6 +345,36 @@ class ExprChecker:
         if isinstance(left, ir.Const) and not isinstance(right, ir.Const):
             left, right, name = right, left, _SWAP_CMP[name]
         return fold(ir.Compare(BOOL, pos, name, left, right, t.signed and t is not LIT))
+
+    def compare_bytes(self, node: ast.expr, const: bytes | str, op: str, where: ast.AST) -> ir.Expr:
+        """``ev.comm == b"bash"``: the array holds the string and a NUL (or is exactly full), compared
+        8, 4, 2 and 1 bytes at a time."""
+        pos = self.pos(where)
+        if op not in ("==", "!="):
+            raise self.err(where, "strings compare with == and != only")
+        if not isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
+            raise self.err(node, "compare a char[N] field or local with a string constant")
+        place = self.place(node)
+        t = place.type
+        if not (isinstance(t, ArrayType) and isinstance(t.elem, IntType) and t.elem.size == 1):
+            raise self.err(node, f"{ast.unparse(node)} is a {t!r}: only char[N]/u8[N] compare with a string")
+        data = const.encode() if isinstance(const, str) else const
+        if len(data) > t.n:
+            return ir.Const(BOOL, pos, int(op == "!="))  # cannot hold it
+        if len(data) < t.n:
+            data += b"\0"  # the string ends there
+        parts: list[ir.Expr] = []
+        off = 0
+        while off < len(data):
+            size = next(s for s in (8, 4, 2, 1) if off + s <= len(data))
+            load_t = {8: u64, 4: u32, 2: u16, 1: u8}[size]
+            cls = ir.KLoad if place.kernel else ir.Load
+            chunk = cls(load_t, pos, place.base, place.offset + off)
+            want = int.from_bytes(data[off:off + size], "little")
+            parts.append(ir.Compare(BOOL, pos, "==", chunk, ir.Const(load_t, pos, want)))
+            off += size
+        same = parts[0] if len(parts) == 1 else ir.BoolOp(BOOL, pos, "and", parts)
+        return same if op == "==" else ir.Not(BOOL, pos, same)
 
     def narrowing(self, node: ast.expr) -> tuple[set[ir.Var], set[ir.Var]]:
         """Pointers known not None when ``node`` is true, and when it is false."""
