@@ -5,7 +5,7 @@ narrow types, headers at variable offsets -- each run on the kernel and checked.
 from __future__ import annotations
 
 import pytest
-from ebpf.lang import ArrayMap, HashMap, RingBuf, Struct, bpf, char, i8, i16, i32, kernel, load, u8, u16, u32, u64
+from ebpf.lang import ArrayMap, HashMap, Map, RingBuf, Struct, bpf, char, i8, i16, i32, kernel, load, u8, u16, u32, u64
 from ebpf.lang import ctx_types as ct
 
 pytestmark = pytest.mark.privileged
@@ -177,3 +177,37 @@ def test_string_comparisons() -> None:
             t.join()
         got = [c.maps["names"][k] for k in range(4)]
     assert got == [1, 1, 0, 1]
+
+
+progs = Map("prog_array", u32, u32, 4)
+
+
+@kernel("xdp")
+def first(ctx: ct.xdp_md) -> int:
+    bpf.tail_call(ctx, progs, 1)
+    return 2          # reached only when slot 1 is empty
+
+
+@kernel("xdp")
+def second(ctx: ct.xdp_md) -> int:
+    return 1
+
+
+def test_tail_call_through_a_program_array() -> None:
+    with load([first, second]) as c:
+        prog = c.programs["first"]
+        assert prog.test_run(bytes(64)).retval == 2
+        c.maps["progs"][1] = c.programs["second"].fd
+        assert prog.test_run(bytes(64)).retval == 1
+
+
+def test_map_argument_must_be_a_map() -> None:
+    from ebpf.lang import LangError
+
+    @kernel("xdp")
+    def bad(ctx: ct.xdp_md) -> int:
+        bpf.tail_call(ctx, 5, 1)
+        return 2
+
+    with pytest.raises(LangError, match=r"argument 2 of bpf.tail_call\(\) must be a map declared at module level"):
+        bad.compile()

@@ -110,6 +110,12 @@ def _helper_call(c: ExprChecker, name: str, node: ast.Call) -> ir.Expr:
                 raise c.err(a, f"{what} must be the context ({c.ctx.name})")
             c.ctx.uses += 1
             args.append(ir.Arg(None, 0, ctx=True))
+        elif kind == "map":
+            found = c.map_of(a)
+            if found is None:
+                raise c.err(a, f"{what} must be a map declared at module level")
+            c.maps_used[found[0]] = found[1]
+            args.append(ir.Arg(None, 0, map_name=found[0]))
         elif kind == "fmt":
             if not (isinstance(a, ast.Constant) and isinstance(a.value, (str, bytes))):
                 raise c.err(a, f"{what} must be a constant string")

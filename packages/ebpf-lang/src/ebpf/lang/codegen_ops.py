@@ -218,6 +218,8 @@ def _call(cg: Codegen, e: ir.Call) -> Reg:
     for a in e.args:
         if a.ctx:
             args.append(("ctx", None))
+        elif a.map_name:
+            args.append(("map", a.map_name))
         elif a.fmt:
             off = cg.alloc_stack(len(a.fmt))
             data = a.fmt.ljust((len(a.fmt) + 3) // 4 * 4, b"\0")

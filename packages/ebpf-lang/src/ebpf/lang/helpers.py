@@ -6,7 +6,8 @@ Each prototype lists the helper's C arguments by kind:
 - ``buf``: a memory region given as one Python argument (a ``char[N]``/array field or local,
   a struct local, or a checked pointer to a struct); it expands to the C pair (pointer, size);
 - ``addr``: an address to read from (an integer, e.g. ``ctx.args[1]``);
-- ``ctx``: the program's context, passed implicitly;
+- ``ctx``: the program's context (the user passes the context argument);
+- ``map``: a module-level map (``bpf.tail_call(ctx, progs, 1)``, ``bpf.redirect_map(ports, i, 0)``);
 - ``fmt``: a constant ``str``/``bytes`` format string (expands to pointer, size).
 
 The return type is an integer type.  Intrinsics that are not kernel helpers (``bpf.htons``,
@@ -60,6 +61,24 @@ HELPERS: dict[str, HelperProto] = {p.name: p for p in (
     _P("send_signal", ("int",)),
     _P("get_func_ip", ("ctx",), u64),
     _P("get_attach_cookie", ("ctx",), u64),
+    _P("ktime_get_tai_ns", (), u64),
+    _P("get_current_ancestor_cgroup_id", ("int",), u64),
+    _P("send_signal_thread", ("int",)),
+    _P("probe_write_user", ("addr", "buf")),
+    _P("override_return", ("ctx", "int")),
+    _P("tail_call", ("ctx", "map", "int")),
+    _P("redirect_map", ("map", "int", "int")),
+    _P("get_stackid", ("ctx", "map", "int")),
+    _P("skb_load_bytes", ("ctx", "int", "buf")),
+    _P("skb_store_bytes", ("ctx", "int", "buf", "int")),
+    _P("l3_csum_replace", ("ctx", "int", "int", "int", "int")),
+    _P("l4_csum_replace", ("ctx", "int", "int", "int", "int")),
+    _P("xdp_adjust_head", ("ctx", "int")),
+    _P("xdp_adjust_tail", ("ctx", "int")),
+    _P("get_hash_recalc", ("ctx",), u32),
+    _P("get_cgroup_classid", ("ctx",), u32),
+    _P("skb_cgroup_id", ("ctx",), u64),
+    _P("get_socket_uid", ("ctx",), u32),
 )}
 
 #: Byte-order intrinsics: name -> (bits, swap): compiled to ``be16``/``be32`` (little-endian hosts).

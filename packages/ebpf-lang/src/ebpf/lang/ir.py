@@ -148,6 +148,7 @@ class Arg:
     size: int = 0  # a ``size`` C argument (for ``buf``/``fmt``), when expr is None
     ctx: bool = False
     fmt: bytes = b""
+    map_name: str = ""
 
 
 @dataclass(eq=False)
