@@ -48,7 +48,7 @@ def tests(session: nox.Session, package: str) -> None:
 def integration(session: nox.Session) -> None:
     """Cross-package tests with every package installed, including the example third-party plugin."""
     install(session, pkg("core", "test"), pkg("net"), pkg("events"), pkg("security"), pkg("elf", "compile"),
-            pkg("export"))
+            pkg("export"), pkg("lang"))
     session.run("pytest", str(ROOT / "tests"), "-q", "-ra", *session.posargs)
 
 
@@ -117,10 +117,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: one JSON line per figure, with ratios to references measured in the same run.
 
     Runs on /usr/bin/python3 when present (see ``_bench_python``); pylibbpf (the fastest Python peer,
-    a map reference in bench_maps.py) is installed here only.
+    a map reference in bench_maps.py) is installed here (and for ebpf-lang's tests, which load its objects with it).
     """
     install(session, pkg("core", "test"), pkg("net"), pkg("events", "numpy"), pkg("security"), pkg("elf", "compile"),
-            pkg("export"))
+            pkg("export"), pkg("lang"))
     session.install("pylibbpf", "ziglang")
     for script in sorted(ROOT.glob("packages/*/bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
