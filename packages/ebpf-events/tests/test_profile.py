@@ -178,6 +178,14 @@ def test_bad_offcpu_arguments(kwargs: dict[str, object]) -> None:
         OffCpuProfiler(**kwargs)  # type: ignore[arg-type]
 
 
+def test_missing_pid_refused_at_start() -> None:
+    profiler = Profiler(pid=2**22 + 4321)  # above pid_max's usual range: no such process
+    with pytest.raises(EBPFError, match="no process"):
+        profiler.start()
+    with pytest.raises(EBPFError, match="not running"):
+        profiler.stop()
+
+
 def test_lifecycle_errors() -> None:
     profiler = Profiler(pid=os.getpid())
     with pytest.raises(EBPFError, match="not running"):

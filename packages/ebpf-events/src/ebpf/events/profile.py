@@ -25,6 +25,7 @@ User stacks are walked by the kernel through frame pointers: code built without 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -91,6 +92,8 @@ class _BaseProfiler:
 
         if self._session is not None:
             raise EBPFError("the profiler is already running")
+        if self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
+            raise EBPFError(f"no process {self.pid}")
         session = _Session()
         try:
             self.stacks = create_stack_trace_map(self.max_stacks, depth=self.stack_depth, name="prof_stacks")
