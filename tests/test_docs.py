@@ -2,7 +2,8 @@
 
 Conventions a page follows (docs/DEVELOPING.md, "Documentation"):
 
-- a ```` ```python ```` block runs in a fresh interpreter as root, with every package importable;
+- a ```` ```python ```` block runs as a script file in a fresh interpreter as root, with every package
+  importable;
 - the ```` ```text title="Output" ```` block right after it lists what it must print: each line,
   in order, must appear in a line of the output, ``…`` standing for anything;
 - ``<!-- requires: module:probe -->`` on the line before a block names the feature probe it needs;
@@ -78,13 +79,15 @@ def _matches(expected: list[str], output: str) -> bool:
 
 
 @pytest.mark.parametrize("example", [e for e in EXAMPLES if e.marker != "no-run"], ids=lambda e: e.id)
-def test_example_runs_and_prints_what_the_page_shows(example: Example) -> None:
+def test_example_runs_and_prints_what_the_page_shows(example: Example, tmp_path: Path) -> None:
     if example.marker.startswith("requires:"):
         module, _, name = example.marker.split(":", 1)[1].strip().partition(":")
         require(getattr(importlib.import_module(module), name))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*PATHS, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    proc = subprocess.run([sys.executable, "-c", example.code], env=env, text=True, capture_output=True, timeout=300,
+    script = tmp_path / "example.py"  # a file, as a user runs it (ebpf.lang reads function sources)
+    script.write_text(example.code)
+    proc = subprocess.run([sys.executable, str(script)], env=env, text=True, capture_output=True, timeout=300,
                           cwd=ROOT)
     assert proc.returncode == 0, f"{example.id} failed:\n{proc.stdout}{proc.stderr}"
     assert _matches(example.expected, proc.stdout), \
