@@ -75,6 +75,9 @@ class Codec(abc.ABC):
         :raises EBPFError: when ``buf`` has the wrong length.
         """
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Codec:
+        return self  # codecs hold no per-use state: a copied spec shares them
+
     def _check_len(self, buf: bytes | bytearray | memoryview) -> None:
         if len(buf) != self.size:
             raise EBPFError(f"{self!r}: expected {self.size} bytes, got {len(buf)}")

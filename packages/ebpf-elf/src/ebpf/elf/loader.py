@@ -40,7 +40,17 @@ def _path(path: str | os.PathLike[str]) -> str:
     return os.fspath(path)
 
 
-def _map_spec(md: MapDef, obj: ElfObject) -> Any:
+def _codec(obj: ElfObject, type_id: int, size: int, enums: str) -> Any:
+    """The BTF codec for a map's declared key or value type (None: the core's default by size)."""
+    if obj.btf is None or not type_id or not size:
+        return None
+    from ebpf.elf.typed import btf_codec
+
+    codec = btf_codec(obj.btf, type_id, enums)
+    return codec if codec is not None and codec.size == size else None
+
+
+def _map_spec(md: MapDef, obj: ElfObject, typed: bool = False, enums: str = "ints") -> Any:
     from ebpf.core.maps import MapSpec
 
     try:
@@ -70,6 +80,8 @@ def _map_spec(md: MapDef, obj: ElfObject) -> Any:
         btf_value_type_id=md.value_type_id,
         map_extra=md.map_extra,
         numa_node=md.numa_node,
+        key_codec=_codec(obj, md.decl_key_type_id, key_size, enums) if typed else None,
+        value_codec=_codec(obj, md.decl_value_type_id, value_size, enums) if typed else None,
     )
 
 
@@ -192,8 +204,10 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
     """Read an object file into a :class:`CollectionSpec` (no kernel objects yet).
 
     :param path: the ``.o`` file.
-    :param options: ignored here (accepted so loaders share one signature); give them to
-        ``spec.load(**options)``.
+    :param options: ``typed=False`` keeps map keys and values as the core's defaults (ints of
+        4 and 8 bytes, else raw bytes) instead of decoding them from the object's BTF
+        (:mod:`ebpf.elf.typed`); ``enums="names"`` decodes enum values to their names.  Other
+        options are for ``spec.load(**options)`` and ignored here.
     :returns: the spec: programs, maps, variables, references, initial data.
     :raises ELFError: malformed or unusable ELF.
     :raises BTFError: malformed BTF or BTF map definitions.
@@ -206,7 +220,7 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
     for md in maps.values():
         if md.inner is not None and md.name.endswith(".inner"):
             continue
-        spec.maps[md.name] = _map_spec(md, obj)
+        spec.maps[md.name] = _map_spec(md, obj, options.get("typed", True), options.get("enums", "ints"))
         if md.pinning == LIBBPF_PIN_BY_NAME:
             spec.pin_by_name.add(md.name)
     _add_data_maps(obj, spec)
@@ -306,7 +320,7 @@ def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
     :raises ELFError: malformed object.  :raises BTFError: bad BTF or an unsatisfiable CO-RE relocation.
     :raises VerifierError: the verifier rejected a program (``.log`` points at source lines).
     """
-    spec = load_spec(path)
+    spec = load_spec(path, typed=options.pop("typed", True), enums=options.pop("enums", "ints"))
     configure(spec, maps=options.pop("maps", None), programs=options.pop("programs", None))
     return spec.load(**options)
 

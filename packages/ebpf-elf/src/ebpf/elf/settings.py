@@ -98,7 +98,7 @@ def _configure_map(spec: CollectionSpec, name: str, settings: Mapping[str, Any])
     if ("key_size" in changes and changes["key_size"] != mspec.key_size) or (
             "value_size" in changes and changes["value_size"] != mspec.value_size):
         # The BTF types no longer describe the new sizes: create the map without them.
-        changes.update(btf_key_type_id=0, btf_value_type_id=0)
+        changes.update(btf_key_type_id=0, btf_value_type_id=0, key_codec=None, value_codec=None)
     for key, value in changes.items():
         setattr(mspec, key, value)
 

@@ -284,7 +284,7 @@ class Exporter:
 
         obj = self._object(prog)
         try:
-            spec = load_spec(obj)
+            spec = load_spec(obj, typed=False)  # the readers decode raw keys and values themselves
             collection = spec.load()
         except EBPFError as exc:
             raise ExportError(f"{prog.where}: loading {obj} failed: {exc}") from None
