@@ -151,6 +151,16 @@ def test_runqlat_for_one_process(sleeper: subprocess.Popen[str]) -> None:
     assert hist["total"] >= 50  # each wakeup from a sleep is one wait on the run queue
 
 
+@pytest.mark.parametrize("mode", ["tp_btf", "raw_tp"])
+def test_runqlat_class_in_both_modes(sleeper: subprocess.Popen[str], mode: str) -> None:
+    from ebpf.events.tools.runqlat import RunqLat
+
+    with RunqLat(pid=sleeper.pid, mode=mode, per_process=True) as tool:
+        _go(sleeper, "[time.sleep(0.001) for _ in range(60)]")()
+        hist = tool.histogram()
+    assert tool.mode == mode and hist.sections == [sleeper.pid] and hist.total >= 30
+
+
 def test_runqlat_stops_cleanly_on_sigterm() -> None:
     import select
 
