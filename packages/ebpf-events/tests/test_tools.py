@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -278,10 +279,11 @@ def test_printk_command_reads_our_lines() -> None:
             for _ in range(3):
                 prog.test_run(ctx=bytes(8))
 
-        lines = _json_lines(_run_tool(["trace", "printk", "--pid", str(os.getpid()), "--json", "--duration", "1.5"],
+        tid = threading.get_native_id()  # test_run runs here: the lines carry this thread's id
+        lines = _json_lines(_run_tool(["trace", "printk", "--pid", str(tid), "--json", "--duration", "1.5"],
                                       fire))
     assert [line["msg"] for line in lines] == ["cli-printk 4242"] * 3
-    assert {line["pid"] for line in lines} == {os.getpid()}
+    assert {line["pid"] for line in lines} == {tid}
 
 
 def _list(*argv: str) -> str:

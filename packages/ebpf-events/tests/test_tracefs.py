@@ -108,7 +108,7 @@ def _printk_program(message: bytes) -> list[object]:
 
 @pytest.mark.privileged
 def test_printk_lines_come_back_with_our_pid() -> None:
-    with TracePipe(pid=os.getpid()) as pipe, \
+    with TracePipe(pid=threading.get_native_id()) as pipe, \
             load_program(prog_type="raw_tracepoint", insns=_printk_program(b"ebpf-test %d")) as prog:
         assert pipe.instance and os.path.isdir(f"{os.path.dirname(pipe.path)}")
         for _ in range(3):
