@@ -10,7 +10,7 @@ from ebpf.lang import ir
 from ebpf.lang.helpers import HELPERS, INTRINSICS
 from ebpf.lang.maps import MapDecl
 from ebpf.lang.opt import LIT, fold
-from ebpf.lang.types import ArrayType, IntType, LangType, PtrType, Struct, StructType, i64, u64
+from ebpf.lang.types import ArrayType, IntType, LangType, PtrType, Struct, StructType, i64, u16, u32, u64
 
 if TYPE_CHECKING:
     from ebpf.lang.check_expr import ExprChecker
@@ -71,9 +71,6 @@ def _helper_call(c: ExprChecker, name: str, node: ast.Call) -> ir.Expr:
         if len(node.args) != 1:
             raise c.err(node, f"bpf.{name}(x) takes one argument")
         bits = INTRINSICS[name]
-        t = {16: IntType("u16", 2, False), 32: IntType("u32", 4, False), 64: u64}[bits]
-        from ebpf.lang.types import u16, u32
-
         t = {16: u16, 32: u32, 64: u64}[bits]
         e = c.convert(c.int_expr(node.args[0], f"bpf.{name}() argument"), t, node.args[0])
         return fold(ir.Swap(t, pos, e, bits))
@@ -281,4 +278,3 @@ def _header(c: ExprChecker, node: ast.Call) -> ir.Expr:
     return ir.Header(PtrType(t, "packet", nullable=True), pos, off, t.size, data[1], end[1])
 
 
-_ = i64

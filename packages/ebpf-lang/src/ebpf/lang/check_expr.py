@@ -16,7 +16,7 @@ from typing import Any
 
 from ebpf.lang import ir
 from ebpf.lang.errors import Where
-from ebpf.lang.helpers import HELPERS, INTRINSICS, _Helper
+from ebpf.lang.helpers import _Helper
 from ebpf.lang.maps import MapDecl
 from ebpf.lang.opt import LIT, const_value, fold
 from ebpf.lang.types import (
@@ -265,7 +265,7 @@ class ExprChecker:
             promote(left.type) if left.type is not LIT else LIT)
         if t.signed and t is not LIT and op in ("//", "%") and not (
                 isinstance(right, ir.Const) and right.value > 0 and const_value(left) is not None):
-            raise self.err(node, f"signed `{ast.unparse(node.op) if False else op}` is not supported "
+            raise self.err(node, f"signed `{op}` is not supported "
                                  f"(BPF divides unsigned): cast to an unsigned type, e.g. u64(x) {op} y")
         left = self.convert(left, t, node.left) if t is not LIT else left
         right = self.convert(right, t if op not in ("<<", ">>") else (right.type if right.type is not LIT else t),
@@ -499,4 +499,3 @@ class ExprChecker:
         return None
 
 
-_ = (HELPERS, INTRINSICS, i64)

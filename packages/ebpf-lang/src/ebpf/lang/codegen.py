@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ebpf.core.asm import (
-    ALU,
-    ALU64,
     AND,
     ARSH,
     DW,
@@ -23,14 +21,8 @@ from ebpf.core.asm import (
     Instruction,
     Label,
     Reg,
-    alu32_imm,
-    alu32_reg,
     alu64_imm,
-    alu64_reg,
     atomic_add,
-    be16,
-    be32,
-    be64,
     call,
     exit_,
     jmp_a,
@@ -64,11 +56,10 @@ from ebpf.core.asm.opcodes import (
     SUB,
     XOR,
 )
-from ebpf.core.types import MapType
 from ebpf.lang import ir
 from ebpf.lang.errors import LangError
 from ebpf.lang.opt import LIT, terminates
-from ebpf.lang.types import IntType, LangType, PtrType, i64
+from ebpf.lang.types import IntType, LangType, i64
 
 __all__ = ["Codegen", "Output"]
 
@@ -80,7 +71,6 @@ _SJUMP = {"==": JEQ, "!=": JNE, ">": JSGT, ">=": JSGE, "<": JSLT, "<=": JSLE}
 _NEGATE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _CALLEE_SAVED = (Reg.R6, Reg.R7, Reg.R8, Reg.R9)
 _SCRATCH = (Reg.R0, Reg.R1, Reg.R2, Reg.R3, Reg.R4, Reg.R5)
-BPF_NOEXIST = 1
 
 
 def _fits32(v: int) -> bool:
@@ -569,4 +559,3 @@ def add_imm(r: Reg, value: int) -> Instruction:
     return alu64_imm(ADD, r, value)
 
 
-_ = (ALU, ALU64, alu32_imm, alu32_reg, alu64_reg, atomic_add, be16, be32, be64, PtrType, MapType, BPF_NOEXIST)

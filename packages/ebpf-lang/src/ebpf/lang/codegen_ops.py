@@ -10,20 +10,16 @@ from ebpf.core.asm import (
     alu32_reg,
     alu64_imm,
     alu64_reg,
-    atomic_add,
     endian,
-    jmp_a,
-    jmp_imm,
     jmp_reg,
     ldx_mem,
-    mov32,
     mov64,
     neg32,
     neg64,
     st_mem,
     stx_mem,
 )
-from ebpf.core.asm.opcodes import AND, ARSH, JEQ, JGT, JLE, LSH, RSH, TO_BE, XOR
+from ebpf.core.asm.opcodes import AND, ARSH, JGT, JLE, LSH, RSH, TO_BE, XOR
 from ebpf.lang import ir
 from ebpf.lang.opt import LIT
 from ebpf.lang.types import IntType, LangType, i64, u64
@@ -35,7 +31,6 @@ __all__ = ["value_of", "has_call", "mentions", "max_value", "header"]
 
 _SCRATCH = {Reg.R0, Reg.R1, Reg.R2, Reg.R3, Reg.R4, Reg.R5}
 _SIZES = {1: "b", 2: "h", 4: "w", 8: "dw"}
-BPF_NOEXIST = 1
 
 
 def _int(t: LangType) -> IntType:
@@ -311,7 +306,6 @@ def max_value(e: ir.Expr) -> int:
     return top
 
 
-_ = (jmp_a, jmp_imm, mov32, stx_mem, atomic_add, JEQ, BPF_NOEXIST)
 
 
 header = _header

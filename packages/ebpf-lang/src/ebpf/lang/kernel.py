@@ -9,7 +9,6 @@ loading, map sharing between the programs of a module and ``program.attach()`` a
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import types
 from collections.abc import Callable, Iterable
@@ -307,4 +306,3 @@ def load(source: types.ModuleType | KernelFunction | Iterable[KernelFunction], *
     return compile_module(source).load(**options)
 
 
-_ = dataclasses
