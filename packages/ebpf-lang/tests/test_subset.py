@@ -392,7 +392,7 @@ def test_calling_in_user_space() -> None:
 
 
 def test_bad_struct_field() -> None:
-    with pytest.raises(TypeError, match="is not a field type"):
+    with pytest.raises(LangError, match="is not a field type"):
         class Bad(Struct):
             x: int
 
@@ -451,3 +451,18 @@ def test_string_order_is_refused() -> None:
         return 2
 
     expect_error(f, "strings compare with == and != only", col=12)
+
+
+def test_bad_declarations_name_their_line() -> None:
+    import sys
+
+    line = sys._getframe().f_lineno
+    with pytest.raises(LangError) as info:
+        HashMap(u32, int)
+    assert (info.value.filename, info.value.line) == (__file__, line + 2)
+    assert info.value.message == ("map value type <class 'int'> is not a type "
+                                  "(use u8..u64, i8..i64, T[N] or a Struct class)")
+    with pytest.raises(LangError, match="array length must be a positive int, not 0"):
+        u8[0]
+    with pytest.raises(LangError, match="ring buffer size must be a power of two, not 1000"):
+        RingBuf(1000)

@@ -6,7 +6,7 @@ import ast
 
 from ebpf.core.errors import EBPFError
 
-__all__ = ["LangError"]
+__all__ = ["LangError", "declaration_error"]
 
 
 class LangError(EBPFError):
@@ -27,6 +27,20 @@ class LangError(EBPFError):
         self.line = line
         self.col = col
         super().__init__(f"{filename}:{line}:{col}: {message}")
+
+
+def declaration_error(message: str) -> LangError:
+    """A :class:`LangError` at the user's line that made a bad declaration (a map, a struct, an array
+    type): the first stack frame outside this package."""
+    import sys
+
+    frame = sys._getframe(1)
+    # Frames of this package, generated dataclass methods included (their globals are ours).
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("ebpf.lang"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return LangError(message)
+    return LangError(message, frame.f_code.co_filename, frame.f_lineno, 1)
 
 
 class Where:

@@ -189,7 +189,7 @@ def _functions(source: types.ModuleType | KernelFunction | Iterable[KernelFuncti
     seen: list[KernelFunction] = []
     for f in found:
         if not isinstance(f, KernelFunction):
-            raise TypeError(f"{f!r} is not a @kernel function")
+            raise LangError(f"{f!r} is not a @kernel function")
         if f not in seen:
             seen.append(f)
     if not seen:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ebpf.core.types import MapType
+from ebpf.lang.errors import declaration_error
 from ebpf.lang.types import IntType, LangType, type_of_annotation, u32
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 def _as_type(value: object, what: str) -> LangType:
     t = type_of_annotation(value)
     if t is None:
-        raise TypeError(f"map {what} type {value!r} is not a type (use u8..u64, i8..i64, T[N] or a Struct class)")
+        raise declaration_error(f"map {what} type {value!r} is not a type (use u8..u64, i8..i64, T[N] or a Struct class)")
     return t
 
 
@@ -45,7 +46,7 @@ class MapDecl:
         self.key: LangType | None = None if key is None else _as_type(key, "key")
         self.value: LangType | None = None if value is None else _as_type(value, "value")
         if not isinstance(max_entries, int) or max_entries <= 0:
-            raise ValueError(f"max_entries must be a positive int, not {max_entries!r}")
+            raise declaration_error(f"max_entries must be a positive int, not {max_entries!r}")
         self.max_entries = max_entries
         self.flags = flags
         self.map_extra = 0
@@ -137,7 +138,7 @@ def BloomFilter(value: object, max_entries: int, hashes: int = 0) -> MapDecl:
 def RingBuf(size: int = 1 << 16) -> MapDecl:
     """A ring buffer of ``size`` bytes (a power of two, at least one page)."""
     if size <= 0 or size & (size - 1):
-        raise ValueError(f"ring buffer size must be a power of two, not {size}")
+        raise declaration_error(f"ring buffer size must be a power of two, not {size}")
     return MapDecl(MapType.RINGBUF, None, None, size)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ebpf.core.btf import Builder, IntEncoding
+from ebpf.core.errors import EBPFError
+from ebpf.lang.errors import declaration_error
 
 __all__ = [
     "LangType", "IntType", "KPtrType", "ArrayType", "StructType", "PtrType", "Struct",
@@ -113,7 +115,7 @@ class ArrayType(LangType):
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n <= 0:
-            raise TypeError(f"array length must be a positive int, not {self.n!r}")
+            raise declaration_error(f"array length must be a positive int, not {self.n!r}")
         self.size = self.elem.size * self.n
         self.align = self.elem.align
 
@@ -195,14 +197,14 @@ def _layout(name: str, hints: dict[str, Any]) -> StructType:
             continue
         ft = type_of_annotation(ann)
         if ft is None:
-            raise TypeError(f"struct {name} field {fname!r}: {ann!r} is not a field type "
+            raise declaration_error(f"struct {name} field {fname!r}: {ann!r} is not a field type "
                             f"(use u8..u64, i8..i64, char[N], T[N] or a Struct class)")
         off = (off + ft.align - 1) // ft.align * ft.align
         fields.append((fname, ft, off))
         off += ft.size
         align = max(align, ft.align)
     if not fields:
-        raise TypeError(f"struct {name} has no fields")
+        raise declaration_error(f"struct {name} has no fields")
     size = (off + align - 1) // align * align
     return StructType(name, fields, size, align)
 
@@ -233,14 +235,14 @@ class Struct:
         for fname, ftype, _ in st.fields:
             setattr(self, fname, values.pop(fname, b"" if isinstance(ftype, ArrayType) else 0))
         if values:
-            raise TypeError(f"{st.name} has no field(s) {', '.join(values)}")
+            raise EBPFError(f"{st.name} has no field(s) {', '.join(values)}")
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> Any:
         """An instance holding the fields of ``data`` (at least ``size`` bytes)."""
         raw = bytes(data)
         if len(raw) < cls.size:
-            raise ValueError(f"{cls.__name__} needs {cls.size} bytes, got {len(raw)}")
+            raise EBPFError(f"{cls.__name__} needs {cls.size} bytes, got {len(raw)}")
         obj = cls.__new__(cls)
         for fname, ftype, off in cls.__lang_type__.fields:
             setattr(obj, fname, _decode(ftype, raw, off))
@@ -278,7 +280,7 @@ def _decode(t: LangType, raw: bytes, off: int) -> Any:
         return [_decode(t.elem, raw, off + i * t.elem.size) for i in range(t.n)]
     if isinstance(t, StructType) and t.cls is not None:
         return t.cls.decode(raw[off: off + t.size])  # type: ignore[attr-defined]
-    raise TypeError(f"cannot decode {t!r}")
+    raise EBPFError(f"cannot decode {t!r}")
 
 
 def _encode(t: LangType, value: Any, out: bytearray, off: int) -> None:
