@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ebpf.core.errors import BPFSyscallError, EBPFError, UnsupportedFeatureError
 from ebpf.core.testing import require
-from ebpf.core.token import create_token, delegated_bpffs
+from ebpf.core.token import create_token, delegated_bpffs, have_bpf_token
 
 pytestmark = pytest.mark.privileged
 
@@ -78,7 +78,7 @@ def run_child(**delegate: Any) -> dict[str, Any]:
                 try:
                     mnt = delegated_bpffs(fds[0], **delegate)
                 finally:
-                    os.close(fds[0])
+                    os.close(fds[0])  # on failure the child is killed below
                 socket.send_fds(parent, [b"m"], [mnt])
                 os.close(mnt)
             out, err = proc.communicate(timeout=60)
@@ -92,6 +92,7 @@ def run_child(**delegate: Any) -> dict[str, Any]:
 
 
 def have_tokens() -> None:
+    have_bpf_token()
     result = run_child(cmds="map_create", maps="array", progs="socket_filter", attachs="any")
     if "unshare" in result:
         raise UnsupportedFeatureError("user namespaces for unprivileged users", "3.8", result["unshare"])
@@ -115,6 +116,7 @@ def test_commands_the_bpffs_does_not_delegate() -> None:
 
 
 def test_tokens_need_a_delegating_bpffs_in_a_user_namespace(bpffs: str) -> None:
+    require(have_bpf_token)
     with pytest.raises(BPFSyscallError) as info:
         create_token(bpffs)  # the initial namespace's bpffs: no delegation, and the wrong namespace
     assert info.value.errno in (95, 2, 1) and info.value.hint

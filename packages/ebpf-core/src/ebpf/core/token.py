@@ -21,11 +21,12 @@ import errno
 import os
 from collections.abc import Iterable
 
-from ebpf.core._sys.syscall import Cmd, bpf
+from ebpf.core._probing import feature_test, probe_error
+from ebpf.core._sys.syscall import Cmd, bpf, close_fd
 from ebpf.core.errors import BPFSyscallError, EBPFError
 from ebpf.core.fdowner import FdOwner
 
-__all__ = ["Token", "create_token", "open_bpffs_context", "delegated_bpffs", "BPF_FS_MAGIC"]
+__all__ = ["Token", "create_token", "open_bpffs_context", "delegated_bpffs", "have_bpf_token", "BPF_FS_MAGIC"]
 
 BPF_FS_MAGIC = 0xCAFE4A11
 _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 430, 431, 432  # x86_64 and arm64 (the asm-generic numbers)
@@ -108,6 +109,20 @@ def create_token(bpffs: int | str | os.PathLike[str]) -> Token:
     finally:
         if owned >= 0:
             os.close(owned)
+
+
+@feature_test
+def have_bpf_token() -> None:
+    """Probe for BPF tokens: BPF_TOKEN_CREATE on a bad fd is EBADF where the command exists.
+
+    :raises UnsupportedFeatureError: on kernels without BPF tokens (Linux < 6.9).
+    """
+    try:
+        close_fd(bpf(Cmd.TOKEN_CREATE, _TokenCreateAttr(bpffs_fd=0x7FFFFFFF)))
+    except BPFSyscallError as exc:
+        if exc.errno == errno.EBADF:
+            return
+        raise probe_error(exc, "BPF tokens", "6.9") from None
 
 
 def _check(ret: int, what: str) -> int:
