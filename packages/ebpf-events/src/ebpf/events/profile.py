@@ -123,11 +123,12 @@ class _BaseProfiler:
         from ebpf.events.symbols import KernelSymbols
 
         session, self._session = self._session, None
-        duration = time.monotonic() - self._started
         try:
+            session.closers.pop()()  # the link (attached last): counting stops here
+            duration = time.monotonic() - self._started
             # kallsyms while our program is still loaded (its frames appear in off-CPU stacks)
             kernel_syms = KernelSymbols.shared(reload=True) if self.kernel else None
-            while len(session.closers) > 2:  # links and programs first: counts stop moving
+            while len(session.closers) > 2:  # the programs (and off-CPU's start map) next
                 session.closers.pop()()
             self.profile = self._read(duration, kernel_syms)
         finally:
