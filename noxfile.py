@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nox
@@ -26,11 +27,32 @@ def pkg(name: str, extras: str = "") -> str:
     return f"{path}[{extras}]" if extras else path
 
 
+def _sources_digest(paths: list[str]) -> str:
+    """A digest of what goes into the given packages' builds: pyproject.toml and src/ (names and contents)."""
+    digest = hashlib.sha256()
+    for root in sorted(paths):
+        for path in [Path(root) / "pyproject.toml", *sorted(Path(root, "src").rglob("*"))]:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def install(session: nox.Session, *specs: str) -> None:
+    """Install our packages (and their dependencies) into the session's venv.
+
+    A reused venv has them already: pip then keeps the installed build of an unchanged version, so
+    they are reinstalled (without their dependencies) only when their sources changed since.
+    """
     # One pip call, so the local ebpf-core satisfies the others' dependency on it.
     session.install("hatchling")
-    session.install("--no-build-isolation", "--force-reinstall", "--no-deps", *[s.split("[")[0] for s in specs])
+    paths = [s.split("[")[0] for s in specs]
+    stamp = Path(getattr(session.virtualenv, "location", "") or ".") / ".ebpf-sources"
+    digest = _sources_digest(paths)
+    if not stamp.is_file() or stamp.read_text() != digest:
+        session.install("--no-build-isolation", "--force-reinstall", "--no-deps", *paths)
     session.install("--no-build-isolation", *specs)
+    if getattr(session.virtualenv, "location", None):
+        stamp.write_text(digest)
 
 
 @nox.session

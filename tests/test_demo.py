@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ebpf.core.testing import wait_for
 
 pytestmark = pytest.mark.privileged
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,14 +33,17 @@ def _leftovers(text: str) -> list[str]:
 
     left = [n for n in set(re.findall(r"ebpf-demo-[ab]-\d+", text)) if os.path.exists(f"/run/netns/{n}")]
     left += [p for p in re.findall(r"created cgroup (\S+)", text) if os.path.exists(p)]
+    def gone(prog_id: int) -> bool:
+        try:
+            Program.from_id(prog_id).close()
+        except BPFSyscallError:
+            return True
+        return False
+
     for prog_id in {int(i) for i in re.findall(r"\bid (\d+)", text)}:
-        for _ in range(50):
-            try:
-                Program.from_id(prog_id).close()
-            except BPFSyscallError:
-                break
-            time.sleep(0.02)
-        else:
+        try:  # the kernel frees a program shortly after its last fd closes
+            wait_for(lambda pid=prog_id: gone(pid), timeout=1.0)
+        except AssertionError:
             left.append(f"program {prog_id}")
     return left
 
@@ -69,11 +73,10 @@ def test_interrupted_demo_leaves_nothing_behind(sig: signal.Signals) -> None:
     assert proc.stdout is not None
     seen = []
     try:
-        for line in proc.stdout:  # interrupt while the execve tracer is attached
+        for line in proc.stdout:  # interrupt while the execve tracer is attached and launching processes
             seen.append(line)
-            if "loaded tracepoint program" in line:
+            if "process launches seen by the tracer" in line:
                 break
-        time.sleep(0.5)
         proc.send_signal(sig)
         rest, err = proc.communicate(timeout=30)
     finally:

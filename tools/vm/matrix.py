@@ -2,7 +2,7 @@
 """The kernel test matrix: one test set on the host kernel and inside each Debian kernel, one table of results.
 
     python3 tools/vm/matrix.py                        # host + Debian 6.1 + 6.12, the VM test set
-    python3 tools/vm/matrix.py --kernel 6.12 --tests packages/ebpf-core/tests/test_vm_only.py
+    python3 tools/vm/matrix.py --kernel 6.12 --tests packages/ebpf-core/tests/test_trampolines.py
     python3 tools/vm/matrix.py --sessions events,security -- -x     # whole test dirs; after -- : pytest
     python3 tools/vm/matrix.py --jobs 2               # both VMs at once (output kept in their run dirs)
     nox -s vm [-- <the same options>]                 # the same, from a fresh machine (installs everything)

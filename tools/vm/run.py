@@ -8,7 +8,7 @@ shared read-only (9p), and runs ``python3 -m pytest`` on the checkout inside it.
 
     python3 tools/vm/run.py --setup                # once: qemu, kmod, virtme-ng, the kernel
     python3 tools/vm/run.py                        # the default VM test set
-    python3 tools/vm/run.py -- packages/ebpf-core/tests/test_vm_only.py -v
+    python3 tools/vm/run.py -- packages/ebpf-core/tests/test_trampolines.py -v
     python3 tools/vm/run.py --shell 'cat /sys/kernel/security/lsm'
 
 The whole matrix (host + 6.1 + 6.12, one table of results) is ``tools/vm/matrix.py`` / ``nox -s vm``.
@@ -40,8 +40,8 @@ PACKAGES = ("ebpf-core", "ebpf-net", "ebpf-events", "ebpf-security", "ebpf-elf")
 # The tests that skip on the host for kprobes/fentry/lsm, plus the files that probe those features.
 DEFAULT_TESTS = (
     "packages/ebpf-security/tests",
-    "packages/ebpf-core/tests/test_vm_only.py",
-    "packages/ebpf-events/tests/test_vm_kprobe.py",
+    "packages/ebpf-core/tests/test_trampolines.py",
+    "packages/ebpf-events/tests/test_kprobes.py",
     "packages/ebpf-core/tests/test_programs.py",
     "packages/ebpf-core/tests/test_features.py",
     "packages/ebpf-core/tests/test_perf.py",

@@ -7,7 +7,6 @@ import errno
 import os
 import struct
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -31,7 +30,7 @@ from ebpf.core.links import (
     links,
 )
 from ebpf.core.programs import Program, load_program
-from ebpf.core.testing import require
+from ebpf.core.testing import require, wait_for
 from ebpf.core.types import AttachType, LinkType
 
 pytestmark = pytest.mark.privileged
@@ -275,8 +274,7 @@ def test_pinned_link_outlives_its_handle(pin_dir: str, counter: Counter) -> None
     # handle and program closed: the pin keeps the attachment alive
     before = counter.value
     syscalls()
-    time.sleep(0.01)
-    assert counter.value > before
+    wait_for(lambda: counter.value > before, what="a sys_enter counted through the pinned link")
     with Link.from_pinned(path) as again:
         again.detach()
     assert not os.path.exists(path)

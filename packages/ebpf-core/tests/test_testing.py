@@ -132,3 +132,13 @@ def test_build_host_program_reports_compiler_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.c"
     good.write_text("int main(void) { return 7; }\n")
     assert subprocess.run([build_host_program(good, tmp_path / "good")]).returncode == 7
+
+
+def test_wait_for_returns_once_true_and_fails_at_its_deadline() -> None:
+    from ebpf.core.testing import wait_for
+
+    calls: list[int] = []
+    wait_for(lambda: calls.append(1) or len(calls) >= 3)
+    assert len(calls) == 3
+    with pytest.raises(AssertionError, match=r"the moon did not happen within 0\.05 s"):
+        wait_for(lambda: False, timeout=0.05, what="the moon")

@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +23,7 @@ import pluggy
 import pytest
 from ebpf.core.errors import UnsupportedFeatureError
 
-__all__ = ["require", "open_fds", "Opener", "build_host_program", "plugin_registered"]
+__all__ = ["require", "wait_for", "open_fds", "Opener", "build_host_program", "plugin_registered"]
 
 
 
@@ -148,6 +149,25 @@ def require(probe: Callable[..., None], *args: Any) -> None:
         probe(*args)
     except UnsupportedFeatureError as exc:
         pytest.skip(_skip_reason(exc))
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "the condition") -> None:
+    """Wait until ``condition()`` is true, checking every few milliseconds, for at most ``timeout`` seconds.
+
+    Tests wait on what they can observe, never for a fixed time.
+
+    :param condition: called until it returns something true.
+    :param timeout: the deadline, in seconds.
+    :param what: named in the failure.
+    :raises AssertionError: when the deadline passes first.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)  # quick for fast conditions, light on the CPU for slow ones
 
 
 def pytest_configure(config: pytest.Config) -> None:
