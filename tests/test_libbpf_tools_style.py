@@ -206,3 +206,25 @@ def test_sigsnoop_uses_the_kfunc_it_checked_for(suffix: str) -> None:
     assert sig == signal.SIGUSR2 and pid == os.getpid()
     # bpf_ksym_exists(bpf_task_from_pid) resolved to the kfunc's BTF id: the branch ran
     assert used_kfunc == 1 and target_tgid == os.getpid()
+
+
+def test_generated_skeleton_drives_opensnoop(tmp_path: Path) -> None:
+    # `ebpf gen skeleton` from the C source; the ring buffer parses records with the generated type
+    import importlib.util
+
+    from ebpf.elf.skeleton import generate_skeleton
+
+    out = generate_skeleton(FIXTURES / "lt_opensnoop.c", tmp_path / "opensnoop_skel.py", compiler="zig")
+    spec = importlib.util.spec_from_file_location("opensnoop_skel", out)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    target = tmp_path / "skeleton-target.txt"
+    target.write_text("x")
+    with mod.LtOpensnoopSkeleton(targ_tgid=os.getpid()) as skel:
+        skel.attach()
+        os.close(os.open(target, os.O_RDONLY))
+        with RingBuffer(skel.maps.events) as rb:
+            events = [skel.types.event.parse(r) for r in rb.read_batch(64)]
+    ours = [e for e in events if e.fname == str(target).encode()]
+    assert ours and ours[0].pid == os.getpid() and ours[0].ppid == os.getppid() and ours[0].comm

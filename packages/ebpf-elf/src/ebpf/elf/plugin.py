@@ -1,5 +1,5 @@
 """ebpf-elf's pluggy hooks: the ELF object loader (``ebpf.core.load("x.o")``) and the
-``ebpf inspect`` / ``ebpf compile`` commands."""
+``ebpf inspect`` / ``ebpf compile`` / ``ebpf gen skeleton`` commands."""
 
 from __future__ import annotations
 
@@ -118,9 +118,23 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gen_skeleton(args: argparse.Namespace) -> int:
+    from ebpf.core.errors import EBPFError
+    from ebpf.elf.skeleton import generate_skeleton
+
+    try:
+        out = generate_skeleton(args.file, args.output, class_name=args.name, compiler=args.compiler,
+                                cflags=tuple(args.cflag or ()))
+    except EBPFError as exc:
+        print(f"ebpf gen skeleton: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
 @hookimpl
 def ebpf_cli_commands(subparsers: Any) -> None:
-    """``ebpf inspect FILE.o`` and ``ebpf compile FILE.c``."""
+    """``ebpf inspect FILE.o``, ``ebpf compile FILE.c`` and ``ebpf gen skeleton FILE``."""
     p = subparsers.add_parser("inspect", help="show the programs, maps, globals, BTF and relocations of a .o")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -132,3 +146,12 @@ def ebpf_cli_commands(subparsers: Any) -> None:
     c.add_argument("--compiler", choices=("auto", "clang", "zig"), default="auto")
     c.add_argument("-C", "--cflag", action="append", help="extra compiler flag (repeatable)")
     c.set_defaults(func=_cmd_compile)
+    g = subparsers.add_parser("gen", help="generate code from a BPF object")
+    gsub = g.add_subparsers(dest="gen_command", required=True)
+    sk = gsub.add_parser("skeleton", help="a typed Python module that loads a .o (or a .c, compiled first)")
+    sk.add_argument("file", help="prog.bpf.c or prog.o")
+    sk.add_argument("-o", "--output", default=None, help="the module to write (default: <stem>_skel.py)")
+    sk.add_argument("--name", default=None, help="the loader class name")
+    sk.add_argument("--compiler", choices=("auto", "clang", "zig"), default="auto")
+    sk.add_argument("-C", "--cflag", action="append", help="extra compiler flag (repeatable)")
+    sk.set_defaults(func=_cmd_gen_skeleton)
