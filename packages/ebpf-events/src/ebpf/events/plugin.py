@@ -172,7 +172,29 @@ def ebpf_features() -> list[FeatureProbe]:
         FeatureProbe("events.kprobes", _probe_kprobes, "kprobe/kretprobe attach"),
         FeatureProbe("events.uprobes", _probe_uprobes, "uprobe/uretprobe/USDT attach (uprobe PMU)"),
         FeatureProbe("events.fentry", _probe_fentry, "fentry/fexit/fmod_ret programs"),
+        FeatureProbe("events.iter_task", _probe_iter_task, "BPF iterators (iter/task)"),
+        FeatureProbe("events.iter_map_elem", _probe_iter_map_elem, "map element iterators (iter/bpf_map_elem)"),
+        FeatureProbe("events.user_ringbuf", _probe_user_ringbuf, "user ring buffer (UserRingBuffer)"),
     ]
+
+
+def _probe_iter_task() -> None:
+    from ebpf.events.iterators import have_iter_target
+
+    have_iter_target("task")
+
+
+def _probe_iter_map_elem() -> None:
+    from ebpf.events.iterators import have_iter_target
+
+    have_iter_target("bpf_map_elem")
+
+
+def _probe_user_ringbuf() -> None:
+    from ebpf.core.features import have_helper, have_map_type
+
+    have_map_type("user_ringbuf")
+    have_helper("tracepoint", "user_ringbuf_drain")
 
 
 @hookimpl
