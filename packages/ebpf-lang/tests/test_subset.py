@@ -466,3 +466,31 @@ def test_bad_declarations_name_their_line() -> None:
         u8[0]
     with pytest.raises(LangError, match="ring buffer size must be a power of two, not 1000"):
         RingBuf(1000)
+
+
+def test_break_paths_count_for_assignment() -> None:
+    @kernel("xdp")
+    def f(ctx: ct.xdp_md) -> int:
+        for i in range(4):
+            if ctx.ingress_ifindex == i:
+                break
+            x = i
+        return x  # <-
+
+    expect_error(f, "x may be unassigned here: assign it on every path before this line", col=16)
+
+
+def test_assigned_before_every_break_compiles() -> None:
+    @kernel("xdp")
+    def f(ctx: ct.xdp_md) -> int:
+        x = 0
+        for i in range(4):
+            if ctx.ingress_ifindex == i:
+                x = i
+                break
+            if i == 2:
+                continue
+            x = x + 1
+        return x
+
+    assert f.compile().insn_count > 0

@@ -98,6 +98,7 @@ class FunctionChecker(ExprChecker):
         namespace.update(closure)
         self.fn = fn
         self.loop_labels: list[tuple[str, str]] = []  # (break label, continue label)
+        self.jump_states: dict[str, list[State]] = {}  # label -> flow facts where break/continue jump to it
         self.label_count = 0
         args = node.args
         if args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or len(args.args) != 1:
@@ -187,7 +188,9 @@ class FunctionChecker(ExprChecker):
             if not self.loop_labels:
                 raise self.where.error(s, f"`{'break' if isinstance(s, ast.Break) else 'continue'}` outside a loop")
             brk, cont = self.loop_labels[-1]
-            return [ir.Jump(pos, brk if isinstance(s, ast.Break) else cont)]
+            target = brk if isinstance(s, ast.Break) else cont
+            self.jump_states.setdefault(target, []).append(self.state.copy())
+            return [ir.Jump(pos, target)]
         if isinstance(s, ast.Delete):
             out: list[ir.Stmt] = []
             for t in s.targets:
@@ -341,7 +344,6 @@ class FunctionChecker(ExprChecker):
             raise self.where.error(s.target, f"{name} is already a local variable; name the loop variable differently")
         outer = self.consts.get(name)
         iterations: list[ir.Stmt] = []
-        states: list[State] = []
         for k, value in enumerate(values):
             cont = f"{brk}_{k}"
             self.consts[name] = value
@@ -349,7 +351,10 @@ class FunctionChecker(ExprChecker):
             body = self.block(s.body)
             self.loop_labels.pop()
             iterations.append(ir.Block(pos, body, cont))
-            states.append(self.state.copy())
+            # The next iteration starts where this one fell off its end or continued.
+            arriving = ([self.state] if not terminates(body) else []) + self.jump_states.pop(cont, [])
+            self.state = State.merge(arriving)
+        self.state = State.merge([self.state, *self.jump_states.pop(brk, [])])  # and where it broke out
         if outer is None:
             self.consts.pop(name, None)
         else:
