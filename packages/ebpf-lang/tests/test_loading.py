@@ -58,7 +58,19 @@ def test_verifier_rejection_names_the_python_line() -> None:
     err = info.value
     assert err.python_line == (os.path.basename(__file__), line, "ctx.rx_queue_index = 1  # the verifier refuses writes to xdp_md")  # type: ignore[attr-defined]
     assert f"at {os.path.basename(__file__)}:{line}: ctx.rx_queue_index = 1" in str(err)
-    assert f"; ctx.rx_queue_index = 1  # the verifier refuses writes to xdp_md @ {os.path.basename(__file__)}:{line}" in err.log
+    # The log shows the line (kernels since 6.4 add " @ file:line", older ones the text alone).
+    assert "\n; ctx.rx_queue_index = 1  # the verifier refuses writes to xdp_md" in err.log
+
+
+def test_python_line_from_logs_with_and_without_file_names() -> None:
+    from ebpf.lang.kernel import python_line
+
+    new_style = "0: R1=ctx() R10=fp0\n; x = 1 @ prog.py:7\n1: (62) *(u32 *)(r6 +16) = 1\ninvalid\n"
+    assert python_line(new_style) == ("prog.py", 7, "x = 1")
+    old_style = "0: R1=ctx(off=0,imm=0) R10=fp0\n; def f(ctx):\n; x = 1\ninvalid\n"
+    rows = [(0, "/src/prog.py", "def f(ctx):", 5, 1), (1, "/src/prog.py", "x = 1", 7, 5)]
+    assert python_line(old_style, rows) == ("prog.py", 7, "x = 1")
+    assert python_line(old_style) is None
 
 
 def test_elf_object_loads_with_load_elf_and_keeps_line_info() -> None:
@@ -75,10 +87,8 @@ def test_elf_object_loads_with_load_elf_and_keeps_line_info() -> None:
         assert info.btf and info.license == "GPL"
         with pytest.raises(VerifierError) as rejected:
             load_elf(path)
-        line = _line_of(writes_ctx.fn, "ctx.rx_queue_index = 1")
         # line_info survived the object file: the verifier shows the Python line
-        assert f"; ctx.rx_queue_index = 1  # the verifier refuses writes to xdp_md @ {os.path.basename(__file__)}:{line}" \
-            in rejected.value.log
+        assert "\n; ctx.rx_queue_index = 1  # the verifier refuses writes to xdp_md" in rejected.value.log
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "ok.o")
         compile(count_stats, path)

@@ -9,9 +9,10 @@ loading, map sharing between the programs of a module and ``program.attach()`` a
 
 from __future__ import annotations
 
+import os
 import re
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,7 +239,9 @@ class CompiledModule:
         try:
             return self.collection_spec().load(**options)
         except VerifierError as exc:
-            where = python_line(exc.log)
+            rows = [r for p in self.programs if p.name == exc.program_name or not exc.program_name
+                    for r in p.line_records()]
+            where = python_line(exc.log, rows)
             if where is None:
                 raise
             new = VerifierError(exc.errno or 0, exc.command, exc.log, exc.program_name,
@@ -250,13 +253,24 @@ class CompiledModule:
 _LINE_RE = re.compile(r"^; (.*) @ (.+):(\d+)$")
 
 
-def python_line(log: str) -> tuple[str, int, str] | None:
-    """The last source line a verifier log shows (``"; text @ file:line"``): ``(file, line, text)``."""
+def python_line(log: str, records: Sequence[tuple[int, str, str, int, int]] = ()) -> tuple[str, int, str] | None:
+    """The last source line a verifier log shows: ``(file, line, text)``.
+
+    Kernels since 6.4 print ``; text @ file:line``; older ones print only ``; text``, which is
+    looked up in the program's line ``records`` (:meth:`CompiledProgram.line_records`).
+    """
     found = None
     for raw in log.splitlines():
-        m = _LINE_RE.match(raw.strip())
+        line = raw.strip()
+        m = _LINE_RE.match(line)
         if m:
             found = (m.group(2), int(m.group(3)), m.group(1))
+        elif line.startswith("; ") and records:
+            text = line[2:]
+            for _, filename, src, lineno, _ in records:
+                if src == text:
+                    found = (os.path.basename(filename), lineno, text)
+                    break
     return found
 
 
