@@ -147,3 +147,26 @@ def test_bpf_prog2_and_vmlinux_kfuncs_compile_and_load(tmp_path, compiler):
         text = fh.read()
     assert "bpf_task_from_pid(" in text and "__weak __ksym;" in text
     assert "preserve_access_index" in text
+
+
+ITER_SRC = """
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int sum(struct xdp_md *ctx)
+{
+	int i, total = 0, *v;
+
+	bpf_for(i, 0, 5)
+		total += i;                 /* 0+1+2+3+4 */
+	bpf_for_each(num, v, 10, 12)
+		total += *v;                /* 10+11 */
+	bpf_repeat(3)
+		total += 100;
+	return total;
+}
+"""
+
+
+def test_open_coded_iterators(tmp_path, compiler):
+    out = elf.compile_c(ITER_SRC + LICENSE, tmp_path / "iter.o", compiler=compiler)
+    with elf.load_elf(out) as coll:
+        assert coll.programs["sum"].test_run(bytes(64)).retval == 10 + 21 + 300

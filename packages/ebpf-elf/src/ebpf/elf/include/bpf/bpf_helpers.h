@@ -226,6 +226,16 @@ extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
 	bpf_iter_num_next(&___it); )
 #endif
 
+/* bpf_for_each(num, v, 0, 10) { ... }: any open-coded iterator bpf_iter_<type>_new/next/destroy. */
+#ifndef bpf_for_each
+#define bpf_for_each(type, cur, args...) for ( \
+	struct bpf_iter_##type ___it __attribute__((aligned(8), cleanup(bpf_iter_##type##_destroy))), \
+	*___p __attribute__((unused)) = ( \
+		bpf_iter_##type##_new(&___it, ##args), \
+		(void)bpf_iter_##type##_destroy, (void *)0); \
+	(((cur) = bpf_iter_##type##_next(&___it))); )
+#endif
+
 #if !defined(__VMLINUX_H__) && !defined(_UAPI__LINUX_BPF_H__) && !defined(__LINUX_BPF_H__)
 /* The uapi constants most programs use, for programs built without vmlinux.h or <linux/bpf.h>. */
 struct bpf_iter_num { __u64 __opaque[1]; } __attribute__((aligned(8)));
