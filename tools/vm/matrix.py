@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """The kernel test matrix: one test set on the host kernel and inside each Debian kernel, one table of results.
 
-    python3 tools/vm/matrix.py                        # host + Debian 6.1 + 6.12, the VM test set
+    python3 tools/vm/matrix.py                        # host + Debian 6.1 + 6.12, the whole suite
+    python3 tools/vm/matrix.py --vm-set               # only what skips on the host (and its probes)
     python3 tools/vm/matrix.py --kernel 6.12 --tests packages/ebpf-core/tests/test_trampolines.py
-    python3 tools/vm/matrix.py --sessions events,security -- -x     # whole test dirs; after -- : pytest
-    python3 tools/vm/matrix.py --jobs 2               # both VMs at once (output kept in their run dirs)
+    python3 tools/vm/matrix.py --sessions events,security -- -x     # chosen packages; after -- : pytest
+    python3 tools/vm/matrix.py --jobs 3               # VMs at once (default 2; output kept in their run dirs)
     nox -s vm [-- <the same options>]                 # the same, from a fresh machine (installs everything)
 
 It installs what is missing (apt: qemu-system-x86, kmod, busybox-static; virtme-ng into the cache's
-venv), downloads and extracts the kernels once, runs pytest on the host, then boots each kernel once
-(vng under QEMU, 1 vCPU) and runs the same pytest command inside with the same interpreter.  Every
-run writes a JUnit XML file into its run directory (shared read-write with the guest); the table is
+venv), downloads and extracts the kernels once, runs pytest on the host, then boots each kernel once per
+package (a big package's files cut into chunks; vng under QEMU, 1 vCPU), ``--jobs`` boots at a time, and
+runs the same pytest command inside with the same interpreter.  Every run writes a JUnit XML file into its run directory (shared read-write with the guest); the table is
 built from those files, never from vng's exit status (255 under TCG even after a clean run).
 
 Exit status 0 when every kernel ran the set without a failure or error, 1 otherwise (a VM that timed
@@ -80,6 +81,7 @@ class KernelRun:
     modules: dict[str, Counts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # failed/errored test ids
     kernel_trouble: list[str] = field(default_factory=list)  # Oops/panic/BUG lines from the console
+    units: list[dict[str, object]] = field(default_factory=list)  # one boot each: name, exit, seconds, status
 
     def total(self) -> Counts:
         """The counts over every module."""
@@ -231,16 +233,25 @@ def run_host(args: argparse.Namespace, tests: list[str], extra: list[str], outdi
     return result
 
 
-def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, tests: list[str], extra: list[str],
+@dataclass
+class Unit:
+    """One pytest run in one VM: a package's tests, or a chunk of its test files."""
+
+    name: str
+    tests: list[str]
+    weight: float = 1.0  # expected cost (host seconds, or tests): the longest units start first
+
+
+def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, unit: Unit, extra: list[str],
            outdir: Path) -> KernelRun:
-    """Boot ``image`` once and run the test set inside."""
+    """Boot ``image`` once and run ``unit``'s tests inside; the result of that one boot."""
     result = KernelRun(label=series, kind="vm", series=series, image=str(image))
-    rundir = outdir / series
+    rundir = outdir / series / unit.name if unit.name else outdir / series
     if args.quiet:
-        args = argparse.Namespace(**vars(args), tag=f"{series}: ")  # boot() prefixes its messages with it
-    command = vm.pytest_command(args.python, pytest_args(tests, rundir / "junit.xml", extra),
+        args = argparse.Namespace(**vars(args), tag=f"{series}{'/' + unit.name if unit.name else ''}: ")
+    command = vm.pytest_command(args.python, pytest_args(unit.tests, rundir / "junit.xml", extra),
                                 plugin=not args.installed)
-    log(f"== Debian {series}: {image}")
+    log(f"== Debian {series}{' [' + unit.name + ']' if unit.name else ''}: {image}")
     started = time.monotonic()
     result.exit = vm.boot(args, vng, image, command, rundir=rundir)  # the guest's rc file, never vng's status
     result.seconds = time.monotonic() - started
@@ -251,24 +262,91 @@ def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, tests: 
     if args.quiet:  # the output was not streamed: show pytest's summary line
         output = rundir / "output.txt"
         lines = output.read_text(errors="replace").splitlines() if output.exists() else []
-        log(f"{series}: {lines[-1] if lines else 'no output'} ({output})")
+        log(f"{series}{'/' + unit.name if unit.name else ''}: {lines[-1] if lines else 'no output'} "
+            f"({result.seconds:.0f} s, {output})")
     return result
 
 
-def run_vms(args: argparse.Namespace, vng: str, images: dict[str, Path], tests: list[str], extra: list[str],
+def merge(series: str, image: Path, units: list[Unit], runs: list[KernelRun], timeout: int) -> KernelRun:
+    """One kernel's column out of the boots of its units: counts added; ok only when every boot is."""
+    merged = KernelRun(label=series, kind="vm", series=series, image=str(image), exit=0)
+    for unit, run in zip(units, runs):
+        if run.release:
+            merged.label = merged.release = run.release
+        for module, counts in run.modules.items():
+            merged.modules.setdefault(module, Counts()).add(counts)
+        merged.problems += run.problems
+        merged.kernel_trouble += run.kernel_trouble
+        merged.seconds += run.seconds
+        status = describe(run, timeout)
+        merged.units.append({"name": unit.name, "tests": unit.tests, "exit": run.exit,
+                             "seconds": round(run.seconds, 1), "status": status, "rundir": run.rundir})
+        if merged.exit in (0, 5) and (run.exit not in (0, 5) or not run.junit):
+            merged.exit = run.exit if run.exit not in (0, 5) else 125  # the first boot that gave no good result
+        if not run.junit or run.exit not in (0, 5):
+            merged.problems.append(f"boot {unit.name or '(all)'}: {status} ({run.rundir})")
+    merged.junit = runs[0].junit if runs and all(r.junit for r in runs) else ""
+    merged.rundir = str(Path(runs[0].rundir).parent) if len(runs) > 1 else (runs[0].rundir if runs else "")
+    return merged
+
+
+def run_vms(args: argparse.Namespace, vng: str, images: dict[str, Path], units: list[Unit], extra: list[str],
             outdir: Path) -> list[KernelRun]:
-    """Every kernel, one after the other (output streamed) or ``--jobs`` at a time (output in the run dirs)."""
-    if args.jobs <= 1 or len(images) <= 1:
-        return [run_vm(args, vng, series, image, tests, extra, outdir) for series, image in images.items()]
-    args.quiet, args.stop = True, threading.Event()
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_vm, args, vng, series, image, tests, extra, outdir)
-                   for series, image in images.items()]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            args.stop.set()  # Ctrl-C/SIGTERM: each boot() kills its VM within a second
-            raise
+    """Every (kernel, unit) boot, ``--jobs`` at a time, longest first; one merged column per kernel."""
+    jobs = sorted(((series, unit) for series in images for unit in units), key=lambda j: -j[1].weight)
+    if args.jobs <= 1 or len(jobs) <= 1:
+        done = {(s, u.name): run_vm(args, vng, s, images[s], u, extra, outdir) for s, u in jobs}
+    else:
+        args.quiet, args.stop = True, threading.Event()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {(s, u.name): pool.submit(run_vm, args, vng, s, images[s], u, extra, outdir) for s, u in jobs}
+            try:
+                done = {key: f.result() for key, f in futures.items()}
+            except BaseException:
+                args.stop.set()  # Ctrl-C/SIGTERM: each boot() kills its VM within a second
+                raise
+    return [merge(s, image, units, [done[(s, u.name)] for u in units], args.timeout) for s, image in images.items()]
+
+
+def plan_units(tests: list[str], split: int, host: KernelRun | None) -> list[Unit]:
+    """The boots per kernel: one per package test directory, a package with more than ``split`` tests cut into
+    chunks of its files balanced by their host seconds (or test counts); other paths run together in one boot.
+
+    A VM boot is ~10-30 s under TCG, a package's tests minutes: per package, the boots of both kernels can run
+    side by side (``--jobs``) and one that times out costs only its own tests.
+    """
+    host_seconds: dict[str, float] = {}
+    host_counts: dict[str, int] = {}
+    if host is not None and host.junit:
+        for case in ET.parse(host.junit).getroot().iter("testcase"):
+            module = module_of(case)
+            host_seconds[module] = host_seconds.get(module, 0.0) + float(case.get("time") or 0)
+            host_counts[module] = host_counts.get(module, 0) + 1
+    dirs = [t for t in tests if t in SESSIONS.values()]
+    rest = [t for t in tests if t not in dirs]
+    units: list[Unit] = []
+    for d in dirs:
+        name = d.split("/")[1].removeprefix("ebpf-")
+        files = sorted(str(f.relative_to(vm.CHECKOUT)) for f in (vm.CHECKOUT / d).glob("test_*.py"))
+        # weight: host seconds (x8 under TCG is the same for all), plus a boot-ish cost per test
+        weights = {f: host_seconds.get(f, 0.0) + 0.05 * host_counts.get(f, 0) or (vm.CHECKOUT / f).stat().st_size / 1e4
+                   for f in files}
+        # tests per file: the host's count, else the test functions in the source (x2 for parametrized ones)
+        count = sum(host_counts.get(f) or 2 * (vm.CHECKOUT / f).read_text().count("\ndef test_") for f in files)
+        chunks = max(1, -(-count // split)) if split > 0 and count else 1
+        if chunks == 1:
+            units.append(Unit(name, [d], sum(weights.values())))
+            continue
+        bins: list[list[str]] = [[] for _ in range(chunks)]
+        loads = [0.0] * chunks
+        for f in sorted(files, key=lambda f: -weights[f]):  # greedy: the heaviest file into the lightest chunk
+            i = loads.index(min(loads))
+            bins[i].append(f)
+            loads[i] += weights[f]
+        units += [Unit(f"{name}-{i + 1}", sorted(b), loads[i]) for i, b in enumerate(bins) if b]
+    if rest:
+        units.append(Unit("" if not units else "other", rest, 1.0))
+    return units
 
 
 # --- the summary ----------------------------------------------------------------------------------------------
@@ -300,8 +378,10 @@ def resolve_tests(args: argparse.Namespace) -> list[str]:
         if unknown:
             raise SystemExit(vm.die(f"unknown session(s) {', '.join(unknown)}; known: {', '.join(SESSIONS)}"))
         tests = [SESSIONS[n] for n in names]
-    else:
+    elif args.vm_set:
         tests = list(vm.DEFAULT_TESTS)
+    else:  # the whole suite: every package's tests/ directory
+        tests = list(SESSIONS.values())
     missing = [t for t in tests if not (vm.CHECKOUT / t.split("::")[0]).exists()]
     if missing:
         raise SystemExit(vm.die(f"no such test path in {vm.CHECKOUT}: {', '.join(missing)}"))
@@ -316,13 +396,20 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--kernel", action="append", metavar="SERIES",
                         help="Debian kernel series to boot; repeat or comma-separate (default 6.1,6.12)")
     parser.add_argument("--no-host", action="store_true", help="skip the run on the host kernel")
-    parser.add_argument("--tests", nargs="+", metavar="PATH", help="test files/dirs/node ids (default: the VM set)")
+    parser.add_argument("--tests", nargs="+", metavar="PATH",
+                        help="test files/dirs/node ids, all in one boot per kernel (default: the whole suite)")
+    parser.add_argument("--vm-set", action="store_true",
+                        help="only the tests that skip on the host and their probes (run.py's DEFAULT_TESTS)")
+    parser.add_argument("--split", type=int, default=200, metavar="N",
+                        help="boot per package; a package with more than N tests (on the host) is cut into "
+                             "chunks of files (default 200; 0: one chunk per package)")
     parser.add_argument("--sessions", help=f"comma-separated packages whose tests/ to run: {', '.join(SESSIONS)}")
     parser.add_argument("--cpus", "-p", type=int, default=1, help="vCPUs per VM (default 1: 2 sometimes panicked)")
-    parser.add_argument("--jobs", "-j", type=int, default=1,
-                        help="VMs at once (default 1; 2 streams no output, each VM's is in its run dir)")
+    parser.add_argument("--jobs", "-j", type=int, default=2,
+                        help="VMs at once (default 2; above 1 no output is streamed: each VM's is in its run dir)")
     parser.add_argument("--memory", "-m", default="2G")
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per kernel before it is killed (600)")
+    parser.add_argument("--timeout", type=int, default=1500,
+                        help="seconds per boot (one package or chunk on one kernel) before it is killed (1500)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--lsm", default=vm.DEFAULT_LSM, help=f"the lsm= boot list (default {vm.DEFAULT_LSM})")
     parser.add_argument("--append", default="", help="more kernel command line")
@@ -374,9 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     log(f"tests: {' '.join(tests)}; results in {outdir}")
 
     results: list[KernelRun] = []
+    host = None
     if not args.no_host:
-        results.append(run_host(args, tests, extra, outdir))
-    results.extend(run_vms(args, vng, images, tests, extra, outdir))
+        host = run_host(args, tests, extra, outdir)
+        results.append(host)
+    # --tests: one boot per kernel, as given; else per package (chunks of files balanced by the host's seconds)
+    units = [Unit("", tests)] if args.tests else plan_units(tests, args.split, host)
+    log("boots per kernel: " + "; ".join(f"{u.name or 'all'} ({len(u.tests)} paths)" for u in units))
+    results.extend(run_vms(args, vng, images, units, extra, outdir))
     for r in results:
         r.status = describe(r, args.timeout)
     elapsed = time.monotonic() - wall
@@ -393,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "pytest_extra": extra,
         "cpus": args.cpus,
         "jobs": args.jobs,
+        "split": args.split,
         "results_dir": str(outdir),
         "kernels": [dict(asdict(r), ok=r.ok, total=asdict(r.total()), seconds=round(r.seconds, 1))
                     for r in results],
