@@ -10,11 +10,11 @@ import ctypes
 import dataclasses
 import errno
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core._checks import U32, check_uint, object_name
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import ProgInfo, ProgLoadAttr, TestRunAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd
@@ -45,7 +45,6 @@ MAX_LOG_SIZE_OLD = (1 << 24) - 1
 MAX_LOG_SIZE = (1 << 30) - 1
 #: Programs are limited to this many instructions by the kernel (BPF_COMPLEXITY_LIMIT_INSNS).
 MAX_INSNS = 1_000_000
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 
 
 @dataclass
@@ -182,9 +181,7 @@ def _insn_bytes(insns: Any) -> bytes:
 
 
 def _sanitize_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise EBPFError(f"program name must be a str, not {type(name).__name__}")
-    return _NAME_OK.sub("_", name)[:15]
+    return object_name(name, "program name")  # one rule for program and map names
 
 
 # --- BTF name resolution -----------------------------------------------------------------
@@ -270,9 +267,7 @@ class _Prepared:
         self.name = _sanitize_name(spec.name)
         self.insns = _insn_bytes(spec.insns)
         for attr_name in ("log_level", "log_size", "flags", "kernel_version", "ifindex"):
-            value = getattr(spec, attr_name)
-            if not isinstance(value, int) or value < 0:
-                raise EBPFError(f"{attr_name} must be a non-negative int, not {value!r}")
+            check_uint(getattr(spec, attr_name), attr_name, U32)  # u32 fields of bpf_attr
         if spec.log_size and not 128 <= spec.log_size <= MAX_LOG_SIZE:
             raise EBPFError(f"log_size must be 0 or between 128 and {MAX_LOG_SIZE}, not {spec.log_size}")
         expected: AttachType | int | None = _attach_type(spec.expected_attach_type)
@@ -470,8 +465,15 @@ class Program(FdOwner):
             raise EBPFError(f"data must be bytes, not {type(data).__name__}")
         if ctx is not None and not isinstance(ctx, (bytes, bytearray, memoryview)):
             raise EBPFError(f"ctx must be bytes or None, not {type(ctx).__name__}")
-        if not isinstance(repeat, int) or repeat < 0:
-            raise EBPFError(f"repeat must be a non-negative int, not {repeat!r}")
+        # u32 fields of bpf_attr.test: a larger int would be cut silently (2**32 + 3 -> 3 runs)
+        check_uint(repeat, "test_run repeat", U32)
+        check_uint(flags, "test_run flags", U32)
+        check_uint(cpu, "test_run cpu", U32)
+        if data_size_out is not None:
+            check_uint(data_size_out, "test_run data_size_out", U32)
+        for what, buf in (("data", data), ("ctx", ctx)):
+            if buf is not None and len(buf) > (1 << 32) - 1:
+                raise EBPFError(f"test_run {what} is {len(buf)} bytes; the kernel field is 32 bits")
         fd = self.fd
         data = bytes(data)
         ctx_in = bytes(ctx) if ctx is not None else b""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import re
 import resource
 import threading
 from typing import Any
 
+from ebpf.core._checks import U32, U64, check_uint, object_name
 from ebpf.core._maps.base import Map, MapSpec
 from ebpf.core._maps.kinds import KIND_BY_TYPE, FdCodec, LPMKeyCodec, MmapArrayMap
 from ebpf.core._sys import attrs, commands
@@ -30,7 +30,6 @@ MAP_FLAGS = {
 _ALL_FLAGS = (1 << 19) - 1
 BPF_F_MMAPABLE = MAP_FLAGS["mmapable"]
 BPF_F_NUMA_NODE = MAP_FLAGS["numa_node"]
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.]*$")
 _KEYLESS = {MapType.STACK, MapType.QUEUE, MapType.BLOOM_FILTER, MapType.RINGBUF, MapType.USER_RINGBUF,
             MapType.ARENA}
 _FD_VALUES = {MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
@@ -93,11 +92,7 @@ def parse_map_flags(flags: object) -> int:
 
 
 def _check_int(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EBPFError(f"{what} must be an int, got {value!r}")
-    if value < minimum or value >= 1 << 32:
-        raise EBPFError(f"{what} must be >= {minimum} (and fit in 32 bits), got {value}")
-    return value
+    return check_uint(value, what, U32, minimum)
 
 
 def _codecs(spec: MapSpec, mtype: MapType) -> tuple[Codec, Codec]:
@@ -148,8 +143,12 @@ def check_spec(spec: MapSpec) -> tuple[MapSpec, MapType, int, Codec, Codec]:
         raise EBPFError(f"ring buffer size must be a power of 2 and a multiple of the page size, got {max_entries}")
     if mtype in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and spec.inner_map is None:
         raise EBPFError(f"{mtype.lower_name} needs inner_map (a Map or MapSpec: the template of its values)")
-    if not isinstance(spec.name, str) or len(spec.name) > 15 or not _NAME_RE.match(spec.name):
-        raise EBPFError(f"map name must be at most 15 characters of [A-Za-z0-9_.], got {spec.name!r}")
+    name = object_name(spec.name, "map name")  # the rule of program names too
+    if name != spec.name:
+        spec = spec.copy(name=name)
+    for field_name in ("btf_key_type_id", "btf_value_type_id", "btf_vmlinux_value_type_id", "ifindex"):
+        check_uint(getattr(spec, field_name), field_name, U32)
+    check_uint(spec.map_extra, "map_extra", U64)
     if spec.pin_path is not None:
         from ebpf.core.pins import check_pin_path
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
+from ebpf.core._checks import U64, check_uint, checked
 from ebpf.core._sys.attrs import (
     BtfInfo,
     BtfLoadAttr,
@@ -132,14 +133,8 @@ def prog_attach(
     target_fd: int, prog_fd: int, attach_type: int, flags: int = 0, replace_fd: int = 0, relative_fd: int = 0
 ) -> None:
     """BPF_PROG_ATTACH (cgroup, sockmap, flow dissector, lirc, tcx ... legacy attach)."""
-    attr = ProgAttachAttr(
-        target_fd=target_fd,
-        attach_bpf_fd=prog_fd,
-        attach_type=attach_type,
-        attach_flags=flags,
-        replace_bpf_fd=replace_fd,
-        relative_fd=relative_fd,
-    )
+    attr = checked(ProgAttachAttr, "BPF_PROG_ATTACH", target_fd=target_fd, attach_bpf_fd=prog_fd,
+                   attach_type=attach_type, attach_flags=flags, replace_bpf_fd=replace_fd, relative_fd=relative_fd)
     bpf(Cmd.PROG_ATTACH, attr)
 
 
@@ -161,7 +156,8 @@ def prog_query(target_fd: int, attach_type: int, query_flags: int = 0, max_progs
 def raw_tracepoint_open(name: str | None, prog_fd: int, cookie: int = 0) -> int:
     """BPF_RAW_TRACEPOINT_OPEN; ``name`` None for tp_btf/fentry programs (target in the program)."""
     raw = ctypes.create_string_buffer(name.encode()) if name else None
-    return bpf(Cmd.RAW_TRACEPOINT_OPEN, RawTracepointAttr(name=addr(raw), prog_fd=prog_fd, cookie=cookie))
+    return bpf(Cmd.RAW_TRACEPOINT_OPEN, checked(RawTracepointAttr, "BPF_RAW_TRACEPOINT_OPEN", name=addr(raw),
+                                                prog_fd=prog_fd, cookie=cookie))
 
 
 def btf_load(blob: bytes, log_level: int = 0, log_size: int = 0) -> tuple[int, str]:
@@ -194,7 +190,8 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0,
         member of its type; or, for callers of older releases, the union as u64 words.
     :returns: the link fd.
     """
-    attr = LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type, flags=flags)
+    attr = checked(LinkCreateAttr, "BPF_LINK_CREATE", prog_fd=prog_fd, target_fd=target_fd,
+                   attach_type=attach_type, flags=flags)
     if isinstance(extra, ctypes.Structure):
         member = next((name for name, ctype, *_ in LinkCreateTail._fields_ if ctype is type(extra)), None)
         if member is None:
@@ -202,13 +199,14 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0,
         setattr(attr._tail, member, extra)  # the union shares the attr's memory
     elif extra:
         for i, word in enumerate(extra):
-            attr.extra[i] = word
+            attr.extra[i] = check_uint(word, "BPF_LINK_CREATE option word (cookie, offset, ...)", U64)
     return bpf(Cmd.LINK_CREATE, attr)
 
 
 def link_update(link_fd: int, new_prog_fd: int, flags: int = 0, old_prog_fd: int = 0) -> None:
     """BPF_LINK_UPDATE: replace the program behind a link."""
-    bpf(Cmd.LINK_UPDATE, LinkUpdateAttr(link_fd=link_fd, new_prog_fd=new_prog_fd, flags=flags, old_prog_fd=old_prog_fd))
+    bpf(Cmd.LINK_UPDATE, checked(LinkUpdateAttr, "BPF_LINK_UPDATE", link_fd=link_fd, new_prog_fd=new_prog_fd,
+                                 flags=flags, old_prog_fd=old_prog_fd))
 
 
 def link_detach(link_fd: int) -> None:

@@ -11,6 +11,7 @@ import errno
 import os
 from ctypes import c_int32, c_uint16, c_uint32, c_uint64
 
+from ebpf.core._checks import check_int, check_uint
 from ebpf.core._sys.syscall import SYS_PERF_EVENT_OPEN, get_errno
 from ebpf.core.errors import BPFSyscallError, EBPFError
 
@@ -147,6 +148,9 @@ def perf_event_open(attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: 
     """
     if pid == -1 and cpu == -1:
         raise EBPFError("perf_event_open: pid and cpu cannot both be -1")
+    for what, value in (("pid", pid), ("cpu", cpu), ("group_fd", group_fd)):
+        check_int(value, f"perf_event_open {what}", 32)  # int arguments of the syscall: never cut
+    check_uint(flags, "perf_event_open flags", 64)
     ret = _raw(ctypes.c_long(SYS_PERF_EVENT_OPEN), ctypes.c_long(ctypes.addressof(attr)), ctypes.c_long(pid),
                ctypes.c_long(cpu), ctypes.c_long(group_fd), ctypes.c_ulong(flags))
     if ret < 0:
