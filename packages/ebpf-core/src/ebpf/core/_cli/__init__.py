@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from ebpf.core._cli import _btf, _check, _demo, _objects, _top
+from ebpf.core._cli._signals import Terminated, sigterm_as_interrupt
 
 __all__ = ["build_parser", "main"]
 
@@ -38,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     :param argv: the arguments (default ``sys.argv[1:]``).
     :returns: the exit status: 0 on success, 1 on an ``EBPFError`` (printed to stderr),
-        2 on a usage error, 130 when interrupted.
+        2 on a usage error, 130 when interrupted (Ctrl-C), 143 on SIGTERM -- unless the command
+        handles the interruption itself (``trace`` and ``top`` detach and exit 0 on either).
     """
     from ebpf.core.errors import EBPFError
 
@@ -52,12 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        status = func(args)
+        # every command, long-running ones included (trace, top, demo): SIGTERM unwinds like Ctrl-C, so
+        # programs are detached and objects closed on `kill` as well
+        with sigterm_as_interrupt():
+            status = func(args)
     except EBPFError as exc:
         print(f"ebpf: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `ebpf prog list | head`
         return 0
     return int(status or 0)

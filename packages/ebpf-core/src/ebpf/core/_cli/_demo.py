@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import struct
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from ebpf.core._cli._signals import sigterm_as_interrupt
 from ebpf.core.demo import DemoContext, DemoStep
 
 __all__ = ["add_commands", "build_program", "core_step", "run_demo", "OPTIONAL_PARTS"]
@@ -121,24 +121,6 @@ CORE_STEP = DemoStep("core", "maps, the assembler and BPF_PROG_TEST_RUN (ebpf-co
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while the demo runs, so cleanups run on `kill` too."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
 def _run_stats() -> Iterator[None]:
     """Switch run-time statistics on, so the listing shows how often each program ran."""
     from ebpf.core.errors import EBPFError
@@ -220,7 +202,7 @@ def run_demo(out: TextIO | None = None, live: bool | None = None, duration: floa
     cleanup_failures: list[str] = []
     ctx.print(f"ebpf demo on Linux {'.'.join(map(str, kernel_version()))}: {len(steps)} part(s)")
     started = time.monotonic()
-    with _sigterm_as_interrupt(), _run_stats():
+    with sigterm_as_interrupt(), _run_stats():  # also when called as a function, not through main()
         try:
             for number, step in enumerate(steps, 1):
                 _run_step(ctx, number, step, results)
