@@ -141,12 +141,25 @@ def tracefs_path() -> str | None:
 def ensure_tracefs(path: str = "/sys/kernel/tracing") -> str:
     """Mount tracefs unless it is mounted already; returns where it is.
 
-    :raises BPFSyscallError: when mounting fails (needs root).
+    :raises BPFSyscallError: when it is not mounted and mounting fails (needs CAP_SYS_ADMIN), or when it
+        is mounted but this process may not read it (needs root or CAP_DAC_OVERRIDE); both name what is missing.
     """
     found = tracefs_path()
     if found:
+        if not os.access(found, os.R_OK | os.X_OK):  # mounted, but root's (mode 0700): say what is missing
+            from ebpf.core._privileges import tracefs_denied
+
+            raise tracefs_denied(found)
         return found
-    _mount_fs("tracefs", path, "tracefs")
+    try:
+        _mount_fs("tracefs", path, "tracefs")
+    except BPFSyscallError as exc:
+        if exc.errno != errno.EPERM:
+            raise
+        raise BPFSyscallError(exc.errno, "mount", f"tracefs is not mounted (looked at /sys/kernel/tracing and "
+                              f"/sys/kernel/debug/tracing) and this process may not mount it at {path}",
+                              "mounting needs CAP_SYS_ADMIN: as root, mount -t tracefs tracefs "
+                              "/sys/kernel/tracing") from None
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import errno
 import os
 import platform
 
@@ -87,7 +88,12 @@ def bpf(cmd: int, attr: ctypes.Structure, command: str | None = None) -> int:
     ret = raw_syscall(SYS_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr))
     if ret < 0:
         err = get_errno()
-        raise syscall_error(err, command or _NAMES.get(cmd, f"bpf({cmd})"))
+        name = command or _NAMES.get(cmd, f"bpf({cmd})")
+        if err == errno.EPERM:  # name the capability this process lacks, when it lacks one
+            from ebpf.core._privileges import eperm_hint
+
+            raise syscall_error(err, name, hint=eperm_hint(name))
+        raise syscall_error(err, name)
     return int(ret)
 
 
