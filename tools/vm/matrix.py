@@ -247,8 +247,11 @@ def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, unit: U
     """Boot ``image`` once and run ``unit``'s tests inside; the result of that one boot."""
     result = KernelRun(label=series, kind="vm", series=series, image=str(image))
     rundir = outdir / series / unit.name if unit.name else outdir / series
+    # zig's cache per kernel and unit, kept across runs (two guests never share one: no locking over 9p)
+    extra_args = {"zig_cache": args.cache / "zig" / series / (unit.name or "all")}
     if args.quiet:
-        args = argparse.Namespace(**vars(args), tag=f"{series}{'/' + unit.name if unit.name else ''}: ")
+        extra_args["tag"] = f"{series}{'/' + unit.name if unit.name else ''}: "
+    args = argparse.Namespace(**vars(args), **extra_args)
     command = vm.pytest_command(args.python, pytest_args(unit.tests, rundir / "junit.xml", extra),
                                 plugin=not args.installed)
     log(f"== Debian {series}{' [' + unit.name + ']' if unit.name else ''}: {image}")

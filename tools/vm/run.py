@@ -213,8 +213,14 @@ def fetch_kernel(series: str, cache: Path) -> Path:
 # --- the guest ----------------------------------------------------------------------------------------------
 
 
-def guest_script(rundir: Path, python: str, command: str) -> str:
-    """The shell script the guest runs: mount the BPF filesystems, report the kernel, run ``command``."""
+def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None = None) -> str:
+    """The shell script the guest runs: mount the BPF filesystems, report the kernel, run ``command``.
+
+    :param zig_cache: a directory shared read-write with the guest for zig's global cache: zig does not
+        reuse the host's cache in the guest (it rebuilds musl for a host-program test, minutes under TCG),
+        so each kernel keeps its own across runs.
+    """
+    zig = f"export ZIG_GLOBAL_CACHE_DIR={shlex.quote(str(zig_cache))}\n" if zig_cache is not None else ""
     pythonpath = ":".join(str(CHECKOUT / "packages" / p / "src") for p in PACKAGES)
     return f"""#!/bin/bash
 echo "{GUEST_UP}: $(uname -r) ($(nproc) cpus)"
@@ -230,7 +236,7 @@ echo "== perf PMUs: $(ls /sys/bus/event_source/devices | tr '\\n' ' ')"
 cd {shlex.quote(str(CHECKOUT))}
 export PYTHONPATH={shlex.quote(pythonpath)} EBPF_PLUGINS={EBPF_PLUGINS} PYTHONDONTWRITEBYTECODE=1 PYTHON={shlex.quote(python)}
 export HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
-start=$(date +%s.%N)
+{zig}start=$(date +%s.%N)
 # the output also goes to the run directory: it survives a timeout there (run.py keeps that directory)
 {{ {command} ; }} 2>&1 | tee {shlex.quote(str(rundir / "output.txt"))}
 rc=${{PIPESTATUS[0]}}
@@ -306,11 +312,15 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
         rundir = new_rundir(args.cache)
     rundir.mkdir(parents=True, exist_ok=True)
     script = rundir / "guest.sh"
-    script.write_text(guest_script(rundir, args.python, command))
+    zig_cache: Path | None = getattr(args, "zig_cache", None)
+    if zig_cache is not None:
+        zig_cache.mkdir(parents=True, exist_ok=True)
+    script.write_text(guest_script(rundir, args.python, command, zig_cache))
     append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
     # --force-9p: vng otherwise tries virtiofsd first (absent on Debian 12) and waits for it
     cmd = [vng, "--verbose", "--force-9p", "--run", str(image), "--memory", args.memory, "--cpus", str(args.cpus),
-           "--cwd", str(CHECKOUT), "--rwdir", str(rundir), "--overlay-rwdir", str(CHECKOUT),
+           "--cwd", str(CHECKOUT), "--rwdir", str(rundir), *(["--rwdir", str(zig_cache)] if zig_cache else []),
+           "--overlay-rwdir", str(CHECKOUT),
            # a writable (throw-away) home: compilers want ~/.cache (zig's cache stays warm this way)
            "--overlay-rwdir", os.path.expanduser("~"),
            "--append", append, "--exec", f"bash {script}"]

@@ -58,10 +58,10 @@ def run_trace(name: str, duration: float | None = None, as_json: bool = False, p
     count = 0
     with factory() as tracer:
         until = f"for {duration:g}s" if duration is not None else "(Ctrl-C to stop)"
-        print(f"tracing {name} via {tracer.tracepoint} {until}", file=sys.stderr, flush=True)
-        if not as_json:
-            print(_line([h for h, _, _ in columns], widths), flush=True)
-        try:
+        try:  # from here on Ctrl-C/SIGTERM (as KeyboardInterrupt) detach and end with the count
+            print(f"tracing {name} via {tracer.tracepoint} {until}", file=sys.stderr, flush=True)
+            if not as_json:
+                print(_line([h for h, _, _ in columns], widths), flush=True)
             for event in tracer.events(duration):
                 if not _matches(event, pid, comm):
                     continue
