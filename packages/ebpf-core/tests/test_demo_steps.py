@@ -149,6 +149,7 @@ def test_bad_step_record_is_reported_not_fatal(no_autoload: None) -> None:
 
 def test_core_only_demo_in_a_subprocess() -> None:
     env = dict(os.environ, EBPF_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONPATH=str(CORE_SRC))
+    env.pop("EBPF_PLUGINS", None)  # named plugins load even with autoload off (the source tree / VM harness sets it)
     done = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "demo"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
