@@ -7,7 +7,6 @@ error translation and the background-thread machinery of the consumers.
 from __future__ import annotations
 
 import abc
-import atexit
 import errno
 import logging
 import mmap
@@ -15,16 +14,16 @@ import os
 import select
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.fdowner import release_now, track
 from ebpf.core.types import MapType
 
 __all__ = ["make_event_handler", "check_map", "numpy", "map_shared", "Pipeline", "BackgroundLoop", "log", "Waker",
-           "track", "release_now", "Halt", "GuardedReader", "LoopState", "record_error"]
+           "Halt", "GuardedReader", "LoopState", "record_error"]
 
 log = logging.getLogger("ebpf.events")
 
@@ -161,46 +160,6 @@ class Waker:
         self.close()
 
 
-# --- unclosed-object warnings ----------------------------------------------------------------------------------
-# Kept to two functions so they can move onto ebpf-core's fd-owner base once it offers the same.
-
-_exiting = False
-
-
-def _at_exit() -> None:
-    global _exiting
-    _exiting = True  # runs before weakref.finalize's own atexit hook (registered earlier): no warnings then
-
-
-def track(obj: object, release: Callable[..., Any], *args: Any) -> weakref.finalize[Any, Any]:
-    """A finalizer calling ``release(*args)`` when ``obj`` is collected, with a ``ResourceWarning``
-    (as for an unclosed file); :func:`release_now` runs it without the warning (``close()``).
-
-    ``args`` must not refer to ``obj``.
-    """
-    fin = weakref.finalize(obj, _unclosed, type(obj).__name__, release, args)
-    if not getattr(track, "_hooked", False):
-        atexit.register(_at_exit)  # after weakref's hook (the finalize above registered it): runs first
-        track._hooked = True  # type: ignore[attr-defined]
-    return fin
-
-
-def release_now(fin: weakref.finalize[Any, Any]) -> bool:
-    """Run the release of a :func:`track` finalizer now, without a warning; False when it ran already."""
-    info = fin.detach()
-    if info is None:
-        return False
-    _name, release, args = info[2]
-    release(*args)
-    return True
-
-
-def _unclosed(name: str, release: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    if not _exiting:
-        warnings.warn(f"unclosed {name}: call close() or use 'with'", ResourceWarning, stacklevel=2)
-    release(*args)
-
-
 class GuardedReader:
     """``close()`` safe against a thread inside a call: it wakes a waiting poll (through :class:`Waker`, which the
     subclass registers in its epoll set) and leaves the release to the last call inside.
@@ -296,8 +255,9 @@ def record_error(state: LoopState, name: str, exc: BaseException,
             log.exception("%s: on_error raised", name)
 
 
-def _abandoned(state: LoopState, thread: threading.Thread | None, release: Callable[[], None] | None) -> None:
-    """The finalizer of a consumer collected unclosed: stop its thread, release what it owned."""
+def _abandoned(state: LoopState, release: Callable[[], None] | None) -> None:
+    """The release of a consumer collected unclosed (after the ResourceWarning): stop its thread, free its reader."""
+    thread = state.thread
     state.halt = True
     if state.waker is not None:
         state.waker.wake()
@@ -307,12 +267,6 @@ def _abandoned(state: LoopState, thread: threading.Thread | None, release: Calla
         state.release = release  # the thread may still be inside epoll with the ring's fd: it releases on exit
     else:
         release()
-
-
-def _abandon_hook(name: str, state: LoopState, release: Callable[[], None] | None) -> None:
-    if not _exiting:
-        warnings.warn(f"unclosed {name}: call close() or use 'with'", ResourceWarning, stacklevel=2)
-    _abandoned(state, state.thread, release)
 
 
 def _serve(ref: weakref.ref[BackgroundLoop], state: LoopState, ep: select.epoll, poll_interval: float) -> None:
@@ -378,7 +332,7 @@ class BackgroundLoop(abc.ABC):
     def _track(self, release: Callable[[], None] | None) -> None:
         """Arm the finalizer of a consumer dropped unclosed (``release`` frees its reader; must not refer to self)."""
         self._release = release
-        self._finalizer = weakref.finalize(self, _abandon_hook, self._name, self._state, release)
+        self._finalizer = track(self, _abandoned, self._state, release)  # warns "unclosed <class>" when collected
 
     @abc.abstractmethod
     def _step(self, timeout_ms: int) -> int:
