@@ -40,8 +40,9 @@ def test_hot_spin_loop_is_hot_and_called_from_main(spin_builder, spawn) -> None:
     assert profile.total > 0
     assert _leaf_share(profile, "hot_spin_loop") >= 0.5, profile.folded()
     hot = [s for s in profile.samples if s.user and s.user[0].name == "hot_spin_loop"]
-    callers = {s.user[1].name for s in hot if len(s.user) > 1}
-    assert callers == {"main"}, profile.folded()
+    from_main = sum(s.value for s in hot if len(s.user) > 1 and s.user[1].name == "main")
+    # (a sample on hot_spin_loop's first instruction, before its frame is pushed, skips main)
+    assert from_main >= 0.9 * sum(s.value for s in hot), profile.folded()
     assert any(";main;hot_spin_loop " in line for line in profile.folded().splitlines())
     top = profile.top(3)
     assert top[0].name == "hot_spin_loop" and top[0].self >= profile.total // 2
@@ -116,7 +117,7 @@ def test_python_perf_map_frames(perf_fp_python: str) -> None:
 
 def test_pid_exiting_during_profiling(spin_builder) -> None:  # type: ignore[no-untyped-def]
     # the target pid's maps are read at start, so its frames are named even though it is gone at stop
-    proc = subprocess.Popen([str(spin_builder.plain), "exit", "400"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(spin_builder.plain), "exit", "800"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout and proc.stdout.readline().startswith("ready")
     profiler = Profiler(pid=proc.pid)
     profiler.start()
@@ -125,9 +126,8 @@ def test_pid_exiting_during_profiling(spin_builder) -> None:  # type: ignore[no-
     finally:
         profile = profiler.stop()
         proc.stdout.close()
-    assert all(f.name in ("hot_spin_loop", "main", "__libc_start_call_main", "[unknown]", "__libc_start_main",
-                          "_start", "now_ms", "clock_gettime", "__clock_gettime")
-               or f.module == "[vdso]" for s in profile.samples for f in s.user), profile.folded()
+    own = {f.name for s in profile.samples for f in s.user if f.module == spin_builder.plain.name}
+    assert "hot_spin_loop" in own and own <= {"hot_spin_loop", "main", "now_ms", "_start"}, profile.folded()
 
 
 def test_process_gone_before_stop_is_reported(spin_builder) -> None:  # type: ignore[no-untyped-def]
