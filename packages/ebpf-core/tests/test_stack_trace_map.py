@@ -89,7 +89,11 @@ def test_build_id_frames(ids: Map) -> None:
         assert user_id >= 0, stack_id_error(user_id)
         frames = stacks.stack(user_id)
         assert frames and all(isinstance(f, BuildIdFrame) and f.status in ("valid", "ip") for f in frames)
-        assert any(f.status == "valid" and len(f.build_id) == 20 and any(f.build_id) for f in frames)
+        valid = [f for f in frames if f.status == "valid"]
+        assert valid and all(len(f.build_id) == 20 and any(f.build_id) for f in valid)
+        libc = next(m for m in open("/proc/self/maps") if "libc.so" in m and "r-xp" in m).split()  # noqa: SIM115
+        lo, hi = (int(x, 16) for x in libc[0].split("-"))
+        assert 0 < valid[0].offset < int(libc[2], 16) + hi - lo  # a file offset inside libc's text
 
 
 def test_negative_ids_are_named() -> None:

@@ -179,3 +179,50 @@ def test_fuzzed_elf_headers_only_raise_elf_error(spin_builder, edits: list[tuple
         image.minidebuginfo()
     except ELFError:
         pass
+
+
+def _capture_build_id_stack() -> list:  # type: ignore[type-arg]
+    """The user stack of this process's next getppid(), as the kernel records build-id stacks."""
+    from ebpf.core import asm
+    from ebpf.core.links import attach_raw_tracepoint
+    from ebpf.core.maps import create_array_map, create_stack_trace_map
+    from ebpf.core.programs import load_program
+
+    r0, r1, r2, r3, r4, r6, r10 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R10
+    with create_stack_trace_map(64, depth=16, build_id=True, name="bid_stacks") as stacks, \
+            create_array_map(1, value_size=8, name="bid_ids") as ids:
+        insns = [asm.mov64(r6, r1), asm.call("get_current_pid_tgid"), asm.rsh64(r0, 32),
+                 asm.jne(r0, os.getpid(), "out"),
+                 asm.mov64(r1, r6), asm.ld_map_fd(r2, stacks), asm.mov64(r3, (1 << 8) | (1 << 10)),
+                 asm.call("get_stackid"), asm.stx_mem("dw", r10, r0, -16), asm.st_mem("w", r10, -4, 0),
+                 asm.ld_map_fd(r1, ids), asm.mov64(r2, r10), asm.add64(r2, -4), asm.mov64(r3, r10),
+                 asm.add64(r3, -16), asm.mov64(r4, 0), asm.call("map_update_elem"),
+                 asm.label("out"), asm.mov64(r0, 0), asm.exit_insn()]
+        with load_program(prog_type="raw_tracepoint", insns=insns, name="bid_test") as prog, \
+                attach_raw_tracepoint(prog, "sys_enter"):
+            os.getppid()
+        stack_id = ids[0]
+        assert stack_id < 1 << 31, stack_id
+        return stacks.stack(stack_id)
+
+
+def test_build_id_frames_resolve(spin_builder) -> None:  # type: ignore[no-untyped-def]
+    from ebpf.events.symbols import resolve_build_id
+
+    ProcessSymbols(os.getpid())  # parses (or finds cached) every file this process maps
+    frames = [f for f in _capture_build_id_stack() if f.status == "valid"]
+    assert frames
+    named = [resolve_build_id(f.build_id, f.offset) for f in frames]
+    assert named[0] is not None and named[0].module.startswith("libc"), (named, frames)  # a libc syscall wrapper
+    assert resolve_build_id(b"\x01" * 20, 0x1000) is None
+    # a build id known only through its debug file
+    _, debug_dir = spin_builder.variant("debugfile")
+    symbols.drop_file_cache()
+    with ElfImage.from_path(str(spin_builder.plain)) as image:
+        bid = image.build_id()
+        funcs = {name: addr for addr, _r, _s, name in image.function_symbols()}
+        seg = next(s for s in image.loads if s.vaddr <= funcs["hot_spin_loop"] < s.vaddr + s.filesz)
+    assert bid
+    offset = funcs["hot_spin_loop"] - seg.vaddr + seg.offset
+    sym = resolve_build_id(bid, offset + 3, debug_dirs=[str(debug_dir)])
+    assert sym is not None and (sym.name, sym.offset) == ("hot_spin_loop", 3)

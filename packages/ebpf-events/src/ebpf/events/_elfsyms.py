@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from ebpf.core.errors import ELFError
 
-__all__ = ["ElfImage", "SymbolTable", "Symbol", "FileSymbols", "file_symbols", "drop_file_cache", "DEBUG_DIRS",
+__all__ = ["ElfImage", "SymbolTable", "Symbol", "FileSymbols", "file_symbols", "by_build_id", "drop_file_cache", "DEBUG_DIRS",
            "PT_LOAD"]
 
 #: Where separate debug files are looked for (``.build-id/xx/rest.debug`` and debuglink paths);
@@ -54,6 +54,7 @@ class _Load(NamedTuple):
     offset: int
     vaddr: int
     filesz: int
+    memsz: int = 0
 
 
 def offset_to_vaddr(loads: Sequence[_Load], offset: int) -> int | None:
@@ -147,11 +148,11 @@ class ElfImage:
         for i in range(phnum if phoff else 0):
             off = phoff + i * phentsize
             if self.is64:
-                typ, _fl, p_off, vaddr, _p, filesz, _mem, _a = struct.unpack_from(e + "IIQQQQQQ", d, off)
+                typ, _fl, p_off, vaddr, _p, filesz, memsz, _a = struct.unpack_from(e + "IIQQQQQQ", d, off)
             else:
-                typ, p_off, vaddr, _p, filesz, _mem, _fl, _a = struct.unpack_from(e + "IIIIIIII", d, off)
+                typ, p_off, vaddr, _p, filesz, memsz, _fl, _a = struct.unpack_from(e + "IIIIIIII", d, off)
             if typ == PT_LOAD:
-                self.loads.append(_Load(p_off, vaddr, filesz))
+                self.loads.append(_Load(p_off, vaddr, filesz, memsz))
         raw = []
         fmt = e + ("IIQQQQIIQQ" if self.is64 else "IIIIIIIIII")
         for i in range(shnum if shoff else 0):
@@ -314,6 +315,7 @@ class FileSymbols:
     loads: list[_Load]
     source: str
     reason: str | None
+    name: str = ""
 
     def file_offset_to_vaddr(self, offset: int) -> int | None:
         """The virtual address of file ``offset``, or None."""
@@ -402,11 +404,43 @@ def file_symbols(path: str, debug_dirs: Sequence[str] | None = None, stat_path: 
                 _files[key] = found
                 return found
         loaded = _load_file(image, path, DEBUG_DIRS if debug_dirs is None else debug_dirs)
+    loaded.name = os.path.basename(path)
     with _files_lock:
         _files[key] = loaded
-        if bid and loaded.source != "dynsym":  # a copy with symbols may turn up later: do not pin the poorer one
-            _files[bid] = loaded
+        if bid:
+            _files["any", bid] = loaded  # for build-id stacks: whatever we have
+            if loaded.source != "dynsym":  # a copy with symbols may turn up later: do not pin the poorer one
+                _files[bid] = loaded
     return loaded
+
+
+def by_build_id(build_id: bytes, debug_dirs: Sequence[str] | None = None) -> FileSymbols | None:
+    """The function table of the file with ``build_id``: one parsed before (by any process's
+    symbols), else ``<debug dir>/.build-id/xx/rest.debug``; None when neither is there."""
+    with _files_lock:
+        found = _files.get(build_id) or _files.get(("any", build_id))
+    if found is not None or len(build_id) < 2:
+        return found
+    hexid = build_id.hex()
+    for d in DEBUG_DIRS if debug_dirs is None else debug_dirs:
+        path = os.path.join(d, ".build-id", hexid[:2], hexid[2:] + ".debug")
+        if not os.path.isfile(path):
+            continue
+        try:
+            with ElfImage.from_path(path) as image:
+                if image.build_id() != build_id:
+                    continue
+                # A debug file's program headers keep addresses but not file offsets (its code is
+                # gone): take offsets as addresses, as ld and lld lay out PIE executables and libraries.
+                loads = [_Load(seg.vaddr, seg.vaddr, seg.memsz, seg.memsz) for seg in image.loads]
+                fs = FileSymbols(SymbolTable(image.function_symbols()), loads, f"build-id debug file {path}", None)
+        except ELFError:
+            continue
+        fs.name = os.path.basename(path)
+        with _files_lock:
+            _files["any", build_id] = fs
+        return fs
+    return None
 
 
 def drop_file_cache() -> None:

@@ -27,14 +27,15 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ebpf.core.errors import EBPFError
-from ebpf.events._elfsyms import DEBUG_DIRS, Symbol, drop_file_cache, file_symbols
+from ebpf.events._elfsyms import DEBUG_DIRS, Symbol, by_build_id, drop_file_cache, file_symbols
 from ebpf.events._procsyms import Mapping, PerfMap, ProcessSymbols
 
 __all__ = ["Symbol", "KernelSymbols", "ProcessSymbols", "PerfMap", "Mapping", "ksym", "usym", "symbolize",
-           "DEBUG_DIRS", "is_kernel_address", "process_symbols", "file_symbols", "drop_file_cache"]
+           "DEBUG_DIRS", "is_kernel_address", "process_symbols", "file_symbols", "drop_file_cache",
+           "resolve_build_id"]
 _KERNEL_START = 0xFFFF800000000000
 _bisect_right = bisect.bisect_right
 _new_symbol = tuple.__new__  # Symbol(...) without the namedtuple's Python-level __new__: the hot path
@@ -217,3 +218,19 @@ def symbolize(addresses: Iterable[int], pid: int | None = None) -> list[str]:
             module = proc.module_of(addr) if proc is not None else None
             out.append(f"{addr:#x} [{module or 'unknown'}]")
     return out
+
+
+def resolve_build_id(build_id: bytes, offset: int, *, debug_dirs: Sequence[str] | None = None) -> Symbol | None:
+    """Name a frame of a build-id stack (:class:`ebpf.core.maps.BuildIdFrame`: build id + file offset).
+
+    The file is one parsed before (any :class:`ProcessSymbols` of a process mapping it), else its
+    debug file ``<debug dir>/.build-id/xx/rest.debug``; the process need not exist any more.
+
+    :returns: the symbol, or None when no file with this build id is known or no function holds the offset.
+    """
+    fs = by_build_id(bytes(build_id), debug_dirs)
+    if fs is None:
+        return None
+    vaddr = fs.file_offset_to_vaddr(offset)
+    found = fs.table.lookup(vaddr) if vaddr is not None else None
+    return Symbol(found[0], found[1], fs.name, "user") if found else None

@@ -21,7 +21,7 @@ __all__ = ["StackTraceMap", "BuildIdFrame", "stack_id_error", "BUILD_ID_FRAME_SI
 
 #: sizeof(struct bpf_stack_build_id)
 BUILD_ID_FRAME_SIZE = 32
-_BUILD_ID = struct.Struct("<i20s4xQ")
+_BUILD_ID = struct.Struct("<i20sQ")  # s32 status, u8 build_id[20], u64 offset (at 24: aligned)
 _STATUS = {0: "empty", 1: "valid", 2: "ip"}
 _STACK_BUILD_ID_FLAG = 1 << 5
 
