@@ -19,14 +19,14 @@ from ebpf.core.asm import R0, R1, R2, R3, R6, R7
 from ebpf.core.maps import create_ringbuf_map
 from ebpf.core.programs import load_program
 from ebpf.events.ringbuf import RingBuffer
-from ebpf.events.tracers import tracepoint_fields
+from ebpf.events.tracing import tracepoint_format
 
 EVENT = struct.Struct("<I4x16s256s")  # pid, padding, comm[16], filename[256]
 
 
 def build(rb: Any) -> list[Any]:
     """The program: reserve an event, fill it, submit it."""
-    filename_off = tracepoint_fields("syscalls", "sys_enter_execve")["filename"][0]  # from tracefs
+    args = tracepoint_format("syscalls", "sys_enter_execve")  # the record layout, from tracefs
     return [
         asm.mov64(R6, R1),                                                    # r6 = ctx
         asm.ld_map_fd(R1, rb), asm.mov64(R2, EVENT.size), asm.mov64(R3, 0),
@@ -34,7 +34,7 @@ def build(rb: Any) -> list[Any]:
         asm.call("get_current_pid_tgid"), asm.rsh64(R0, 32), asm.stx_mem("w", R7, R0, 0),
         asm.mov64(R1, R7), asm.add64(R1, 8), asm.mov64(R2, 16), asm.call("get_current_comm"),
         asm.mov64(R1, R7), asm.add64(R1, 24), asm.mov64(R2, 256),
-        asm.ldx_mem("dw", R3, R6, filename_off), asm.call("probe_read_user_str"),  # the path, from user memory
+        asm.ctx_field(R6, args, "filename", dst=R3), asm.call("probe_read_user_str"),  # r3 = args->filename
         asm.mov64(R1, R7), asm.mov64(R2, 0), asm.call("ringbuf_submit"),
         asm.label("out"), asm.mov64(R0, 0), asm.exit_insn(),
     ]

@@ -18,8 +18,6 @@ Requires Linux >= 5.8 (ring buffer) and tracefs (mounted on demand).
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
 import socket
 import struct
 import time
@@ -84,21 +82,13 @@ class ConnectEvent:
 def tracepoint_fields(category: str, name: str) -> dict[str, tuple[int, int]]:
     """The fields of tracepoint ``category:name`` from its tracefs ``format`` file.
 
-    :returns: field name -> (offset, size) in the program's context.
+    :returns: field name -> (offset, size) in the program's context (see
+        :func:`ebpf.events.tracing.tracepoint_format` for types, signedness and a record parser).
     :raises EBPFError: when tracefs cannot be mounted or the tracepoint does not exist.
     """
-    from ebpf.core.system import ensure_tracefs
+    from ebpf.events.tracing import tracepoint_format
 
-    path = os.path.join(ensure_tracefs(), "events", category, name, "format")
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise EBPFError(f"no tracepoint {category}:{name} ({path}: {exc.strerror})") from exc
-    fields: dict[str, tuple[int, int]] = {}
-    for m in re.finditer(r"field:[^;]*?([A-Za-z_][A-Za-z0-9_]*)(?:\[\d*\])?;\s*offset:(\d+);\s*size:(\d+);", text):
-        fields[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    return fields
+    return tracepoint_format(category, name).offsets()
 
 
 def _field(fields: dict[str, tuple[int, int]], name: str, where: str) -> int:
