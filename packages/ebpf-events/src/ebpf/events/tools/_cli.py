@@ -67,10 +67,13 @@ def _syscount(args: argparse.Namespace) -> int:
     check_common(pid=args.pid, duration=args.duration)
     with SysCount(pid=args.pid, by_process=args.process, latency=args.latency, syscall=args.syscall) as tool:
         def rows() -> str:
-            return "\n".join(json.dumps(r.to_dict()) for r in tool.top(args.top)) + "\n" if args.json \
+            text = "".join(json.dumps(r.to_dict()) + "\n" for r in tool.top(args.top)) if args.json \
                 else tool.format(args.top)
+            if args.interval is not None:
+                tool.clear()
+            return text
 
-        return run_hist_tool(tool, "syscalls via raw_syscalls:sys_exit", args.duration, None, False, rows,
+        return run_hist_tool(tool, "syscalls via raw_syscalls:sys_exit", args.duration, args.interval, False, rows,
                              lambda: {}, None)
 
 
@@ -156,7 +159,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         p.set_defaults(func=_open)
     p = sub.add_parser("syscount", help="system calls counted per syscall or process",
                        description="count system calls; the top ones print when it stops")
-    _common(p)
+    _common(p, interval=True)
     p.add_argument("-P", "--process", action="store_true", help="count per process instead of per syscall")
     p.add_argument("-L", "--latency", action="store_true", help="also total the time spent in each")
     p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
