@@ -31,7 +31,7 @@ from typing import IO
 
 from ebpf.core.errors import EBPFError, NotSupportedError
 
-__all__ = ["TraceLine", "TracePipe", "parse_trace_line", "trace_print", "PRINTK_EVENT"]
+__all__ = ["TraceLine", "TracePipe", "parse_trace_line", "trace_print", "format_line", "check_format", "PRINTK_EVENT"]
 
 #: The trace event bpf_trace_printk() writes.
 PRINTK_EVENT = "bpf_trace/bpf_trace_printk"
@@ -221,6 +221,28 @@ class TracePipe:
             pass
 
 
+def check_format(fmt: str | None) -> None:
+    """Refuse a ``trace_print`` template that does not format bcc's six fields.
+
+    :raises EBPFError: with the reason.
+    """
+    if fmt is None:
+        return
+    if not isinstance(fmt, str):
+        raise EBPFError(f"trace_print format must be a str, not {type(fmt).__name__}")
+    try:
+        fmt.format("task", 1, 0, "....", 0.0, "msg")
+    except (IndexError, KeyError, ValueError) as exc:
+        raise EBPFError(f"bad trace_print format {fmt!r}: {exc}") from None
+
+
+def format_line(line: TraceLine, fmt: str | None = None) -> str:
+    """``fmt.format(task, pid, cpu, flags, ts, msg)``, or ``task-pid [cpu] ts: msg`` without ``fmt``."""
+    if fmt is not None:
+        return fmt.format(*line.fields())
+    return f"{line.task}-{line.pid} [{line.cpu:03d}] {line.timestamp:.6f}: {line.message}"
+
+
 def trace_print(fmt: str | None = None, *, duration: float | None = None, instance: bool | str | None = True,
                 pid: int | None = None, file: IO[str] | None = None) -> int:
     """Print ``bpf_printk`` lines as they arrive (bcc's ``trace_print``) until ``duration`` or Ctrl-C.
@@ -234,19 +256,13 @@ def trace_print(fmt: str | None = None, *, duration: float | None = None, instan
     :returns: the number of lines printed.
     :raises EBPFError: for a template that does not format (checked before reading).
     """
-    if fmt is not None:
-        try:
-            fmt.format("task", 1, 0, "....", 0.0, "msg")
-        except (IndexError, KeyError, ValueError) as exc:
-            raise EBPFError(f"bad trace_print format {fmt!r}: {exc}") from None
+    check_format(fmt)
     out = file or sys.stdout
     count = 0
     with TracePipe(instance, pid=pid) as pipe:
         try:
             for line in pipe.lines(duration):
-                text = fmt.format(*line.fields()) if fmt is not None else \
-                    f"{line.task}-{line.pid} [{line.cpu:03d}] {line.timestamp:.6f}: {line.message}"
-                print(text, file=out, flush=True)
+                print(format_line(line, fmt), file=out, flush=True)
                 count += 1
         except KeyboardInterrupt:
             pass

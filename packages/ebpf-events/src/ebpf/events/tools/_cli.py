@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ebpf.events.tools._common import check_common, run_event_tool, run_hist_tool
+from ebpf.events.tools._common import check_common, run_event_tool, run_hist_tool, stop_on_sigterm
 
 __all__ = ["add_tool_commands", "add_list_command"]
 
@@ -121,24 +121,23 @@ def _biolatency(args: argparse.Namespace) -> int:
 
 
 def _printk(args: argparse.Namespace) -> int:
-    from ebpf.events.printk import trace_print
+    from ebpf.events.printk import TracePipe, check_format, format_line
 
     check_common(pid=args.pid, duration=args.duration)
+    check_format(args.fmt)
     where = "the global trace_pipe" if args.global_pipe else "a private tracefs instance"
     until = f"for {args.duration:g}s" if args.duration else "(Ctrl-C to stop)"
-    print(f"tracing bpf_printk output from {where} {until}", file=sys.stderr, flush=True)
-    if args.json and not args.fmt:
-        from ebpf.events.printk import TracePipe
-
-        with TracePipe(None if args.global_pipe else True, pid=args.pid) as pipe:
-            try:
-                for line in pipe.lines(args.duration):
+    with stop_on_sigterm(), TracePipe(None if args.global_pipe else True, pid=args.pid) as pipe:
+        print(f"tracing bpf_printk output from {where} {until}", file=sys.stderr, flush=True)  # the pipe is open
+        try:
+            for line in pipe.lines(args.duration):
+                if args.json and not args.fmt:
                     print(json.dumps({"task": line.task, "pid": line.pid, "cpu": line.cpu, "flags": line.flags,
                                       "ts": line.timestamp, "msg": line.message}), flush=True)
-            except KeyboardInterrupt:
-                pass
-        return 0
-    trace_print(args.fmt, duration=args.duration, instance=None if args.global_pipe else True, pid=args.pid)
+                else:
+                    print(format_line(line, args.fmt), flush=True)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
