@@ -94,6 +94,40 @@ def model(a: int, b: int, x: int, y: int) -> list[int]:
     return res
 
 
+@kernel("xdp")
+def long_loop(ctx: ct.xdp_md) -> int:
+    limit = inp.get(0, 0)
+    total: u64 = 0
+    count: u64 = 0
+    for i in range(5000):      # too long to unroll: a loop the verifier bounds
+        if i >= limit:
+            break
+        if i % 3 == 0:
+            continue
+        total += i
+        count += 1
+    out[30] = total
+    out[31] = count
+    down: u64 = 0
+    for j in range(99, -1, -1):   # counting down to 0 (a signed counter: the bound is -1)
+        down += j
+    out[29] = down
+    return 2
+
+
+def test_bounded_loop_matches_python() -> None:
+    from ebpf.lang import load
+
+    assert "goto -" in long_loop.disassemble()  # a backward jump: not unrolled
+    with load([long_loop]) as coll:
+        for limit in (0, 1, 10, 4999, 5000, 10**6):
+            coll.maps["inp"][0] = limit
+            assert coll.programs["long_loop"].test_run(PACKET).retval == 2
+            want = [i for i in range(min(limit, 5000)) if i % 3]
+            assert (coll.maps["out"][30], coll.maps["out"][31]) == (sum(want), len(want))
+            assert coll.maps["out"][29] == sum(range(100))
+
+
 @pytest.fixture(scope="module")
 def loaded() -> Iterator[object]:
     from ebpf.lang import load

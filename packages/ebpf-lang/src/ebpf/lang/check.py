@@ -21,12 +21,13 @@ from ebpf.lang.check_expr import ExprChecker, Place
 from ebpf.lang.ctx import CtxType
 from ebpf.lang.errors import LangError, Where
 from ebpf.lang.opt import LIT, const_value, terminates
-from ebpf.lang.types import ArrayType, IntType, KPtrType, PtrType, StructType, i64, type_of_annotation
+from ebpf.lang.types import ArrayType, IntType, KPtrType, PtrType, StructType, i64, type_of_annotation, u64
 
 __all__ = ["check_function", "MAX_UNROLL"]
 
-#: At most this many iterations of one ``for`` loop are unrolled.
-MAX_UNROLL = 256
+#: Loops of at most this many iterations are unrolled (the loop variable is a constant in each
+#: copy); longer ones compile to a loop the verifier bounds (kernels >= 5.3).
+MAX_UNROLL = 64
 
 _REFUSED: dict[type, str] = {
     ast.While: "while loops are not compiled (the verifier needs a bound): write `for i in range(N):` "
@@ -99,6 +100,8 @@ class FunctionChecker(ExprChecker):
         self.fn = fn
         self.loop_labels: list[tuple[str, str]] = []  # (break label, continue label)
         self.jump_states: dict[str, list[State]] = {}  # label -> flow facts where break/continue jump to it
+        self.loop_vars: set[ir.Var] = set()  # counters of loops that are not unrolled
+        self.active_loop_vars: set[ir.Var] = set()
         self.label_count = 0
         args = node.args
         if args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or len(args.args) != 1:
@@ -227,7 +230,7 @@ class FunctionChecker(ExprChecker):
     def assign_name(self, target: ast.Name, value: ast.expr, ann: Any, pos: ir.Pos) -> list[ir.Stmt]:
         """``name = value``: declares the local on first assignment."""
         name = target.id
-        if name in self.consts:
+        if name in self.consts or (name in self.vars and self.vars[name] in self.active_loop_vars):
             raise self.where.error(target, f"{name} is a loop variable; assign to another name")
         if name == self.ctx.name:
             raise self.where.error(target, f"{name} is the context; assign to another name")
@@ -333,14 +336,16 @@ class FunctionChecker(ExprChecker):
                 raise self.where.error(a, "range() bounds must be constants (the loop is unrolled); "
                                           "use a constant upper bound and `break`")
             bounds.append(v)
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise self.where.error(it, "range() step must not be zero")
         values = range(*bounds)
         if len(values) > MAX_UNROLL:
-            raise self.where.error(it, f"range() of {len(values)} iterations: at most {MAX_UNROLL} are unrolled")
+            return self.bounded_loop(s, values)
         pos = self.pos(s)
         self.label_count += 1
         brk = f"loop{self.label_count}_end"
         name = s.target.id
-        if name in self.vars:
+        if name in self.vars and self.vars[name] not in self.loop_vars:
             raise self.where.error(s.target, f"{name} is already a local variable; name the loop variable differently")
         outer = self.consts.get(name)
         iterations: list[ir.Stmt] = []
@@ -360,6 +365,32 @@ class FunctionChecker(ExprChecker):
         else:
             self.consts[name] = outer
         return [ir.Block(pos, iterations, brk)]
+
+    def bounded_loop(self, s: ast.For, values: range) -> list[ir.Stmt]:
+        """A loop too long to unroll: a counter the verifier sees bounded by the constant ``stop``."""
+        assert isinstance(s.target, ast.Name)
+        name, pos = s.target.id, self.pos(s)
+        var = self.vars.get(name)
+        t = u64 if min(values) >= 0 and values.stop >= 0 else i64  # unsigned when it can be: // and % work
+        if var is None:
+            var = self.vars[name] = ir.Var(name, t)
+        elif var not in self.loop_vars or var.type is not t:
+            raise self.where.error(s.target, f"{name} is already a local variable; name the loop variable differently")
+        self.loop_vars.add(var)
+        self.label_count += 1
+        brk, cont = f"loop{self.label_count}_end", f"loop{self.label_count}_next"
+        before = self.state.copy()
+        before.assigned.add(var)
+        self.state = before.copy()
+        self.active_loop_vars.add(var)
+        self.loop_labels.append((brk, cont))
+        body = self.block(s.body)
+        self.loop_labels.pop()
+        self.active_loop_vars.discard(var)
+        # After the loop: it may have run no iteration, some, or broken out anywhere.
+        ends = ([self.state] if not terminates(body) else []) + self.jump_states.pop(cont, [])
+        self.state = State.merge([before, *ends, *self.jump_states.pop(brk, [])])
+        return [ir.Loop(pos, var, values.start, values.stop, values.step, body, brk, cont)]
 
 
 def check_function(fn: Callable[..., Any], ctx_type: CtxType | None = None) -> ir.Function:

@@ -453,8 +453,8 @@ class ExprChecker:
                 raise self.err(node, "slices are not supported: index one element at a time")
             index = const_value(self.expr(node.slice))
             if index is None:
-                raise self.err(node.slice, "array indexes must be constants (loop variables of "
-                                           "`for i in range(N)` are): the compiler checks the bounds")
+                raise self.err(node.slice, "array indexes must be constants (the variable of a loop of at most "
+                                           "64 iterations is: it is unrolled): the compiler checks the bounds")
             if not 0 <= index < base.type.n:
                 raise self.err(node.slice, f"index {index} is out of bounds for {base.type!r}")
             return Place(base.base, base.offset + index * base.type.elem.size, base.type.elem, base.readonly,

@@ -263,9 +263,28 @@ class Codegen:
             self.label(s.label)
         elif isinstance(s, ir.Jump):
             self.emit(jmp_a(s.label))
+        elif isinstance(s, ir.Loop):
+            self.loop(s)
         else:  # pragma: no cover - the checker produces no other statements
             raise self.error(f"cannot generate {type(s).__name__}")
         assert not self.busy, f"scratch registers leaked: {self.busy}"
+
+    def loop(self, s: ir.Loop) -> None:
+        """``var = start; top: if not var < stop: break; body; next: var += step; goto top``."""
+        assert s.var is not None
+        pos, var, t = s.pos, s.var, _int(s.var.type)
+        self.assign(var, ir.Const(t, pos, s.start))
+        top = self.new_label("loop")
+        self.label(top)
+        local = ir.Local(t, pos, var)
+        self.branch(ir.Compare(t, pos, "<" if s.step > 0 else ">", local, ir.Const(t, pos, s.stop), t.signed),
+                    s.label, False)
+        self.block(s.body)
+        self.label(s.next_label)
+        self.pos = pos
+        self.assign(var, ir.BinOp(t, pos, "+", local, ir.Const(t, pos, t.wrap(s.step))))
+        self.emit(jmp_a(top))
+        self.label(s.label)
 
     def if_stmt(self, s: ir.If) -> None:
         """``if`` with the condition compiled to branches."""

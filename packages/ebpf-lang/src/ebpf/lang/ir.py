@@ -261,6 +261,20 @@ class Block(Stmt):
 
 
 @dataclass(eq=False)
+class Loop(Stmt):
+    """A counted loop the verifier bounds: ``for var in range(start, stop, step)`` (not unrolled);
+    ``break`` jumps to ``label``, ``continue`` to ``next_label``."""
+
+    var: Var | None = None
+    start: int = 0
+    stop: int = 0
+    step: int = 1
+    body: list[Stmt] = field(default_factory=list)
+    label: str = ""
+    next_label: str = ""
+
+
+@dataclass(eq=False)
 class Jump(Stmt):
     """``break``/``continue`` of an unrolled loop: jump to the end of the block ``label``."""
 

@@ -164,7 +164,7 @@ def optimize(body: list[ir.Stmt]) -> list[ir.Stmt]:
                 s.cond, s.body, s.orelse = cond, optimize(s.body), optimize(s.orelse)
                 if s.body or s.orelse:
                     out.append(s)
-        elif isinstance(s, ir.Block):
+        elif isinstance(s, (ir.Block, ir.Loop)):
             s.body = optimize(s.body)
             out.append(s)
         else:
