@@ -48,7 +48,10 @@ def attempt(key, fn):
 attempt("map_without_token", lambda: bpf.create_array_map(1, name="tok_nomap").close())
 socket.send_fds(sock, [b"c"], [open_bpffs_context()])
 _, fds, _, _ = socket.recv_fds(sock, 1, 1)
-token = create_token(fds[0])
+try:
+    token = create_token(fds[0])
+except BPFSyscallError as exc:
+    print(json.dumps({**out, "token": f"errno {exc.errno}"})); sys.exit(0)
 def with_map():
     with bpf.create_array_map(4, value_size=8, name="tok_map", token=token) as m:
         m[1] = 42
@@ -113,6 +116,12 @@ def test_commands_the_bpffs_does_not_delegate() -> None:
     result = run_child(cmds="map_create", maps="any", progs="any", attachs="any")
     assert result["map_with_token"] == 42 and result["hash_with_token"] is None
     assert result["prog_with_token"] == "errno 1"  # prog_load not delegated
+
+
+def test_a_bpffs_that_delegates_nothing() -> None:
+    require(have_tokens)
+    result = run_child(cmds=None, maps=None, progs=None, attachs=None)
+    assert result["map_without_token"] == "errno 1" and result["token"] == "errno 2"  # ENOENT: nothing delegated
 
 
 def test_tokens_need_a_delegating_bpffs_in_a_user_namespace(bpffs: str) -> None:

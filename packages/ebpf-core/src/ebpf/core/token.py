@@ -140,21 +140,25 @@ def open_bpffs_context() -> int:
     return _check(_libc.syscall(_SYS_FSOPEN, b"bpf", _FSOPEN_CLOEXEC), "fsopen")
 
 
-def delegated_bpffs(context_fd: int, cmds: Iterable[str] | str = "any", maps: Iterable[str] | str = "any",
-                    progs: Iterable[str] | str = "any", attachs: Iterable[str] | str = "any") -> int:
+def delegated_bpffs(context_fd: int, cmds: Iterable[str] | str | None = "any",
+                    maps: Iterable[str] | str | None = "any", progs: Iterable[str] | str | None = "any",
+                    attachs: Iterable[str] | str | None = "any") -> int:
     """Configure the bpffs context ``context_fd`` to delegate, create it and return its mount fd.
 
     Run by a process with CAP_SYS_ADMIN in the initial user namespace; ``context_fd`` comes from
     :func:`open_bpffs_context` in the namespace that will use the tokens.
 
     :param cmds: bpf commands by name (``"map_create"``, ``"prog_load"``, ...) or ``"any"``; likewise
-        ``maps`` (map types), ``progs`` (program types) and ``attachs`` (attach types).
+        ``maps`` (map types), ``progs`` (program types) and ``attachs`` (attach types); None leaves
+        that option unset (a bpffs with none set delegates nothing).
     :returns: the mount fd (owned by the caller): hand it back; :func:`create_token` takes it.
     :raises EBPFError: for bad option values (before any syscall).
     :raises BPFSyscallError: when the kernel refuses an option or the creation.
     """
     values = {}
     for key, value in zip(_DELEGATE, (cmds, maps, progs, attachs)):
+        if value is None:
+            continue
         names = [value] if isinstance(value, str) else list(value)
         if not names or not all(isinstance(n, str) and n and ":" not in n and "," not in n for n in names):
             raise EBPFError(f"delegate_{key} must be 'any' or a list of names, not {value!r}")
