@@ -22,7 +22,7 @@ from ebpf.core.errors import UnsupportedFeatureError
 from ebpf.core.testing import require
 
 pytestmark = pytest.mark.privileged
-SRC = [str(Path(__file__).resolve().parents[2] / p / "src") for p in ("ebpf-core", "ebpf-events", "ebpf-security")]
+SRC = [str(Path(__file__).resolve().parents[2] / p / "src") for p in ("ebpf-core", "ebpf-events")]
 
 
 def _env() -> dict[str, str]:
@@ -196,6 +196,33 @@ def test_runqlat_stops_cleanly_on_sigterm() -> None:
     assert proc.returncode == 0, err
     assert "pid = " in seen
     assert "Traceback" not in err
+
+
+def test_histogram_tool_live_view_on_a_terminal() -> None:
+    """On a terminal a histogram tool redraws a rich table while it runs (plain text without rich),
+    then prints bcc's layout."""
+    import importlib.util
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the tool with the pty as its terminal
+        os.environ.update(_env())
+        os.execv(sys.executable, [sys.executable, "-m", "ebpf.core.cli", "trace", "runqlat", "--duration", "1.5"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO once the child has exited
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = out.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "usecs               : count     distribution" in text
+    assert ("█" in text) == (importlib.util.find_spec("rich") is not None)
 
 
 def _have_loop_devices() -> None:
