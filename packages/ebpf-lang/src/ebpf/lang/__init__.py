@@ -28,6 +28,7 @@ from __future__ import annotations
 from ebpf.lang.ctx import CtxType, ctx_types
 from ebpf.lang.errors import LangError
 from ebpf.lang.helpers import bpf
+from ebpf.lang.inline import inline
 from ebpf.lang.kernel import CompiledModule, CompiledProgram, KernelFunction, compile_module, kernel, load
 from ebpf.lang.maps import (
     ArrayMap,
@@ -51,7 +52,7 @@ __all__ = [
     "ArrayMap", "BloomFilter", "QueueMap", "StackMap", "CompiledModule", "CompiledProgram", "CtxType", "HashMap", "KernelFunction", "LangError",
     "LruHashMap", "LruPerCpuHashMap", "Map", "MapDecl", "PerCpuArrayMap", "PerCpuHashMap", "PerfEventArray",
     "RingBuf", "Struct", "bpf", "char", "compile", "compile_module", "ctx_types", "i8", "i16", "i32", "i64",
-    "kernel", "load", "source_module", "u8", "u16", "u32", "u64",
+    "inline", "kernel", "load", "source_module", "u8", "u16", "u32", "u64",
 ]
 
 

@@ -53,6 +53,10 @@ def check_call(c: ExprChecker, node: ast.Call, statement: bool) -> ir.Expr:
             raise c.err(node, "len() is only supported on arrays (a compile-time constant)")
         if isinstance(value, type) and issubclass(value, Struct):
             raise c.err(node, f"{func.id}() creates a struct: assign it to a local (`ev = {func.id}()`)")
+        if callable(value) and getattr(value, "__ebpf_inline__", False):
+            from ebpf.lang.inline import expand_inline
+
+            return expand_inline(c, value, node)
         if func.id == "print":
             raise c.err(node, "print() is not available in the kernel: use bpf.trace_printk(\"fmt %d\\n\", x) "
                               "or send an event through a ring buffer")

@@ -95,6 +95,8 @@ class ExprChecker:
         self.consts: dict[str, int] = {}
         self.maps_used: dict[str, MapDecl] = {}
         self.state: Any = None  # set by the function checker
+        self.bound: dict[str, ir.Expr | Place] = {}  # parameters of the @inline function being expanded
+        self.inline_depth = 0
 
     def pos(self, node: ast.AST) -> ir.Pos:
         """The (line, column) of ``node``."""
@@ -209,6 +211,11 @@ class ExprChecker:
     def name(self, node: ast.Name) -> ir.Expr:
         """A local, a loop constant, or a module-level integer constant."""
         pos = self.pos(node)
+        bound = self.bound.get(node.id)
+        if isinstance(bound, ir.Expr):
+            return bound  # a parameter of an @inline function
+        if isinstance(bound, Place):
+            return ir.Load(bound.type, pos, bound.base, bound.offset)
         if node.id in self.consts:
             return ir.Const(LIT, pos, self.consts[node.id])
         if node.id == self.ctx.name:
@@ -406,6 +413,11 @@ class ExprChecker:
     def place(self, node: ast.expr) -> Place:
         """The memory an attribute/subscript chain names."""
         pos = self.pos(node)
+        if isinstance(node, ast.Name) and node.id in self.bound:
+            bound = self.bound[node.id]
+            if isinstance(bound, Place):
+                return bound
+            raise self.err(node, f"{node.id} is an integer; it has no fields or elements")
         if isinstance(node, ast.Name):
             if node.id == self.ctx.name:
                 self.ctx.uses += 1
