@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as vm  # tools/vm/run.py, the single-VM harness
 
 #: --sessions names -> test directories.
-SESSIONS = {name: f"packages/ebpf-{name}/tests" for name in ("core", "net", "events", "security", "elf")}
+SESSIONS = {d.parent.name.removeprefix("ebpf-"): f"packages/{d.parent.name}/tests"
+            for d in sorted(vm.CHECKOUT.glob("packages/ebpf-*/tests"), key=lambda d: d.parent.name != "ebpf-core")}
 #: Outcome columns in pytest's own order of its summary line.
 OUTCOMES = ("failed", "error", "passed", "skipped")
 
@@ -150,6 +151,38 @@ def read_junit(path: Path) -> tuple[dict[str, Counts], list[str]]:
     return modules, problems
 
 
+_VERBOSE = re.compile(r"^(\S+\.py)::(\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
+
+
+def read_verbose(output: Path) -> tuple[dict[str, Counts], list[str]]:
+    """Per-module counts from ``pytest -v`` lines of a run that wrote no JUnit file, and which test was running."""
+    modules: dict[str, Counts] = {}
+    problems: list[str] = []
+    last = ""
+    for line in output.read_text(errors="replace").splitlines():
+        m = _VERBOSE.match(line)
+        if m is None:
+            if "::" in line and line.split()[0].count("::"):
+                last = line.split()[0]
+            continue
+        module, name, outcome = m.groups()
+        counts = modules.setdefault(module, Counts())
+        if outcome == "PASSED" or outcome == "XPASS":
+            counts.passed += 1
+        elif outcome in ("SKIPPED", "XFAIL"):
+            counts.skipped += 1
+        elif outcome == "FAILED":
+            counts.failed += 1
+            problems.append(f"FAILED {module}::{name}")
+        else:
+            counts.error += 1
+            problems.append(f"ERROR {module}::{name}")
+        last = ""
+    if last:
+        problems.append(f"cut off while running {last}")
+    return modules, problems
+
+
 def kernel_trouble(console: Path) -> list[str]:
     """The Oops/panic/BUG lines of a VM's console, each with the last test line before it (which test hit it)."""
     if not console.exists():
@@ -173,6 +206,8 @@ def collect(result: KernelRun, rundir: Path) -> None:
             result.junit = str(junit)
         except ET.ParseError as exc:
             result.problems.append(f"unreadable {junit}: {exc}")
+    elif (rundir / "output.txt").exists():  # cut off (timed out): what pytest -v printed so far
+        result.modules, result.problems = read_verbose(rundir / "output.txt")
     uname = rundir / "uname"
     if uname.exists():
         result.release = uname.read_text().strip()
@@ -403,16 +438,16 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="test files/dirs/node ids, all in one boot per kernel (default: the whole suite)")
     parser.add_argument("--vm-set", action="store_true",
                         help="only the tests that skip on the host and their probes (run.py's DEFAULT_TESTS)")
-    parser.add_argument("--split", type=int, default=200, metavar="N",
+    parser.add_argument("--split", type=int, default=120, metavar="N",
                         help="boot per package; a package with more than N tests (on the host) is cut into "
-                             "chunks of files (default 200; 0: one chunk per package)")
+                             "chunks of files (default 120; 0: one chunk per package)")
     parser.add_argument("--sessions", help=f"comma-separated packages whose tests/ to run: {', '.join(SESSIONS)}")
     parser.add_argument("--cpus", "-p", type=int, default=1, help="vCPUs per VM (default 1: 2 sometimes panicked)")
     parser.add_argument("--jobs", "-j", type=int, default=2,
                         help="VMs at once (default 2; above 1 no output is streamed: each VM's is in its run dir)")
     parser.add_argument("--memory", "-m", default="2G")
-    parser.add_argument("--timeout", type=int, default=1500,
-                        help="seconds per boot (one package or chunk on one kernel) before it is killed (1500)")
+    parser.add_argument("--timeout", type=int, default=1800,
+                        help="seconds per boot (one package or chunk on one kernel) before it is killed (1800)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--lsm", default=vm.DEFAULT_LSM, help=f"the lsm= boot list (default {vm.DEFAULT_LSM})")
     parser.add_argument("--append", default="", help="more kernel command line")

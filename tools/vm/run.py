@@ -33,10 +33,11 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: The source tree has no entry points: name the project's plugins (see ebpf.core.plugins.PLUGINS_ENV).
-EBPF_PLUGINS = "ebpf.net.plugin,ebpf.events.plugin,ebpf.elf.plugin,ebpf.security.plugin"
+EBPF_PLUGINS = ",".join(sorted(f"ebpf.{p.parent.name}.plugin" for p in CHECKOUT.glob("packages/*/src/ebpf/*/plugin.py")))
 DEFAULT_CACHE = Path(os.environ.get("EBPF_VM_CACHE", "/var/cache/ebpf-vm"))
 DEFAULT_LSM = "lockdown,capability,landlock,yama,apparmor,bpf"
-PACKAGES = ("ebpf-core", "ebpf-net", "ebpf-events", "ebpf-security", "ebpf-elf")
+#: every distribution of the checkout (ebpf-core first): the guest imports them from their src directories
+PACKAGES = tuple(sorted((p.parent.name for p in CHECKOUT.glob("packages/ebpf-*/src")), key=lambda n: n != "ebpf-core"))
 # The tests that skip on the host for kprobes/fentry/lsm, plus the files that probe those features.
 DEFAULT_TESTS = (
     "packages/ebpf-security/tests",

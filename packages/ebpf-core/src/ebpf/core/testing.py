@@ -96,7 +96,16 @@ def build_host_program(source: str | os.PathLike[str], out: str | os.PathLike[st
         if proc.returncode == 0:
             return dst
         errors.append(f"{cmd[0]}: {proc.stderr[-500:]}")
+        if cmd[0] == "cc" and _source_error(proc.stderr, src):
+            break  # the source is wrong: zig would say so too, after minutes of building musl (under TCG, hours)
     raise RuntimeError(f"cannot build {src}: {errors}")
+
+
+def _source_error(stderr: str, src: str) -> bool:
+    """Whether a compiler's output reports an error in ``src`` itself ("bad.c:1:25: error: ..."), not a
+    toolchain problem (a missing header or linker, where another compiler may do better)."""
+    return any(line.startswith(f"{src}:") and ": error:" in line and "fatal error" not in line
+               for line in stderr.splitlines())
 
 
 @contextmanager
