@@ -226,3 +226,24 @@ def test_build_id_frames_resolve(spin_builder) -> None:  # type: ignore[no-untyp
     offset = funcs["hot_spin_loop"] - seg.vaddr + seg.offset
     sym = resolve_build_id(bid, offset + 3, debug_dirs=[str(debug_dir)])
     assert sym is not None and (sym.name, sym.offset) == ("hot_spin_loop", 3)
+
+
+def test_perf_map_is_reread_when_it_grows(tmp_path: Path) -> None:
+    from ebpf.events.symbols import PerfMap
+
+    path = tmp_path / "perf-1.map"
+    perf_map = PerfMap(str(path))
+    assert perf_map.lookup(0x1000) is None  # no file yet
+    path.write_text("1000 20 jit_one\nnot a line\n")
+    assert perf_map.lookup(0x1004) == ("jit_one", 4)
+    with path.open("a") as fh:
+        fh.write("0x2000 10 jit two with spaces\n")
+    assert perf_map.lookup(0x2001) == ("jit two with spaces", 1)
+    assert perf_map.lookup(0x1030) is None  # past jit_one's size
+
+
+def test_symbolize_without_a_pid_names_kernel_frames_only() -> None:
+    kernel = KernelSymbols.shared()
+    addr = kernel.address("do_syscall_64")
+    assert addr is not None
+    assert symbolize([addr + 1, 0x401000]) == ["do_syscall_64+0x1 [kernel]", "0x401000 [unknown]"]
