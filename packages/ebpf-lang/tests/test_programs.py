@@ -211,3 +211,39 @@ def test_map_argument_must_be_a_map() -> None:
 
     with pytest.raises(LangError, match=r"argument 2 of bpf.tail_call\(\) must be a map declared at module level"):
         bad.compile()
+
+
+class Slots(Struct):
+    hits: u64[8]
+    small: u16[4]
+
+
+slot_stats = HashMap(u32, Slots, max_entries=2)
+
+
+@kernel("xdp")
+def run_time_index(ctx: ct.xdp_md) -> int:
+    i = res.get(9, 0)                # a run-time index
+    s = slot_stats.lookup(0)
+    if s is None:
+        return 1
+    s.hits[i] += 5                   # map value: atomic add, skipped when i >= 8
+    s.small[i & 3] = u16(i + 100)
+    local = Slots()
+    local.hits[i] = 7
+    res[10] = local.hits[i] + s.small[i]   # out of range reads 0
+    return 2
+
+
+def test_run_time_indexes() -> None:
+    with load([run_time_index]) as c:
+        c.maps["slot_stats"].update_bytes(bytes(4), bytes(Slots.size))
+        seen = []
+        for i in (3, 3, 7, 9, 1000):
+            c.maps["res"][9] = i
+            assert c.programs["run_time_index"].test_run(bytes(64)).retval == 2
+            seen.append(c.maps["res"][10])
+        got = Slots.decode(c.maps["slot_stats"].lookup_bytes(bytes(4)))
+    assert seen == [7 + 103, 7 + 103, 7, 0, 0]
+    assert got.hits == [0, 0, 0, 10, 0, 0, 0, 5]
+    assert got.small == [1100, 109, 0, 107]

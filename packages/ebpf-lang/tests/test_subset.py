@@ -105,8 +105,8 @@ def test_long_loops_are_not_unrolled() -> None:
             total += ctx.args[i % 6]  # <-
         return 0
 
-    expect_error(f, "array indexes must be constants (the variable of a loop of at most 64 iterations is: it is "
-                    "unrolled): the compiler checks the bounds", col=31)
+    expect_error(f, "array indexes must be constants here (the variable of a loop of at most 64 iterations is): "
+                    "only integer arrays in locals and map values take an index known at run time", col=31)
 
 
 def test_loop_variable_is_read_only() -> None:
@@ -259,8 +259,8 @@ def test_variable_array_index() -> None:
         i = ctx.id
         return ctx.args[i]  # <-
 
-    expect_error(f, "array indexes must be constants (the variable of a loop of at most 64 iterations is: it is "
-                    "unrolled): the compiler checks the bounds", col=25)
+    expect_error(f, "array indexes must be constants here (the variable of a loop of at most 64 iterations is): "
+                    "only integer arrays in locals and map values take an index known at run time", col=25)
 
 
 def test_char_array_assignment() -> None:

@@ -463,10 +463,10 @@ class ExprChecker:
                 raise self.err(node, f"{ast.unparse(node.value)} is a {base.type!r}, not an array")
             if isinstance(node.slice, ast.Slice):
                 raise self.err(node, "slices are not supported: index one element at a time")
-            index = const_value(self.expr(node.slice))
+            index_expr = self.expr(node.slice)
+            index = const_value(index_expr)
             if index is None:
-                raise self.err(node.slice, "array indexes must be constants (the variable of a loop of at most "
-                                           "64 iterations is: it is unrolled): the compiler checks the bounds")
+                return self.variable_index(node, base, index_expr)
             if not 0 <= index < base.type.n:
                 raise self.err(node.slice, f"index {index} is out of bounds for {base.type!r}")
             return Place(base.base, base.offset + index * base.type.elem.size, base.type.elem, base.readonly,
@@ -476,6 +476,23 @@ class ExprChecker:
             raise self.err(node, f"the result of a call ({e.type!r}) has no fields: assign it to a local "
                                  f"and check it for None first")
         raise self.err(node, f"{ast.unparse(node)} is not a field, element or local")
+
+    def variable_index(self, node: ast.Subscript, base: Place, index: ir.Expr) -> Place:
+        """``a[i]`` with ``i`` known only at run time: an integer element of an array in this program's
+        memory (a local or a map value), read as 0 / not written when ``i`` is out of range."""
+        assert isinstance(base.type, ArrayType)
+        space = base.base.type.space if isinstance(base.base.type, PtrType) else ""
+        if base.kernel or space in ("ctx", "packet") or not isinstance(base.type.elem, IntType):
+            raise self.err(node.slice, "array indexes must be constants here (the variable of a loop of at most "
+                                       "64 iterations is): only integer arrays in locals and map values take "
+                                       "an index known at run time")
+        if not isinstance(index.type, IntType):
+            raise self.err(node.slice, f"an array index must be an integer, not {index.type!r}")
+        pos = self.pos(node)
+        elem = base.type.elem
+        addr = ir.IndexAddr(PtrType(elem, space or "stack"), pos, base.address(pos),
+                            self.convert(index, u64, node.slice), base.type.n, elem.size)
+        return Place(addr, 0, elem, base.readonly)
 
     def kernel_layout(self, t: KPtrType, node: ast.AST) -> StructType:
         """The struct a kernel pointer points at (from the kernel's BTF)."""

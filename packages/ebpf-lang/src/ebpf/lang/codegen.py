@@ -22,6 +22,7 @@ from ebpf.core.asm import (
     Label,
     Reg,
     alu64_imm,
+    alu64_reg,
     atomic_add,
     call,
     exit_,
@@ -105,6 +106,7 @@ class Codegen:
         self.stack = 0
         self.free_temps: list[int] = []
         self.busy: list[Reg] = []
+        self.guards: list[str] = []  # skip labels of run-time index checks, placed after the access
         self.home_reg: dict[ir.Var, Reg] = {}
         self.home_stack: dict[ir.Var, int] = {}
         self._assign_homes()
@@ -241,6 +243,7 @@ class Codegen:
             self.free(v)
             if owned:
                 self.free(b)
+            self.end_guards()
         elif isinstance(s, ir.Zero):
             assert s.var is not None
             off = self.home_stack[s.var]
@@ -318,7 +321,13 @@ class Codegen:
         self.free(r)
 
     def address(self, base: ir.Expr, offset: int) -> tuple[Reg, int, bool]:
-        """``(register, offset, owned)`` addressing ``base + offset``."""
+        """``(register, offset, owned)`` addressing ``base + offset``.
+
+        For an element at a run-time index this emits the bounds check, whose skip label the
+        caller places with :meth:`end_guards` right after its access.
+        """
+        if isinstance(base, ir.IndexAddr):
+            return self.index_pointer(base), offset, True
         if isinstance(base, ir.AddrOf):
             assert base.var is not None
             return Reg.R10, self.home_stack[base.var] + base.offset + offset, False
@@ -327,6 +336,30 @@ class Codegen:
             return self.home_reg[base.var], offset, False
         r = self.value(base)
         return r, offset, True
+
+    def index_pointer(self, e: ir.IndexAddr) -> Reg:
+        """``base + index * size`` in a scratch register, after ``if index >= n: goto <skip>``."""
+        assert e.index is not None and e.base is not None
+        skip = self.new_label("oob")
+        self.guards.append(skip)
+        ri = self.value(e.index)
+        self.emit(jmp_imm(JGE, ri, e.n, skip))
+        if e.size > 1:
+            self.emit(alu64_imm(LSH, ri, e.size.bit_length() - 1))  # sizes are 1, 2, 4, 8
+        b, off, owned = self.address(e.base, 0)
+        rp = b if owned else self.alloc()
+        if not owned:
+            self.emit(mov64(rp, b))
+        if off:
+            self.emit(add_imm(rp, off))
+        self.emit(alu64_reg(ADD, rp, ri))
+        self.free(ri)
+        return rp
+
+    def end_guards(self) -> None:
+        """Place the skip labels of run-time index checks (after the guarded access)."""
+        while self.guards:
+            self.label(self.guards.pop())
 
     def store(self, base: ir.Expr, offset: int, t: LangType, value: ir.Expr) -> None:
         """``*(t *)(base + offset) = value``."""
@@ -344,6 +377,7 @@ class Codegen:
                 self.free(v)
         if owned:
             self.free(b)
+        self.end_guards()
 
     # -- values ---------------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ def _children(e: ir.Expr) -> list[ir.Expr]:
     out: list[ir.Expr | None] = []
     if isinstance(e, (ir.Load, ir.KLoad)):
         out = [e.base]
+    elif isinstance(e, ir.IndexAddr):
+        out = [e.base, e.index]
     elif isinstance(e, (ir.BinOp, ir.Compare)):
         out = [e.left, e.right]
     elif isinstance(e, (ir.Unary, ir.Not, ir.Cast, ir.Swap)):
@@ -99,6 +101,16 @@ def value_of(cg: Codegen, e: ir.Expr, dst: Reg | None) -> Reg:
         assert e.base is not None
         if not isinstance(e.type, IntType):
             raise cg.error(f"a whole {e.type!r} cannot be used as a value: use its fields")
+        if isinstance(e.base, ir.IndexAddr):  # out of range reads 0
+            r = cg.alloc(dst if dst in _SCRATCH else None)
+            cg.load_const(r, 0)
+            b, off, _ = cg.address(e.base, e.offset)
+            cg.emit(ldx_mem(_SIZES[e.type.size], r, b, off))
+            cg.free(b)
+            cg.end_guards()
+            if e.type.signed and e.type.size < 8:
+                cg.normalize(r, e.type)
+            return r
         b, off, owned = cg.address(e.base, e.offset)
         r = b if owned and (dst is None or dst == b) else cg.target(dst)
         cg.emit(ldx_mem(_SIZES[e.type.size], r, b, off))

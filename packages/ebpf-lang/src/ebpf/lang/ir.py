@@ -84,6 +84,17 @@ class KLoad(Expr):
 
 
 @dataclass(eq=False)
+class IndexAddr(Expr):
+    """The address of element ``index`` of an ``n``-element array at ``base`` (elements ``size`` bytes);
+    loads through it read 0 and stores do nothing when ``index >= n`` (the check the verifier needs)."""
+
+    base: Expr | None = None
+    index: Expr | None = None
+    n: int = 0
+    size: int = 1
+
+
+@dataclass(eq=False)
 class BinOp(Expr):
     """``left op right`` with ``op`` one of + - * // % & | ^ << >>."""
 
