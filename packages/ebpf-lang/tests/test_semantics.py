@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from ebpf.lang import ArrayMap, Struct, bpf, i32, i64, kernel, u8, u16, u32, u64
 from ebpf.lang import ctx_types as ct
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.privileged
@@ -136,7 +136,7 @@ def loaded() -> Iterator[object]:
         yield coll
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # slow VMs (TCG)
 @given(a=st.integers(0, (1 << 32) - 1), b=st.integers(0, (1 << 32) - 1), x=st.integers(0, M64),
        y=st.integers(-(1 << 31), (1 << 31) - 1))
 def test_arithmetic_matches_python(loaded: object, a: int, b: int, x: int, y: int) -> None:
