@@ -8,7 +8,8 @@ Two costs, measured separately, each against a reference run in the same process
   ``nm -D --defined-only`` per file, output parsed into sorted tables: what a script does today);
 - ``symbols.user.resolve``: 100,000 addresses inside those files' functions resolved with
   ``ProcessSymbols.resolve`` (``Symbol`` objects), against a plain ``bisect`` over one pre-parsed,
-  pre-relocated table of (address, name) built from the ``nm`` output (tuples, no objects);
+  pre-relocated table of (address, name) built from the ``nm`` output (tuples, no objects), and
+  ``symbols.user.resolve_many``: the same addresses in one ``ProcessSymbols.resolve_many`` call;
 - ``symbols.kernel.parse``: ``KernelSymbols()`` against a straightforward line-by-line parse of
   ``/proc/kallsyms`` into a sorted table;
 - ``symbols.kernel.resolve``: 100,000 kernel text addresses, ``KernelSymbols.resolve`` against a
@@ -167,12 +168,14 @@ def bench_user(rounds: int, rng: random.Random) -> None:
             return out
 
         t_res, ours = best(rounds, ours_resolve)
+        t_many, many = best(rounds, lambda: procsyms.resolve_many(addresses))
         t_ref, ref = best(rounds, ref_resolve)
-        agree = sum(1 for o, r in zip(ours, ref) if o is not None and r is not None and o.offset == r[1])
-        emit(bench="symbols.user.resolve", addresses=len(addresses), files=distinct,
-             per_address_us=round(1e6 * t_res / len(addresses), 3), ref="bisect over a pre-parsed table",
-             ref_per_address_us=round(1e6 * t_ref / len(addresses), 3), speed_vs_ref=round(t_ref / t_res, 2),
-             agree=round(agree / len(addresses), 4), python=platform.python_version())
+        for name, t, got in (("symbols.user.resolve", t_res, ours), ("symbols.user.resolve_many", t_many, many)):
+            agree = sum(1 for o, r in zip(got, ref) if o is not None and r is not None and o.offset == r[1])
+            emit(bench=name, addresses=len(addresses), files=distinct,
+                 per_address_us=round(1e6 * t / len(addresses), 3), ref="bisect over a pre-parsed table",
+                 ref_per_address_us=round(1e6 * t_ref / len(addresses), 3), speed_vs_ref=round(t_ref / t, 2),
+                 agree=round(agree / len(addresses), 4), python=platform.python_version())
     finally:
         child.kill()
         child.wait()

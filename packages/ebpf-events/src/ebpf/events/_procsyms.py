@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from ebpf.events._elfsyms import DEBUG_DIRS, ElfImage, FileSymbols, Symbol, Symb
 __all__ = ["ProcessSymbols", "Mapping", "PerfMap"]
 
 _bisect_right = bisect.bisect_right
+#: seconds between re-reads of a process's maps prompted by addresses outside every mapping
+RELOAD_INTERVAL = 0.25
 _new_symbol = tuple.__new__  # Symbol(...) without the namedtuple's Python-level __new__: the hot path
 
 
@@ -100,6 +103,9 @@ class ProcessSymbols:
         self.perf_map = PerfMap(f"/tmp/perf-{pid}.map")
         self.mappings: list[Mapping] = []
         self._starts: list[int] = []
+        self._flat_addrs: list[int] = []
+        self._loaded_at = 0.0
+        self._flat_rows: list[tuple[int, int, str, str, str]] = []
         self.load()
 
     # -- maps ------------------------------------------------------------------------------
@@ -126,8 +132,32 @@ class ProcessSymbols:
                 continue
             maps.append(self._mapping(start, end, off, path, parts[0]))
         maps.sort(key=lambda m: m.start)
+        self._loaded_at = time.monotonic()
         self.mappings = maps
         self._starts = [m.start for m in maps]
+        self._flatten()
+
+    def _flatten(self) -> None:
+        """One table of run-time addresses over every mapping: a lookup is then one ``bisect``.
+
+        Each function's end is its start + size, or (no size) the next function or the mapping's end.
+        """
+        rows: list[tuple[int, int, str, str, str]] = []
+        for m in self.mappings:
+            table = m.table
+            if table is None:
+                continue
+            lo = _bisect_right(table.addrs, m.start - m.bias - 1)
+            hi = _bisect_right(table.addrs, m.end - m.bias - 1)
+            addrs, sizes, names = table.addrs, table.sizes, table.names
+            for j in range(lo, hi):
+                start = addrs[j] + m.bias
+                following = addrs[j + 1] + m.bias if j + 1 < hi else m.end
+                end = min(start + sizes[j], m.end) if sizes[j] else following
+                rows.append((start, end, names[j], m.module, m.kind))
+        rows.sort()
+        self._flat_addrs = [r[0] for r in rows]
+        self._flat_rows = rows
 
     def _mapping(self, start: int, end: int, off: int, path: str, span: str) -> Mapping:
         if not path or path.startswith("[anon") or path.startswith("//anon") or path == "[heap]":
@@ -182,12 +212,18 @@ class ProcessSymbols:
         return None
 
     def mapping_of(self, addr: int) -> Mapping | None:
-        """The executable mapping holding ``addr`` (maps re-read once when none does), or None."""
+        """The executable mapping holding ``addr``, or None.
+
+        When none holds it the maps are re-read (the process may have mapped something new), at
+        most every :data:`RELOAD_INTERVAL` seconds: stray addresses of a broken stack walk would
+        otherwise re-read them once each.
+        """
         m = self._find(addr)
-        if m is None:
+        if m is None and time.monotonic() - self._loaded_at >= RELOAD_INTERVAL:
             try:
                 self.load()
             except EBPFError:
+                self._loaded_at = time.monotonic()
                 return None  # the process exited: keep what we had
             m = self._find(addr)
         return m
@@ -199,20 +235,11 @@ class ProcessSymbols:
 
     def resolve(self, addr: int) -> Symbol | None:
         """The function holding user address ``addr``, or None when it cannot be named."""
-        i = _bisect_right(self._starts, addr) - 1
+        i = _bisect_right(self._flat_addrs, addr) - 1
         if i >= 0:
-            m = self.mappings[i]
-            table = m.table
-            if addr < m.end and table is not None:  # the common case, inlined
-                vaddr = addr - m.bias
-                addrs = table.addrs
-                j = _bisect_right(addrs, vaddr) - 1
-                if j < 0:
-                    return None
-                start, size = addrs[j], table.sizes[j]
-                if size and vaddr >= start + size:
-                    return None
-                return _new_symbol(Symbol, (table.names[j], vaddr - start, m.module, m.kind))
+            start, end, name, module, kind = self._flat_rows[i]
+            if addr < end:  # the common case: one bisect over every mapping's functions
+                return _new_symbol(Symbol, (name, addr - start, module, kind))
         m2 = self.mapping_of(addr)
         if m2 is not None and m2.table is not None:
             found = m2.table.lookup(addr - m2.bias)
@@ -223,13 +250,18 @@ class ProcessSymbols:
         return None
 
     def resolve_many(self, addresses: Iterable[int]) -> list[Symbol | None]:
-        """:meth:`resolve` of each address (repeated addresses are resolved once)."""
-        memo: dict[int, Symbol | None] = {}
-        out = []
+        """:meth:`resolve` of each address, in one loop (the bulk path: no call per address)."""
+        flat_addrs, rows, bisect_right, new = self._flat_addrs, self._flat_rows, _bisect_right, _new_symbol
+        out: list[Symbol | None] = []
+        add = out.append
         for addr in addresses:
-            if addr not in memo:
-                memo[addr] = self.resolve(addr)
-            out.append(memo[addr])
+            i = bisect_right(flat_addrs, addr) - 1
+            if i >= 0:
+                row = rows[i]
+                if addr < row[1]:
+                    add(new(Symbol, (row[2], addr - row[0], row[3], row[4])))
+                    continue
+            add(self.resolve(addr))
         return out
 
     def reasons(self) -> dict[str, str]:

@@ -218,8 +218,7 @@ class _BaseProfiler:
             self._gone[pid] = comm
             return [Frame("[unknown]", "", "user", ip) for ip in ips]
         frames = []
-        for ip in ips:
-            sym = procsyms.resolve(ip)
+        for ip, sym in zip(ips, procsyms.resolve_many(ips)):
             if sym is None:
                 module = procsyms.module_of(ip) or ""
                 frames.append(Frame("[unknown]", module, "user", ip))
