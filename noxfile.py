@@ -96,7 +96,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy (strict for ebpf-core, per pyproject.toml)."""
+    """mypy --strict for every package (per pyproject.toml)."""
     session.install("mypy", "pluggy", "pytest", "hypothesis", "prometheus-client", "types-PyYAML",
                     "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
     session.run("mypy", *[str(ROOT / "packages" / f"ebpf-{p}" / "src" / "ebpf" / p) for p in PACKAGES])

@@ -315,3 +315,16 @@ def test_bad_input() -> None:
     with pytest.raises(EBPFError, match="unknown AttachType"):
         features.have_attach_type("nope")
     assert AttachType.XDP in features.ATTACH_TYPE_VERSIONS
+
+
+def test_feature_table_pairs_each_type_with_its_first_kernel_and_its_probe() -> None:
+    rows = features.feature_table()
+    assert {row.kind for row in rows} == {"map type", "program type", "link type", "attach type"}
+    by_member = {(row.kind, row.member): row for row in rows}
+    assert by_member[("map type", MapType.ARENA)].min_kernel == "6.9"
+    assert by_member[("link type", LinkType.TCX)].min_kernel == "6.6"
+    assert all(row.min_kernel for row in rows)
+    assert by_member[("map type", MapType.HASH)].probe() is None
+    # the row's probe is the feature's probe: the same cached answer either way
+    arena = _outcome(by_member[("map type", MapType.ARENA)].probe)
+    assert (arena is None) == (_outcome(features.have_map_type, "arena") is None)

@@ -317,7 +317,7 @@ def test_bad_kind_input_does_not_leak() -> None:
 @pytest.mark.parametrize("map_type", ["task_storage", "sk_storage", "inode_storage", "cgrp_storage"])
 def test_local_storage_maps_are_sized_by_their_owners(map_type: str) -> None:
     # The kernel wants max_entries 0, BPF_F_NO_PREALLOC and BTF key/value types for these.
-    from ebpf.core.btf.builder import map_btf
+    from ebpf.core.btf.spec import map_btf
 
     spec, key_id, value_id = map_btf("int", "u64")
     with spec.load() as handle, create_map(

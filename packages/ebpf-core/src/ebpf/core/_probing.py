@@ -19,7 +19,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ebpf.core.errors import BPFSyscallError, EBPFError, ProbeInconclusiveError, UnsupportedFeatureError, errno_name
+from ebpf.core.errors import (
+    ENOTSUPP,
+    BPFSyscallError,
+    EBPFError,
+    ProbeInconclusiveError,
+    UnsupportedFeatureError,
+    errno_name,
+)
 
 __all__ = ["feature_test", "clear_cache", "probe_error", "fully_privileged", "outcome", "COULD_NOT_TELL"]
 
@@ -28,7 +35,7 @@ _CACHE: dict[tuple[str, tuple[Any, ...]], UnsupportedFeatureError | None] = {}
 _LOCK = threading.RLock()
 
 #: errnos with which a fully privileged caller's probe is refused by the kernel (a missing feature).
-_REFUSALS = frozenset({errno.EPERM, errno.EACCES, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524})
+_REFUSALS = frozenset({errno.EPERM, errno.EACCES, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, ENOTSUPP})
 
 
 def _fresh(exc: UnsupportedFeatureError) -> UnsupportedFeatureError:

@@ -119,7 +119,7 @@ def ebpf_features() -> list[FeatureProbe]:  # type: ignore[empty-body]
 # -- the command line ----------------------------------------------------------------
 
 
-@hookspec(historic=True)
+@hookspec
 def ebpf_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add subcommands to the ``ebpf`` command.
 

@@ -22,7 +22,7 @@ from ebpf.core._sys import perf as _perf
 from ebpf.core._sys.attrs import LinkInfo as _RawLinkInfo
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core._sys.unions import LinkCreateTail
-from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
+from ebpf.core.errors import ENOTSUPP, BPFSyscallError, EBPFError, NotSupportedError
 from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
 from ebpf.core.types import AttachType, LinkType, ProgType
@@ -293,7 +293,7 @@ class BPFLink(FdOwner, Link):
         try:
             commands.link_detach(self._fd)
         except BPFSyscallError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, 524):
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, ENOTSUPP):
                 raise
             self.unpin()
         self.close()

@@ -34,7 +34,7 @@ from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import MapCreateAttr
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.codecs import RawCodec, u32
-from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, UnsupportedFeatureError
+from ebpf.core.errors import ENOTSUPP, BPFSyscallError, BTFError, EBPFError, UnsupportedFeatureError
 from ebpf.core.links import BPF_F_REPLACE, BPFLink, CallbackLink, Link
 from ebpf.core.programs import Program
 from ebpf.core.types import AttachType, MapType, ProgType
@@ -291,7 +291,7 @@ def _update_error(exc: BPFSyscallError, m: StructOpsMap) -> BPFSyscallError:
         errno.EEXIST: f"a {m.struct_name} with this name is already registered",
         errno.EBUSY: "the map is already registered",
         errno.ENOTSUP: f"the kernel cannot register {m.struct_name} from BPF",
-        524: f"the kernel cannot register {m.struct_name} from BPF (ENOTSUPP)",
+        ENOTSUPP: f"the kernel cannot register {m.struct_name} from BPF (ENOTSUPP)",
     }
     return BPFSyscallError(exc.errno or 0, exc.command, os.strerror(exc.errno or 0), hints.get(exc.errno or 0, exc.hint))
 

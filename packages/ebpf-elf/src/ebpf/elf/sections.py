@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ebpf.core.errors import ELFError
+from ebpf.core.plugins import section_types
 from ebpf.core.types import AttachType, ProgType
 
 __all__ = ["SectionDef", "SectionMatch", "SECTION_DEFS", "match_section"]
@@ -177,10 +178,6 @@ _BY_PREFIX = {d.prefix: d for d in SECTION_DEFS}
 
 
 def _plugin_sections() -> list[SectionDef]:
-    try:
-        from ebpf.core.plugins import section_types
-    except ImportError:  # pragma: no cover - core without plugins module
-        return []
     out = []
     for st in section_types():
         prefix = st.prefix.rstrip("/")

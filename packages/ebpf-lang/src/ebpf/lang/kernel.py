@@ -113,6 +113,10 @@ class KernelFunction:
         self._compiled: CompiledProgram | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse: a kernel function runs in the kernel, not in Python.
+
+        :raises TypeError: always, saying how to load it instead.
+        """
         raise TypeError(f"{self.name} is a kernel function: load it (`{self.name}.load()` or "
                         f"ebpf.lang.load(module)) and attach the program; it does not run in Python")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
-from collections.abc import Iterable, Iterator, Mapping, MutableSequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,11 +15,13 @@ from ebpf.core._maps.fastpath import BufferPool, make_ops
 from ebpf.core._maps.layout import Layout
 from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.attrs import MapElemAttr
-from ebpf.core._sys.syscall import SYS_BPF, Cmd, get_errno, raw_syscall
+from ebpf.core._sys.syscall import SYS_BPF, Cmd, close_fd, get_errno, raw_syscall
 from ebpf.core.codecs import Codec
 from ebpf.core.errors import BPFSyscallError, EBPFError, KeyNotFoundError, MapFullError, syscall_error
 from ebpf.core.extension import dispatcher
 from ebpf.core.fdowner import FdOwner
+from ebpf.core.pins import fd_kind, open_pinned
+from ebpf.core.pins import pin as _pin
 from ebpf.core.types import MapType
 
 __all__ = ["MapSpec", "MapInfo", "Map", "parse_update_flags", "ARRAY_TYPES", "MISSING"]
@@ -463,9 +466,7 @@ class Map(FdOwner):
         :returns: the absolute path.
         :raises EBPFError: when the path is not on bpffs or exists already.
         """
-        from ebpf.core import pins
-
-        return pins.pin(self.fd, path)
+        return _pin(self.fd, path)
 
     def freeze(self) -> None:
         """Make the map read-only for user space (BPF programs may still write). Requires Linux >= 5.2."""
@@ -516,17 +517,11 @@ class Map(FdOwner):
 
         :raises EBPFError: when ``fd`` is not a map.
         """
-        from ebpf.core._maps.create import wrap_fd
-
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise EBPFError(f"not a file descriptor: {fd!r}")
-        from ebpf.core.pins import fd_kind
-
         if fd_kind(fd) != "map":
             raise EBPFError(f"fd {fd} is not a BPF map")
-        import os
-
-        return wrap_fd(os.dup(fd), key_codec=key_codec, value_codec=value_codec)
+        return _wrap_fd(os.dup(fd), key_codec=key_codec, value_codec=value_codec)
 
     @classmethod
     def from_id(cls, map_id: int, *, key_codec: Any = None, value_codec: Any = None) -> Map:
@@ -534,11 +529,9 @@ class Map(FdOwner):
 
         :raises BPFSyscallError: ENOENT when there is no such map.
         """
-        from ebpf.core._maps.create import wrap_fd
-
         if not isinstance(map_id, int) or map_id <= 0:
             raise EBPFError(f"map id must be a positive int, got {map_id!r}")
-        return wrap_fd(commands.fd_by_id("map", map_id), key_codec=key_codec, value_codec=value_codec)
+        return _wrap_fd(commands.fd_by_id("map", map_id), key_codec=key_codec, value_codec=value_codec)
 
     @classmethod
     def from_pinned(cls, path: str, *, key_codec: Any = None, value_codec: Any = None) -> Map:
@@ -546,10 +539,25 @@ class Map(FdOwner):
 
         :raises EBPFError: when nothing is pinned there, or the pin holds a program or link.
         """
-        from ebpf.core._maps.create import wrap_fd
-        from ebpf.core.pins import open_pinned
+        return _wrap_fd(open_pinned(path, "map"), key_codec=key_codec, value_codec=value_codec)
 
-        return wrap_fd(open_pinned(path, "map"), key_codec=key_codec, value_codec=value_codec)
+
+#: Wraps a map fd in the Map subclass of its type; installed by :mod:`ebpf.core._maps.create`, which
+#: knows the kinds and sits above this module (``ebpf.core._maps`` imports it, so it is always set).
+_fd_wrapper: Callable[..., Map] | None = None
+
+
+def set_fd_wrapper(wrapper: Callable[..., Map]) -> None:
+    """Install the function ``Map.from_fd/from_id/from_pinned`` wrap their fd with."""
+    global _fd_wrapper
+    _fd_wrapper = wrapper
+
+
+def _wrap_fd(fd: int, **codecs: Any) -> Map:
+    if _fd_wrapper is None:  # pragma: no cover - ebpf.core._maps imports create first
+        close_fd(fd)
+        raise EBPFError("ebpf.core._maps.create is not loaded")
+    return _fd_wrapper(fd, **codecs)
 
 
 _BAD = (TypeError, ValueError, OverflowError, AttributeError)

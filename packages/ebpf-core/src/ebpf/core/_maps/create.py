@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from ebpf.core._checks import U32, U64, check_uint, object_name
+from ebpf.core._maps import base as _base
 from ebpf.core._maps.base import Map, MapSpec
 from ebpf.core._maps.kinds import KIND_BY_TYPE, FdCodec, LPMKeyCodec, MmapArrayMap
 from ebpf.core._sys import attrs, commands
@@ -280,3 +281,6 @@ def wrap_fd(fd: int, *, key_codec: Any = None, value_codec: Any = None) -> Map:
     except BaseException:
         close_fd(fd)
         raise
+
+
+_base.set_fd_wrapper(wrap_fd)  # Map.from_fd/from_id/from_pinned wrap through the kinds known here

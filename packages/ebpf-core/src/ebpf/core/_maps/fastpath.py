@@ -25,7 +25,6 @@ only calls the cached factory with its own pool.
 from __future__ import annotations
 
 import ctypes
-import errno
 import platform
 import struct
 import threading
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ebpf.core._sys.attrs import MapElemAttr
-from ebpf.core._sys.syscall import SYS_BPF, get_errno, libc, raw_syscall
+from ebpf.core._sys.syscall import SYS_BPF, libc, raw_syscall
 from ebpf.core.codecs import Codec, IntCodec, StructCodec
 from ebpf.core.errors import EBPFError
 
@@ -343,10 +342,3 @@ def make_ops(
         failed,
     )
 
-
-def errno_now() -> int:
-    """The errno of the last raw syscall in this thread."""
-    return get_errno()
-
-
-_ = errno  # errno constants are used by callers of this module

@@ -83,11 +83,11 @@ from ebpf.core.asm.alu import (
 from ebpf.core.asm.builder import (
     Assembler,
     assemble,
+    disassemble,
     flatten,
     references,
 )
 from ebpf.core.asm.disasm import (
-    disassemble,
     format_insn,
     format_raw,
 )

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ebpf.core.asm import alu, jumps, mem
+from ebpf.core.asm import disasm as _disasm
 from ebpf.core.asm.insn import Instruction, Label, MapRef, iter_slots
 from ebpf.core.asm.opcodes import AsmError
+from ebpf.core.asm.text import parse, scan_labels
 
-__all__ = ["Assembler", "assemble", "flatten", "references"]
+__all__ = ["Assembler", "assemble", "flatten", "references", "disassemble"]
 
 Item = Instruction | Label
 
@@ -26,8 +28,6 @@ _CONSTRUCTORS.update({"ja": jumps.jmp_a, "exit_": jumps.exit_insn, "call_subprog
 
 def _expand(program: object, out: list[object], labels: set[str], depth: int = 0) -> None:
     """Flatten nesting into Instruction/Label/str parts, collecting label names."""
-    from ebpf.core.asm.text import scan_labels
-
     if depth > 64:
         raise AsmError("program items nested too deeply")
     if isinstance(program, (Instruction, Label)):
@@ -58,8 +58,6 @@ def flatten(program: object) -> list[Item]:
     :returns: the instructions and labels, symbols unresolved.
     :raises AsmError: for an item that is none of these, or text that does not parse.
     """
-    from ebpf.core.asm.text import parse
-
     parts: list[object] = []
     labels: set[str] = set()
     _expand(program, parts, labels)
@@ -207,9 +205,7 @@ class Assembler:
         return references(self.items)
 
     def disassemble(self, **options: Any) -> str:
-        """The program as text, labels included (see :func:`~ebpf.core.asm.disasm.disassemble`)."""
-        from ebpf.core.asm.disasm import disassemble
-
+        """The program as text, labels included (see :func:`disassemble`)."""
         return disassemble(self.items, **options)
 
     def __str__(self) -> str:
@@ -217,3 +213,30 @@ class Assembler:
 
     def __repr__(self) -> str:
         return f"<Assembler: {len(self)} slots>"
+
+
+def disassemble(
+    code: bytes | bytearray | memoryview | Iterable[object],
+    *,
+    hex: bool = False,
+    objdump: bool = False,
+    helper_names: bool = False,
+    strict: bool = True,
+) -> str:
+    """Disassemble a program to text, one instruction per line, in ``llvm-objdump -d`` syntax.
+
+    :param code: the program's bytes, or a program in any form :func:`flatten` takes (labels are
+        printed as ``name:`` lines and jumps to them by name).
+    :param hex: immediates and offsets in hex (``r0 = 0x0``), as LLVM >= 15 prints them.
+    :param objdump: prefix each line with the slot index and the raw bytes, as ``llvm-objdump -d``.
+    :param helper_names: ``call map_lookup_elem`` instead of ``call 1``.
+    :param strict: when False, a slot that is not a valid instruction prints as ``<unknown>``.
+    :returns: the text; :func:`assemble` turns it back into the same bytes.
+    :raises AsmError: for bytes that are not valid instructions, or items that are not a program.
+    """
+    if isinstance(code, (bytes, bytearray, memoryview)):
+        return _disasm.disassemble(code, hex=hex, objdump=objdump, helper_names=helper_names, strict=strict)
+    items = flatten(code)
+    if objdump:  # slots and raw bytes need the assembled program
+        return _disasm.disassemble(assemble(items), hex=hex, objdump=True, helper_names=helper_names)
+    return _disasm.disassemble(items, hex=hex, helper_names=helper_names)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from ebpf.core.asm import insn as _insn
 from ebpf.core.asm.insn import Instruction, Label, iter_slots
 from ebpf.core.asm.opcodes import (
     ABS,
@@ -77,6 +78,7 @@ from ebpf.core.asm.opcodes import (
     W,
     X,
 )
+from ebpf.core.asm.text import parse_line
 from ebpf.core.types import Helper
 
 __all__ = ["disassemble", "format_insn", "format_raw"]
@@ -275,8 +277,6 @@ def format_raw(insn: Instruction) -> str:
 
 def _reads_back(text: str, insn: Instruction) -> bool:
     """Whether ``text`` parses back to exactly ``insn`` (otherwise the raw form is printed)."""
-    from ebpf.core.asm.text import parse_line
-
     labels = frozenset({insn.target}) if insn.target else frozenset()
     try:
         parsed = parse_line(text, labels)
@@ -340,16 +340,17 @@ def disassemble(
                 text = _objdump_line(slot, data[slot * 8 : (slot + width) * 8], text)
             lines.append(text)
         return "\n".join(lines) + ("\n" if lines else "")
-    from ebpf.core.asm.builder import assemble, flatten
-
-    items = flatten(code)
     if objdump:
-        return disassemble(assemble(items), hex=hex, objdump=True, helper_names=helper_names)
+        raise AsmError("objdump lines need the assembled bytes (ebpf.core.asm.disassemble assembles first)")
     out = []
-    for item in items:
+    for item in code:
+        if not isinstance(item, (Instruction, Label)):
+            raise AsmError(f"not an instruction or a label: {item!r} (ebpf.core.asm.disassemble takes any program)")
         if isinstance(item, Label):
             out.append(f"{item.name}:")
         else:
             out.append(format_insn(item, hex=hex, helper_names=helper_names))
     return "\n".join(out) + ("\n" if out else "")
 
+
+_insn.set_formatter(format_insn)  # str(Instruction) prints through this module, which sits above insn

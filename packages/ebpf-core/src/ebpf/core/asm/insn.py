@@ -8,7 +8,7 @@ second slot carries only the upper 32 bits (or, for map values, the offset).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from ebpf.core.asm.opcodes import (
@@ -33,6 +33,15 @@ from ebpf.core.extension import SupportsFd  # the plugin contract's protocol, re
 __all__ = ["Instruction", "Label", "SupportsFd", "MapRef", "label", "decode", "iter_slots"]
 
 _INSN = struct.Struct("<BBhi")
+
+#: How ``str(Instruction)`` prints: installed by :mod:`ebpf.core.asm.disasm`, which imports this module.
+_formatter: Callable[[Instruction], str] | None = None
+
+
+def set_formatter(formatter: Callable[[Instruction], str]) -> None:
+    """Install the function ``str(instruction)`` calls (the disassembler's :func:`format_insn`)."""
+    global _formatter
+    _formatter = formatter
 _LD_IMM64 = LD | IMM | DW
 
 
@@ -230,9 +239,9 @@ class Instruction:
         return cls(code, dst, src, off, imm, imm2)
 
     def __str__(self) -> str:
-        from ebpf.core.asm.disasm import format_insn
-
-        return format_insn(self)
+        if _formatter is None:  # only before ebpf.core.asm.disasm is imported (the package imports it)
+            return repr(self)
+        return _formatter(self)
 
 
 def iter_slots(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, Instruction]]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from ebpf.core.asm.insn import Instruction, Label
+from ebpf.core.asm.jumps import helper_id
 from ebpf.core.asm.opcodes import (
     ABS,
     ADD,
@@ -305,8 +306,6 @@ def _instruction(s: str, labels: frozenset[str]) -> Instruction:
 
 
 def _call(arg: str, labels: frozenset[str]) -> Instruction:
-    from ebpf.core.asm.jumps import helper_id
-
     if m := _PC.fullmatch(arg):
         return Instruction(JMP | CALL, 0, PSEUDO_CALL, 0, _int(m.group(1)))
     if m := _KFUNC.fullmatch(arg):

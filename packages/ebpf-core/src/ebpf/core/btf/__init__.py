@@ -49,9 +49,9 @@ from ebpf.core.btf.types import (
 _LAZY = {
     "Builder": "builder",
     "CType": "builder",
-    "map_btf": "builder",
+    "map_btf": "spec",
     "dump_c_header": "cdump",
-    "BTF": "load",
+    "BTF": "handle",
     "SYSFS_BTF": "load",
     "load_btf": "load",
     "load_by_id": "load",
@@ -62,10 +62,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from ebpf.core.btf.builder import Builder, CType, map_btf
+    from ebpf.core.btf.builder import Builder, CType
     from ebpf.core.btf.cdump import dump_c_header
-    from ebpf.core.btf.load import BTF, SYSFS_BTF, load_btf, load_by_id, load_module, load_vmlinux
-    from ebpf.core.btf.spec import Spec, parse
+    from ebpf.core.btf.handle import BTF
+    from ebpf.core.btf.load import SYSFS_BTF, load_btf, load_by_id, load_module, load_vmlinux
+    from ebpf.core.btf.spec import Spec, map_btf, parse
 
 
 def __getattr__(name: str) -> Any:

@@ -14,9 +14,8 @@ import dataclasses
 import re
 import struct
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from ebpf.core.btf.spec import Spec
 from ebpf.core.btf.types import (
     Array,
     Composite,
@@ -47,7 +46,10 @@ from ebpf.core.btf.types import (
 )
 from ebpf.core.errors import BTFError
 
-__all__ = ["Builder", "CType", "map_btf"]
+if TYPE_CHECKING:  # pragma: no cover - the spec imports this module, not the other way
+    from ebpf.core.btf.spec import Spec
+
+__all__ = ["Builder", "CType"]
 
 #: A C type for :meth:`Builder.add_c_type`: a name (``"u32"``, ``"int"``, ``"char[16]"``,
 #: ``"u64[4]"``, ``"void *"``), an existing type id, or a struct as ``[(field, CType), ...]``.
@@ -371,20 +373,3 @@ def _encode(t: Type, s: object) -> bytes:
     if isinstance(t, DeclTag):
         return _head(n, Kind.DECL_TAG, 0, False, t.type_id) + struct.pack("<i", t.component_idx)
     raise ValueError(f"cannot encode a {type(t).__name__}")
-
-
-def map_btf(key: CType, value: CType, key_name: str = "key", value_name: str = "value") -> tuple[Spec, int, int]:
-    """BTF describing a map's key and value types.
-
-    :param key: the key's C type (see :data:`CType`), e.g. ``"u32"``.
-    :param value: the value's C type, e.g. ``[("count", "u64"), ("comm", "char[16]")]``.
-    :param key_name: struct name used when ``key`` is a field list.
-    :param value_name: struct name used when ``value`` is a field list.
-    :returns: ``(spec, key_type_id, value_type_id)``; ``spec.load()`` gives the handle for
-        ``create_map(btf=...)`` and ``spec.format_value(value_type_id, data)`` decodes values.
-    :raises BTFError: for a type it cannot describe.
-    """
-    b = Builder()
-    kid = b.add_c_type(key, key_name)
-    vid = b.add_c_type(value, value_name)
-    return Spec(b.encode(), name="map"), kid, vid

@@ -3,91 +3,24 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import threading
-import weakref
 
+from ebpf.core._sys import commands
+from ebpf.core._sys.attrs import BtfInfo
+from ebpf.core.btf.handle import BTF
 from ebpf.core.btf.spec import Spec
-from ebpf.core.errors import BPFSyscallError, BTFError
+from ebpf.core.errors import BTFError
 
 __all__ = ["BTF", "load_btf", "load_vmlinux", "load_module", "load_by_id", "SYSFS_BTF"]
 
 #: Where the kernel exposes its own BTF (``vmlinux`` and one file per module).
 SYSFS_BTF = "/sys/kernel/btf"
 
-_LOG_START = 64 * 1024
-_LOG_MAX = 1 << 30  # the kernel refuses log buffers past UINT_MAX >> 2
 
 _lock = threading.Lock()
 _vmlinux: Spec | None = None
 _modules: dict[str, Spec] = {}
-
-
-def _close_fd(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass  # already closed
-
-
-class BTF:
-    """A BTF object loaded into the kernel: owns ``fd``; ``close()``, ``with``, closed on GC as a last resort.
-
-    :ivar spec: the parsed BTF the object was loaded from (None when opened by id).
-    """
-
-    def __init__(self, fd: int, spec: Spec | None = None) -> None:
-        self._fd = fd
-        self.spec = spec
-        self._finalizer = weakref.finalize(self, _close_fd, fd)
-
-    @property
-    def fd(self) -> int:
-        """The BTF object's file descriptor.
-
-        :raises BTFError: after :meth:`close`.
-        """
-        if self._fd < 0:
-            raise BTFError("BTF object is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._fd < 0
-
-    @property
-    def id(self) -> int:
-        """The kernel's id of this BTF object (``bpftool btf list``)."""
-        from ebpf.core._sys import commands
-
-        return int(commands.btf_info(self.fd).id)
-
-    @classmethod
-    def from_id(cls, btf_id: int) -> BTF:
-        """Open the kernel BTF object ``btf_id`` (e.g. a map's ``info().btf_id``).
-
-        :raises BPFSyscallError: when there is no such object or no permission.
-        """
-        from ebpf.core._sys import commands
-
-        return cls(commands.fd_by_id("btf", btf_id))
-
-    def close(self) -> None:
-        """Close the fd (the kernel frees the BTF when nothing else holds it). Idempotent."""
-        if self._fd >= 0:
-            self._finalizer()
-            self._fd = -1
-
-    def __enter__(self) -> BTF:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<BTF fd={self._fd}{' closed' if self._fd < 0 else ''}>"
 
 
 def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
@@ -104,43 +37,8 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
         kernel's log, ``.errno`` its errno).
     Requires Linux >= 4.18.
     """
-    from ebpf.core._sys import commands
-
     spec = data if isinstance(data, Spec) else Spec(data)
-    spec.count  # builds the index: truncated records / unknown kinds fail here  # noqa: B018
-    blob = spec.data
-    try:
-        fd, _ = commands.btf_load(blob)
-        return BTF(fd, spec)
-    except BPFSyscallError as exc:
-        first = exc
-    if first.errno in (errno.EPERM, errno.ENOSYS):
-        log, err = "", first.errno  # no log to be had: the kernel refused the command itself
-    else:
-        log, err = _failure_log(blob, log_level or 1, first.errno or 0)
-    tail = "\n".join(log.rstrip("\n").splitlines()[-20:])
-    hint = f" ({first.hint})" if first.hint and not log else ""
-    error = BTFError(f"BPF_BTF_LOAD: kernel rejected BTF: {os.strerror(err)}{hint}" + (f"\n{tail}" if tail else ""))
-    error.log = log  # type: ignore[attr-defined]
-    error.errno = err  # type: ignore[attr-defined]
-    raise error from first
-
-
-def _failure_log(blob: bytes, level: int, err: int) -> tuple[str, int]:
-    from ebpf.core._sys import commands
-
-    size = _LOG_START
-    while True:
-        try:
-            fd, log = commands.btf_load(blob, log_level=level, log_size=size)
-        except BPFSyscallError as exc:
-            log = getattr(exc, "log", "")
-            if exc.errno == errno.ENOSPC and size < _LOG_MAX:
-                size *= 4
-                continue
-            return log, exc.errno or err
-        _close_fd(fd)  # accepted on the retry (a transient failure): report the first error
-        return log, err
+    return spec.load(log_level)
 
 
 def load_vmlinux(path: str | None = None) -> Spec:
@@ -203,9 +101,6 @@ def load_by_id(btf_id: int) -> Spec:
     :raises BPFSyscallError: when there is no such object.
     :raises BTFError: when its blob is malformed.
     """
-    from ebpf.core._sys import commands
-    from ebpf.core._sys.attrs import BtfInfo
-
     with BTF.from_id(btf_id) as handle:
         first = commands.btf_info(handle.fd)
         size = int(first.btf_size)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from ebpf.core.btf.builder import Builder, CType
+from ebpf.core.btf.handle import BTF, load_blob
 from ebpf.core.btf.records import build_index, decode_record, read_header
 from ebpf.core.btf.types import (
     VOID,
@@ -34,10 +35,7 @@ from ebpf.core.btf.types import (
 )
 from ebpf.core.errors import BTFError
 
-if TYPE_CHECKING:
-    from ebpf.core.btf.load import BTF
-
-__all__ = ["Spec", "parse"]
+__all__ = ["Spec", "parse", "map_btf"]
 
 _INDEX_AFTER = 8  # name lookups answered by searching the blob before a name index is built
 _MAX_DEPTH = 64  # nesting limit for values and alignment (real kernels stay far below)
@@ -459,15 +457,17 @@ class Spec:
 
     def encode(self) -> bytes:
         """Serialize this blob's types back to BTF (strings re-deduplicated)."""
-        from ebpf.core.btf.builder import Builder
-
         return Builder.from_spec(self).encode()
 
-    def load(self) -> BTF:
-        """Load this BTF into the kernel (BPF_BTF_LOAD); see :func:`ebpf.core.btf.load.load_btf`."""
-        from ebpf.core.btf.load import load_btf
+    def load(self, log_level: int = 1) -> BTF:
+        """Load this BTF into the kernel (BPF_BTF_LOAD), checked first (see :func:`ebpf.core.btf.load.load_btf`).
 
-        return load_btf(self)
+        :param log_level: verifier log level used when reporting a failure.
+        :returns: the :class:`~ebpf.core.btf.handle.BTF` handle.
+        :raises BTFError: on a malformed blob, or when the kernel rejects it.
+        """
+        self.count  # builds the index: truncated records / unknown kinds fail here  # noqa: B018
+        return load_blob(self.data, self, log_level)
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
@@ -494,3 +494,20 @@ def parse(data: bytes | bytearray | memoryview, base: Spec | None = None, name: 
     :raises BTFError: when the header is malformed (records are checked as they are used).
     """
     return Spec(data, base, name)
+
+
+def map_btf(key: CType, value: CType, key_name: str = "key", value_name: str = "value") -> tuple[Spec, int, int]:
+    """BTF describing a map's key and value types.
+
+    :param key: the key's C type (see :data:`CType`), e.g. ``"u32"``.
+    :param value: the value's C type, e.g. ``[("count", "u64"), ("comm", "char[16]")]``.
+    :param key_name: struct name used when ``key`` is a field list.
+    :param value_name: struct name used when ``value`` is a field list.
+    :returns: ``(spec, key_type_id, value_type_id)``; ``spec.load()`` gives the handle for
+        ``create_map(btf=...)`` and ``spec.format_value(value_type_id, data)`` decodes values.
+    :raises BTFError: for a type it cannot describe.
+    """
+    b = Builder()
+    kid = b.add_c_type(key, key_name)
+    vid = b.add_c_type(value, value_name)
+    return Spec(b.encode(), name="map"), kid, vid

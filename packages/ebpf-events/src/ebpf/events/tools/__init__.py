@@ -1,0 +1,1 @@
+"""The tools behind ``ebpf trace ...`` and ``ebpf list ...`` (one module per tool)."""

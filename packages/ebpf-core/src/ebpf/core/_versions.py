@@ -1,0 +1,77 @@
+"""The first Linux version with each map, program, link and attach type (what a missing one is reported with).
+
+Data only: :func:`ebpf.core.features.feature_table` pairs each row with its probe, and the probe,
+never the version, says whether this kernel has it.
+"""
+
+from __future__ import annotations
+
+from ebpf.core.types import AttachType, LinkType, MapType, ProgType
+
+__all__ = ["MAP_TYPE_VERSIONS", "PROG_TYPE_VERSIONS", "LINK_TYPE_VERSIONS", "ATTACH_TYPE_VERSIONS"]
+
+_M, _P, _L, _A = MapType, ProgType, LinkType, AttachType
+
+#: First Linux version with each map type.
+MAP_TYPE_VERSIONS: dict[MapType, str] = {
+    _M.HASH: "3.19", _M.ARRAY: "3.19", _M.PROG_ARRAY: "4.2", _M.PERF_EVENT_ARRAY: "4.3",
+    _M.PERCPU_HASH: "4.6", _M.PERCPU_ARRAY: "4.6", _M.STACK_TRACE: "4.6", _M.CGROUP_ARRAY: "4.8",
+    _M.LRU_HASH: "4.10", _M.LRU_PERCPU_HASH: "4.10", _M.LPM_TRIE: "4.11", _M.ARRAY_OF_MAPS: "4.12",
+    _M.HASH_OF_MAPS: "4.12", _M.DEVMAP: "4.14", _M.SOCKMAP: "4.14", _M.CPUMAP: "4.15", _M.XSKMAP: "4.18",
+    _M.SOCKHASH: "4.18", _M.CGROUP_STORAGE: "4.19", _M.REUSEPORT_SOCKARRAY: "4.19",
+    _M.PERCPU_CGROUP_STORAGE: "4.20", _M.QUEUE: "4.20", _M.STACK: "4.20", _M.SK_STORAGE: "5.2",
+    _M.DEVMAP_HASH: "5.4", _M.STRUCT_OPS: "5.6", _M.RINGBUF: "5.8", _M.INODE_STORAGE: "5.10",
+    _M.TASK_STORAGE: "5.11", _M.BLOOM_FILTER: "5.16", _M.USER_RINGBUF: "6.1", _M.CGRP_STORAGE: "6.2",
+    _M.ARENA: "6.9",
+}
+
+#: First Linux version with each program type.
+PROG_TYPE_VERSIONS: dict[ProgType, str] = {
+    _P.SOCKET_FILTER: "3.19", _P.KPROBE: "4.1", _P.SCHED_CLS: "4.1", _P.SCHED_ACT: "4.1",
+    _P.TRACEPOINT: "4.7", _P.XDP: "4.8", _P.PERF_EVENT: "4.9", _P.CGROUP_SKB: "4.10", _P.CGROUP_SOCK: "4.10",
+    _P.LWT_IN: "4.10", _P.LWT_OUT: "4.10", _P.LWT_XMIT: "4.10", _P.SOCK_OPS: "4.13", _P.SK_SKB: "4.14",
+    _P.CGROUP_DEVICE: "4.15", _P.SK_MSG: "4.17", _P.RAW_TRACEPOINT: "4.17", _P.CGROUP_SOCK_ADDR: "4.17",
+    _P.LWT_SEG6LOCAL: "4.18", _P.LIRC_MODE2: "4.18", _P.SK_REUSEPORT: "4.19", _P.FLOW_DISSECTOR: "4.20",
+    _P.CGROUP_SYSCTL: "5.2", _P.RAW_TRACEPOINT_WRITABLE: "5.2", _P.CGROUP_SOCKOPT: "5.3", _P.TRACING: "5.5",
+    _P.STRUCT_OPS: "5.6", _P.EXT: "5.6", _P.LSM: "5.7", _P.SK_LOOKUP: "5.9", _P.SYSCALL: "5.14",
+    _P.NETFILTER: "6.4",
+}
+
+#: First Linux version with each bpf link type.
+LINK_TYPE_VERSIONS: dict[LinkType, str] = {
+    _L.RAW_TRACEPOINT: "5.8", _L.TRACING: "5.8", _L.CGROUP: "5.7", _L.ITER: "5.8", _L.NETNS: "5.8",
+    _L.XDP: "5.9", _L.PERF_EVENT: "5.15", _L.KPROBE_MULTI: "5.18", _L.STRUCT_OPS: "6.4", _L.NETFILTER: "6.4",
+    _L.TCX: "6.6", _L.UPROBE_MULTI: "6.6", _L.NETKIT: "6.7", _L.SOCKMAP: "6.10",
+}
+
+#: First Linux version with each attach type, and the program type that uses it.
+ATTACH_TYPE_VERSIONS: dict[AttachType, tuple[str, ProgType]] = {
+    _A.CGROUP_INET_INGRESS: ("4.10", _P.CGROUP_SKB), _A.CGROUP_INET_EGRESS: ("4.10", _P.CGROUP_SKB),
+    _A.CGROUP_INET_SOCK_CREATE: ("4.10", _P.CGROUP_SOCK), _A.CGROUP_SOCK_OPS: ("4.13", _P.SOCK_OPS),
+    _A.SK_SKB_STREAM_PARSER: ("4.14", _P.SK_SKB), _A.SK_SKB_STREAM_VERDICT: ("4.14", _P.SK_SKB),
+    _A.CGROUP_DEVICE: ("4.15", _P.CGROUP_DEVICE), _A.SK_MSG_VERDICT: ("4.17", _P.SK_MSG),
+    _A.CGROUP_INET4_BIND: ("4.17", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_BIND: ("4.17", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_CONNECT: ("4.17", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_CONNECT: ("4.17", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_POST_BIND: ("4.17", _P.CGROUP_SOCK), _A.CGROUP_INET6_POST_BIND: ("4.17", _P.CGROUP_SOCK),
+    _A.CGROUP_UDP4_SENDMSG: ("4.18", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UDP6_SENDMSG: ("4.18", _P.CGROUP_SOCK_ADDR),
+    _A.LIRC_MODE2: ("4.18", _P.LIRC_MODE2), _A.FLOW_DISSECTOR: ("4.20", _P.FLOW_DISSECTOR),
+    _A.CGROUP_SYSCTL: ("5.2", _P.CGROUP_SYSCTL), _A.CGROUP_UDP4_RECVMSG: ("5.2", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UDP6_RECVMSG: ("5.2", _P.CGROUP_SOCK_ADDR), _A.CGROUP_GETSOCKOPT: ("5.3", _P.CGROUP_SOCKOPT),
+    _A.CGROUP_SETSOCKOPT: ("5.3", _P.CGROUP_SOCKOPT), _A.TRACE_RAW_TP: ("5.5", _P.TRACING),
+    _A.TRACE_FENTRY: ("5.5", _P.TRACING), _A.TRACE_FEXIT: ("5.5", _P.TRACING),
+    _A.MODIFY_RETURN: ("5.7", _P.TRACING), _A.LSM_MAC: ("5.7", _P.LSM), _A.TRACE_ITER: ("5.8", _P.TRACING),
+    _A.CGROUP_INET4_GETPEERNAME: ("5.8", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_GETPEERNAME: ("5.8", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_INET4_GETSOCKNAME: ("5.8", _P.CGROUP_SOCK_ADDR), _A.CGROUP_INET6_GETSOCKNAME: ("5.8", _P.CGROUP_SOCK_ADDR),
+    _A.XDP_DEVMAP: ("5.8", _P.XDP), _A.CGROUP_INET_SOCK_RELEASE: ("5.9", _P.CGROUP_SOCK),
+    _A.XDP_CPUMAP: ("5.9", _P.XDP), _A.SK_LOOKUP: ("5.9", _P.SK_LOOKUP), _A.XDP: ("5.9", _P.XDP),
+    _A.SK_SKB_VERDICT: ("5.13", _P.SK_SKB), _A.SK_REUSEPORT_SELECT: ("5.14", _P.SK_REUSEPORT),
+    _A.SK_REUSEPORT_SELECT_OR_MIGRATE: ("5.14", _P.SK_REUSEPORT), _A.PERF_EVENT: ("5.15", _P.PERF_EVENT),
+    _A.TRACE_KPROBE_MULTI: ("5.18", _P.KPROBE), _A.LSM_CGROUP: ("6.0", _P.LSM),
+    _A.STRUCT_OPS: ("6.4", _P.STRUCT_OPS), _A.NETFILTER: ("6.4", _P.NETFILTER),
+    _A.TCX_INGRESS: ("6.6", _P.SCHED_CLS), _A.TCX_EGRESS: ("6.6", _P.SCHED_CLS),
+    _A.TRACE_UPROBE_MULTI: ("6.6", _P.KPROBE), _A.CGROUP_UNIX_CONNECT: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UNIX_SENDMSG: ("6.7", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UNIX_RECVMSG: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.CGROUP_UNIX_GETPEERNAME: ("6.7", _P.CGROUP_SOCK_ADDR), _A.CGROUP_UNIX_GETSOCKNAME: ("6.7", _P.CGROUP_SOCK_ADDR),
+    _A.NETKIT_PRIMARY: ("6.7", _P.SCHED_CLS), _A.NETKIT_PEER: ("6.7", _P.SCHED_CLS),
+    _A.TRACE_KPROBE_SESSION: ("6.10", _P.KPROBE), _A.TRACE_UPROBE_SESSION: ("6.13", _P.KPROBE),
+}
