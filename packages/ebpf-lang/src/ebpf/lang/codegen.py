@@ -190,8 +190,39 @@ class Codegen:
             else:
                 self.emit(stx_mem("dw", Reg.R10, Reg.R1, self.home_stack[self.fn.ctx]))
         self.block(self.fn.body)
+        self._share_exits()
         self._peephole()
         return self.out
+
+    def _share_exits(self) -> None:
+        """``r0 = K; exit`` repeated: later copies jump to the first (one instruction instead of two)."""
+        items, positions = self.out.items, self.out.positions
+        mov_r0, exit_code = mov64(Reg.R0, 0).code, exit_().code
+        out_items: list[Instruction | Label] = []
+        out_pos: list[ir.Pos] = []
+        index_map: dict[int, int] = {}
+        first: dict[int, str] = {}
+        n = i = 0
+        while i < len(items):
+            item, nxt = items[i], items[i + 1] if i + 1 < len(items) else None
+            if (isinstance(item, Instruction) and isinstance(nxt, Instruction) and item.code == mov_r0
+                    and item.dst == 0 and nxt.code == exit_code):
+                if item.imm in first:
+                    index_map[n] = len(out_pos)
+                    out_items.append(jmp_a(first[item.imm]))
+                    out_pos.append(positions[n])
+                    n, i = n + 2, i + 2
+                    continue
+                first[item.imm] = self.new_label("ret")
+                out_items.append(Label(first[item.imm]))
+            if isinstance(item, Instruction):
+                index_map[n] = len(out_pos)
+                out_pos.append(positions[n])
+                n += 1
+            out_items.append(item)
+            i += 1
+        self.out.items, self.out.positions = out_items, out_pos
+        self.out.map_loads = [(index_map[k], name) for k, name in self.out.map_loads]
 
     def _peephole(self) -> None:
         """Drop jumps to the label that immediately follows them."""

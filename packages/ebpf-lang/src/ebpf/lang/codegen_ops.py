@@ -195,8 +195,11 @@ def _binop(cg: Codegen, e: ir.BinOp, dst: Reg | None) -> Reg:
     var = _var_of_reg(cg, dst)
     if var is not None and mentions(e.right, var):
         dst = None
-    r = cg.value(e.left, dst)
-    right, owned = cg.operand(e.right)
+    left_e, right_e = e.left, e.right
+    if isinstance(left_e, ir.Const) and not isinstance(right_e, ir.Const) and e.op in ("+", "*", "&", "|", "^"):
+        left_e, right_e = right_e, left_e  # 14 + x*4: compute x*4, then add the immediate
+    r = cg.value(left_e, dst)
+    right, owned = cg.operand(right_e)
     op = {"+": 0x00, "-": 0x10, "*": 0x20, "//": 0x30, "%": 0x90, "&": AND, "|": 0x40, "^": XOR, "<<": LSH,
           ">>": ARSH if t.signed else RSH}[e.op]
     wide = t.size == 8
