@@ -170,3 +170,59 @@ def test_open_coded_iterators(tmp_path, compiler):
     out = elf.compile_c(ITER_SRC + LICENSE, tmp_path / "iter.o", compiler=compiler)
     with elf.load_elf(out) as coll:
         assert coll.programs["sum"].test_run(bytes(64)).retval == 10 + 21 + 300
+
+
+CORE_SRC = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+__u64 type_size, type_ok, enum_tgid, enum_has_tgid, field_size, field_off, reset_bit, tgid, matches, ran;
+const volatile __u32 target_tgid = 0;
+
+SEC("raw_tp/sys_enter")
+int core_macros(void *ctx)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return 0;
+	type_size = bpf_core_type_size(struct task_struct);
+	type_ok = bpf_core_type_exists(struct task_struct);
+	enum_tgid = bpf_core_enum_value(enum pid_type, PIDTYPE_TGID);
+	enum_has_tgid = bpf_core_enum_value_exists(enum pid_type, PIDTYPE_TGID);
+	field_size = bpf_core_field_size(struct task_struct, tgid);
+	field_off = bpf_core_field_offset(task->tgid);
+	reset_bit = BPF_CORE_READ_BITFIELD_PROBED(task, sched_reset_on_fork) + 2;
+	tgid = BPF_CORE_READ(task, group_leader, tgid);
+#if __clang_major__ >= 15
+	matches = bpf_core_type_matches(struct task_struct);
+#else
+	matches = 1;
+#endif
+	ran = 1;
+	return 0;
+}
+"""
+
+
+def test_core_read_macros_against_the_kernel(tmp_path, compiler, attach):
+    import os
+
+    from ebpf.core.btf import load_vmlinux
+
+    out = elf.compile_c(CORE_SRC + LICENSE, tmp_path / "core.o", compiler=compiler)
+    vm = load_vmlinux()
+    task = vm.find("task_struct", "struct")
+    with elf.load_elf(out, constants={"target_tgid": os.getpid()}) as coll:
+        attach(coll.programs["core_macros"])
+        v = coll.variables
+        for _ in range(1000):
+            os.getppid()
+            if v["ran"].value:
+                break
+        assert v["ran"].value == 1
+        assert v["type_size"].value == vm.sizeof(task) and v["type_ok"].value == 1 and v["matches"].value == 1
+        assert v["enum_tgid"].value == 1 and v["enum_has_tgid"].value == 1
+        assert v["field_size"].value == 4 and v["field_off"].value == vm.find_member(task, "tgid").bit_offset // 8
+        assert v["reset_bit"].value in (2, 3) and v["tgid"].value == os.getpid()
