@@ -8,19 +8,18 @@ nothing matches. A decoded key is cached by the exporter, so each step runs once
 
 from __future__ import annotations
 
-import bisect
 import errno as _errno
-import functools
 import ipaddress
 import os
-import platform
 import re
 import sys
 from collections.abc import Callable
 
+from ebpf.events.symbols import ksym
+from ebpf.events.tools.syscount import syscall_names
 from ebpf.export.config import DecoderConfig, LabelConfig
 
-__all__ = ["SkipSeries", "LabelDecoder", "syscall_names", "kernel_symbols", "cgroup_paths"]
+__all__ = ["SkipSeries", "LabelDecoder", "cgroup_paths"]
 
 
 class SkipSeries(Exception):
@@ -51,65 +50,6 @@ def _number(data: bytes) -> int:
         return int(data)
     except ValueError:
         raise SkipSeries from None
-
-
-@functools.lru_cache(maxsize=1)
-def syscall_names() -> dict[int, str]:
-    """Syscall number -> name for this machine's architecture, read from ``asm/unistd_64.h``.
-
-    The header comes from the system (``linux-libc-dev``) or, on a machine with none, from the
-    ``ziglang`` toolchain that ebpf-elf's compiler already installs.
-    """
-    arch = platform.machine()
-    candidates = [f"/usr/include/{arch}-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"]
-    try:
-        import ziglang
-
-        zig_arch = {"x86_64": "x86-linux-any", "aarch64": "aarch64-linux-any"}.get(arch, f"{arch}-linux-any")
-        base = os.path.join(os.path.dirname(ziglang.__file__), "lib", "libc", "include", zig_arch, "asm")
-        candidates += [os.path.join(base, "unistd_64.h"), os.path.join(base, "unistd.h")]
-    except ImportError:
-        pass
-    pattern = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.M)
-    for path in candidates:
-        try:
-            with open(path) as fh:
-                found = {int(nr): name for name, nr in pattern.findall(fh.read())}
-        except OSError:
-            continue
-        if found:
-            return found
-    return {}
-
-
-class _KernelSymbols:
-    """A sorted table of ``/proc/kallsyms`` text symbols, bisected per address."""
-
-    def __init__(self) -> None:
-        addrs: list[int] = []
-        names: list[str] = []
-        try:
-            with open("/proc/kallsyms") as fh:
-                rows = [line.split() for line in fh]
-        except OSError:
-            rows = []
-        for row in sorted((r for r in rows if len(r) >= 3 and r[1] in "tTwW"), key=lambda r: int(r[0], 16)):
-            addrs.append(int(row[0], 16))
-            names.append(row[2])
-        self.addrs, self.names = addrs, names
-        self.hidden = not any(addrs)
-
-    def name(self, addr: int) -> str:
-        if self.hidden:
-            return f"0x{addr:x}"
-        i = bisect.bisect_right(self.addrs, addr) - 1
-        return self.names[i] if i >= 0 else f"0x{addr:x}"
-
-
-@functools.lru_cache(maxsize=1)
-def kernel_symbols() -> _KernelSymbols:
-    """The kernel's text symbols (read once; addresses show as hex when ``kptr_restrict`` hides them)."""
-    return _KernelSymbols()
 
 
 def cgroup_paths(root: str | None = None) -> dict[int, str]:
@@ -186,9 +126,8 @@ def _step(dec: DecoderConfig, btf: object | None) -> Step:
         return lambda d: table.get(_number(d), f"unknown_syscall:{_number(d)}").encode()
     if name == "errno":
         return lambda d: _errno.errorcode.get(_number(d), f"unknown_errno:{_number(d)}").encode()
-    if name == "ksym":
-        syms = kernel_symbols()
-        return lambda d: syms.name(_number(d)).encode()
+    if name == "ksym":  # ebpf-events' kallsyms table, parsed once per process
+        return lambda d: ksym(_number(d)).encode()
     if name == "cgroup":
         return _Cgroups()
     if name == "enum":

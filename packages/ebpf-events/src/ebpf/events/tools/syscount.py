@@ -2,7 +2,8 @@
 
 Programs on ``raw_syscalls:sys_exit`` (and ``sys_enter`` for latency) count into a hash map
 ``key -> {count, total_ns}``, the key a syscall number or a process id.  Syscall names come
-from the system's ``asm/unistd_64.h`` (the kernel's own table as exported to user space);
+from the system's ``asm/unistd_64.h`` (the kernel's own table as exported to user space) or,
+on a machine without kernel headers, the copy in the ``ziglang`` wheel when it is installed;
 numbers without a name show as ``syscall_<n>``::
 
     with SysCount(pid=os.getpid(), latency=True) as sc:
@@ -14,6 +15,7 @@ numbers without a name show as ``syscall_<n>``::
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 from dataclasses import asdict, dataclass
@@ -31,13 +33,22 @@ _HEADERS = ("/usr/include/{triplet}/asm/unistd_64.h", "/usr/include/asm/unistd_6
 _NR = re.compile(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", re.M)
 
 
+def _zig_headers(machine: str) -> list[str]:
+    try:
+        import ziglang  # optional: only on machines without linux-libc-dev
+    except ImportError:
+        return []
+    arch = {"x86_64": "x86-linux-any", "aarch64": "aarch64-linux-any"}.get(machine, f"{machine}-linux-any")
+    base = os.path.join(os.path.dirname(ziglang.__file__), "lib", "libc", "include", arch, "asm")
+    return [os.path.join(base, "unistd_64.h"), os.path.join(base, "unistd.h")]
+
+
 @functools.lru_cache(maxsize=1)
 def syscall_names() -> dict[int, str]:
-    """Syscall number -> name for this machine's architecture ({} when no header is installed)."""
+    """Syscall number -> name for this machine's architecture ({} when no header is found)."""
     machine = platform.machine()
     triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(machine, f"{machine}-linux-gnu")
-    for pattern in _HEADERS:
-        path = pattern.format(triplet=triplet)
+    for path in [p.format(triplet=triplet) for p in _HEADERS] + _zig_headers(machine):
         if machine != "x86_64" and "unistd_64" in path:
             continue
         try:
