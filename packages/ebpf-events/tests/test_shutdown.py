@@ -130,11 +130,16 @@ def test_stop_takes_effect_after_the_running_callback(kind: str, ring: Any, perf
 def test_ctrl_c_in_a_with_block_propagates_as_keyboard_interrupt(kind: str, ring: Any, perf: Any) -> None:
     slow = SlowCallback()
     consumer, _ = make_consumer(kind, ring, perf, slow)
-    with pytest.raises(KeyboardInterrupt), consumer:
-        wait_for(lambda: processed(consumer) >= 5)
-        slow.stopping = True
-        os.kill(os.getpid(), signal.SIGINT)  # Python's default handler: KeyboardInterrupt in this thread
-        wait_for(lambda: False, timeout=10)  # interrupted long before
+    # Python's own SIGINT handler (a process started in the background inherits SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), consumer:
+            wait_for(lambda: processed(consumer) >= 5)
+            slow.stopping = True
+            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in this (the main) thread
+            wait_for(lambda: False, timeout=10)  # interrupted long before
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not consumer.running and slow.after_stop <= 1 and slow.calls < QUEUED
     assert consumer.stats().last_error is None
 
