@@ -87,7 +87,7 @@ _export("codecs", "make_event_parser", "make_event_serializer")
 _export("programs", "ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "load_program")
 _export("links", "Link", "BPFLink", "PerfEventLink", "CallbackLink", "LinkInfo", "create_link", "enable_stats")
 _export("plugins", "hookimpl", "plugin_manager", "load", "open_events", "AttachBackend")
-_export("collection", "Collection", "CollectionSpec")
+_export("collection", "Collection", "CollectionSpec", "CollectionOptions")
 _export("arena", "ArenaMap", "create_arena_map")
 _export("token", "Token", "create_token")
 _export("fdowner", "FdOwner", "ResourceOwner")
@@ -135,7 +135,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from ebpf.core.arena import ArenaMap, create_arena_map
     from ebpf.core.codecs import make_event_parser, make_event_serializer
-    from ebpf.core.collection import Collection, CollectionSpec
+    from ebpf.core.collection import Collection, CollectionOptions, CollectionSpec
     from ebpf.core.errors import (
         AsmError,
         AttachError,

@@ -25,7 +25,7 @@ from ebpf.core.fdowner import ResourceOwner
 if TYPE_CHECKING:
     from ebpf.core.btf import BTF
 
-__all__ = ["MapReference", "VariableSpec", "CollectionSpec", "Collection", "Variable"]
+__all__ = ["MapReference", "VariableSpec", "CollectionSpec", "CollectionOptions", "Collection", "Variable"]
 
 _POISON_MARK = "195896080"  # libbpf's poisoned-instruction helper id (0xbad2310) in verifier logs
 _BPF_F_MMAPABLE = 1 << 10
@@ -73,6 +73,57 @@ class VariableSpec:
     signed: bool = False
     type_name: str = ""
     kind: str = ""
+
+
+@dataclass
+class CollectionOptions:
+    """The load-time choices of :meth:`CollectionSpec.load`, kept apart from the spec (as cilium's ``CollectionOptions``).
+
+    The spec says what an object is; these say how this process loads it.
+
+    :ivar constants: global variable name -> value, written before load (``.rodata`` included).
+    :ivar pin_root: directory for maps pinned by name (LIBBPF_PIN_BY_NAME); None: ``/sys/fs/bpf``.
+    :ivar kernel_btf: the kernel BTF CO-RE relocations are resolved against (a vmlinux BTF file);
+        None for the running kernel's (``/sys/kernel/btf/vmlinux``).  Loaders read it as ``btf_path``.
+    :ivar log_level: verifier log level for every program (None: each spec's own).
+    :ivar log_size: verifier log size for every program (None: each spec's own).
+    :ivar keep_log: keep each program's verifier log on ``Program.verifier_log`` (None: each spec's own).
+    :ivar require_btf: fail instead of loading without the object's BTF when the kernel rejects it
+        (None: the object loader's default; ebpf-elf's is True).
+    :ivar extra: options an object loader defines beyond these (passed on to it by name).
+    """
+
+    constants: dict[str, object] = field(default_factory=dict)
+    pin_root: str | None = None
+    kernel_btf: str | os.PathLike[str] | None = None
+    log_level: int | None = None
+    log_size: int | None = None
+    keep_log: bool | None = None
+    require_btf: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> CollectionOptions:
+        """The options given as keywords (``btf_path=`` is :attr:`kernel_btf`; unknown names go to :attr:`extra`)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        if "btf_path" in options:
+            options["kernel_btf"] = options.pop("btf_path")
+        fields = {k: v for k, v in options.items() if k in known}
+        if fields.get("constants") is None:
+            fields.pop("constants", None)
+        return cls(**fields, extra={k: v for k, v in options.items() if k not in known})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options by the names loaders and hooks read (``btf_path`` for :attr:`kernel_btf`; unset ones left out)."""
+        out: dict[str, Any] = dict(self.extra)
+        if self.constants:
+            out["constants"] = dict(self.constants)
+        if self.kernel_btf is not None:
+            out["btf_path"] = self.kernel_btf
+        for name in ("pin_root", "log_level", "log_size", "keep_log", "require_btf"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
 
 Hook = Callable[["CollectionSpec", dict[str, Any]], None]
@@ -146,17 +197,22 @@ class CollectionSpec:
                 raise EBPFError(f"map {var.map!r} does not hold plain data")
             entries[0] = (key, blob[: var.offset] + data + blob[var.offset + var.size :])
 
-    def load(self, **options: Any) -> Collection:
+    def load(self, opts: CollectionOptions | None = None, /, **options: Any) -> Collection:
         """Create the maps, load the programs, and return the live :class:`Collection`.
 
-        :param options: ``constants={name: value}`` (set globals before load), ``pin_root=``
-            (directory for maps pinned by name, default ``/sys/fs/bpf``), ``log_level=``,
-            ``keep_log=``, ``require_btf=`` (fail instead of loading without the object's BTF
-            when the kernel rejects it), plus whatever this spec's hooks understand (``btf_path=``).
+        :param opts: the load-time choices (:class:`CollectionOptions`), or None.
+        :param options: the same choices as keywords, overriding ``opts``: ``constants={name: value}``,
+            ``pin_root=``, ``kernel_btf=`` (or ``btf_path=``), ``log_level=``, ``log_size=``,
+            ``keep_log=``, ``require_btf=``, plus what the object loader understands.
         :returns: the collection (owns every fd it made; close it or use ``with``).
         :raises EBPFError: bad options or spec, before any syscall.
         :raises VerifierError: a program was rejected (everything made so far is closed).
         """
+        if opts is not None and not isinstance(opts, CollectionOptions):
+            raise EBPFError(f"load() takes CollectionOptions, not {type(opts).__name__}")
+        if opts is not None:
+            options = {**opts.as_dict(), **options}
+        options = CollectionOptions.from_kwargs(**options).as_dict()
         spec = self.copy()
         for hook in spec.hooks:
             hook(spec, options)
@@ -455,6 +511,10 @@ class _Loader:
         for opt in ("log_level", "keep_log", "log_size"):
             if opt in self.options:
                 fields[opt] = self.options[opt]
+        # What the loader knows travels as data: the section-derived target lets program.attach()
+        # work with no argument.
+        fields.update(section=self.spec.sections.get(name, pspec.section),
+                      attach_target=self.spec.attach_targets.get(name, pspec.attach_target))
         try:
             prog = load_program(dataclasses.replace(pspec, **fields))
         except VerifierError as exc:
@@ -463,9 +523,6 @@ class _Loader:
                 raise BTFError(f"program {name!r} reaches code the loader could not relocate: "
                                + "; ".join(notes)) from exc
             raise
-        # The section-derived target lets program.attach() work with no argument.
-        prog.attach_target = self.spec.attach_targets.get(name)
-        prog.section = self.spec.sections.get(name, "")
         self.programs[name] = prog
 
     def _fill_program_arrays(self) -> None:

@@ -86,6 +86,10 @@ class ProgramSpec:
     maps: Sequence[Any] = ()
     token: Any = None
     autoload: bool = True  # False: a collection leaves this program out (libbpf's bpf_program__set_autoload)
+    #: What the object loader knows (plain data, carried to :attr:`Program.section` / ``.attach_target``):
+    #: the ELF section the program came from, and where that section says to attach.
+    section: str = ""
+    attach_target: str | None = None
 
     def copy(self) -> ProgramSpec:
         """A copy that can be changed without touching this one (lists copied, maps shared)."""
@@ -430,11 +434,11 @@ class Program(FdOwner):
             except EBPFError:
                 pass
         self._maps = tuple(spec.maps)  # keep the maps alive as long as the program
-        #: The ELF section the program came from ("" when not loaded from an object).
-        self.section: str = ""
+        #: The ELF section the program came from ("" when not loaded from an object): from its spec.
+        self.section: str = spec.section
         #: Where the section name says to attach (``"syscalls/sys_enter_openat"``); used by
         #: :meth:`attach` when no target is given.
-        self.attach_target: object = None
+        self.attach_target: object = spec.attach_target
 
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
