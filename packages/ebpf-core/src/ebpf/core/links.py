@@ -507,17 +507,7 @@ def attach_perf_event(program: Program, perf_fd: int, cookie: int = 0, descripti
 
 def links() -> Iterator[LinkInfo]:
     """Every bpf link on the system (links that vanish while listing are skipped)."""
-    for link_id in commands.iter_ids("link"):
-        try:
-            fd = commands.fd_by_id("link", link_id)
-        except BPFSyscallError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            yield _link_info(fd)
-        finally:
-            close_fd(fd)
+    return commands.iter_objects("link", _link_info)
 
 
 class Stats:

@@ -13,7 +13,6 @@ preallocated buffers (see ``ebpf.core._maps.fastpath``); bulk reads use BPF_MAP_
 
 from __future__ import annotations
 
-import errno
 import statistics
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
@@ -33,8 +32,7 @@ from ebpf.core._maps.kinds import (
 from ebpf.core._maps.layout import decode_percpu, encode_percpu
 from ebpf.core._maps.stacktrace import BUILD_ID_FRAME_SIZE, BuildIdFrame, StackTraceMap, stack_id_error
 from ebpf.core._sys import commands
-from ebpf.core._sys.syscall import close_fd
-from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.errors import EBPFError
 from ebpf.core.system import cpu_count
 from ebpf.core.types import MapType
 
@@ -325,17 +323,7 @@ def dump_map(m: Map, limit: int | None = None) -> str:
 
 def maps() -> Iterator[MapInfo]:
     """Every map loaded on the system (maps that vanish while listing are skipped)."""
-    for map_id in commands.iter_ids("map"):
-        try:
-            fd = commands.fd_by_id("map", map_id)
-        except BPFSyscallError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            yield MapInfo.from_kernel(commands.map_info(fd))
-        finally:
-            close_fd(fd)
+    return commands.iter_objects("map", lambda fd: MapInfo.from_kernel(commands.map_info(fd)))
 
 
 from ebpf.core._callable import make_module_callable  # noqa: E402

@@ -613,17 +613,7 @@ def programs() -> Iterator[ProgramInfo]:
 
     :raises BPFSyscallError: EPERM without CAP_SYS_ADMIN.
     """
-    for prog_id in commands.iter_ids("prog"):
-        try:
-            fd = commands.fd_by_id("prog", prog_id)
-        except BPFSyscallError as exc:
-            if exc.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            yield _info(fd)
-        finally:
-            close_fd(fd)
+    return commands.iter_objects("prog", _info)
 
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ebpf.core._checks import U64, check_uint, checked
@@ -37,11 +37,12 @@ from ebpf.core._sys.attrs import (
     RawTracepointAttr,
     TaskFdQueryAttr,
 )
-from ebpf.core._sys.syscall import Cmd, bpf
+from ebpf.core._sys.syscall import Cmd, bpf, close_fd
 from ebpf.core._sys.unions import LinkCreateTail
 from ebpf.core.errors import BPFSyscallError
 
 _I = TypeVar("_I", bound=ctypes.Structure)
+_R = TypeVar("_R")
 
 
 def addr(buf: ctypes.Array[Any] | ctypes.Structure | None) -> int:
@@ -122,6 +123,26 @@ def iter_ids(kind: str) -> Iterator[int]:
             raise
         yield attr.next_id
         attr.start_id = attr.next_id
+
+
+def iter_objects(kind: str, read: Callable[[int], _R]) -> Iterator[_R]:
+    """``read(fd)`` of every kernel object of ``kind`` (``"prog"``, ``"map"``, ``"link"``, ``"btf"``).
+
+    Objects that vanish between listing and opening are skipped; each fd is closed after ``read``.
+
+    :raises BPFSyscallError: when listing or opening fails otherwise (EPERM without CAP_SYS_ADMIN).
+    """
+    for obj_id in iter_ids(kind):
+        try:
+            fd = fd_by_id(kind, obj_id)
+        except BPFSyscallError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            yield read(fd)
+        finally:
+            close_fd(fd)
 
 
 def fd_by_id(kind: str, obj_id: int, open_flags: int = 0) -> int:
