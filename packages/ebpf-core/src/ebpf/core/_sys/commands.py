@@ -41,6 +41,33 @@ from ebpf.core._sys.syscall import Cmd, bpf, close_fd
 from ebpf.core._sys.unions import LinkCreateTail
 from ebpf.core.errors import BPFSyscallError
 
+__all__ = [
+    "addr",
+    "map_create",
+    "map_freeze",
+    "obj_pin",
+    "obj_get",
+    "obj_info",
+    "prog_info",
+    "map_info",
+    "link_info",
+    "btf_info",
+    "iter_ids",
+    "iter_objects",
+    "fd_by_id",
+    "prog_attach",
+    "prog_detach",
+    "prog_query",
+    "raw_tracepoint_open",
+    "btf_load",
+    "task_fd_query",
+    "link_create",
+    "link_update",
+    "link_detach",
+    "enable_stats",
+    "prog_bind_map",
+]
+
 _I = TypeVar("_I", bound=ctypes.Structure)
 _R = TypeVar("_R")
 
