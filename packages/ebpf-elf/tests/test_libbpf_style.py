@@ -20,6 +20,8 @@ TOOLS = {
     "uprobe": {"labs_entry", "labs_exit"},
     "tcpstates": {"handle_set_state"},
     "sigsnoop": {"sig_trace"},
+    "execsnoop": {"tracepoint__syscalls__sys_enter_execve", "tracepoint__syscalls__sys_exit_execve"},
+    "profile": {"do_perf_event"},
 }
 
 
