@@ -1,0 +1,196 @@
+"""Cold start: a fresh process loading an object (open, CO-RE, load every program) vs libbpf.
+
+Prints one JSON line per figure (``nox -s bench``):
+
+- ``coldstart_load``, per object: median wall time of a fresh ``python -c "load_elf(obj).close()"``
+  and of a small C program doing ``bpf_object__open_file`` + ``bpf_object__load`` with the
+  system's libbpf (built here; ``apt-get install libbpf-dev`` is tried when the headers are
+  missing), runs interleaved, and the ratio; then ``coldstart_load_median`` over the objects.
+- ``coldstart_import``: ``import ebpf.core`` and every package, each in a fresh process, in
+  milliseconds above a bare interpreter (medians of interleaved runs), with ``-X importtime``'s
+  cumulative figure for the same imports.
+
+Byte code is cached in a private ``PYTHONPYCACHEPREFIX`` and warmed first (an installed
+package has its ``.pyc`` files; a source checkout under ``PYTHONDONTWRITEBYTECODE`` would
+otherwise be compiled on every run).  ``EBPF_BENCH_COLD_RUNS`` sets the runs per figure (7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "tests" / "fixtures"
+RUNS = int(os.environ.get("EBPF_BENCH_COLD_RUNS", "7"))
+# At least ten objects of different kinds, built by clang as libbpf-tools are.
+OBJECTS = [
+    "lt_syscount",  # tracepoints, hash maps, CO-RE
+    "lt_opensnoop",  # tracepoints, ring buffer, CO-RE flavours
+    "lt_execsnoop",  # tracepoints, perf buffer, CO-RE
+    "lt_runqlat",  # tp_btf, histograms
+    "lt_sigsnoop",  # tp_btf, ring buffer, weak kfunc
+    "lt_kprobes",  # kprobe, kretprobe, ksyscall, perf buffer, kconfig
+    "lt_uprobe",  # uprobe, uretprobe
+    "lt_tcpstates",  # tracepoint, ring buffer, CO-RE
+    "lt_profile",  # perf_event, stack map, CO-RE
+    "ringbuf_tp",  # tracepoint, ring buffer, globals
+    "core",  # raw_tp, many CO-RE relocation kinds
+    "usdt_args",  # usdt (uprobe) programs
+    "xdp_counter",  # xdp
+]
+
+C_LOADER = r"""
+#include <stdio.h>
+#include <bpf/libbpf.h>
+
+static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap) { return 0; }
+
+int main(int argc, char **argv)
+{
+	struct bpf_object *obj;
+	int err;
+
+	libbpf_set_print(quiet);
+	obj = bpf_object__open_file(argv[1], NULL);
+	if (!obj || libbpf_get_error(obj))
+		return 2;
+	err = bpf_object__load(obj);
+	bpf_object__close(obj);
+	return err ? 3 : 0;
+}
+"""
+
+
+def emit(**fields: object) -> None:
+    """One JSON line."""
+    fields.setdefault("python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})")
+    print(json.dumps(fields), flush=True)
+
+
+def build_c_loader(workdir: Path) -> tuple[Path | None, str]:
+    """The libbpf loader binary, or None and why not."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None, "no C compiler"
+    if not Path("/usr/include/bpf/libbpf.h").exists() and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "libbpf-dev"], capture_output=True, timeout=600, check=False)
+    src, exe = workdir / "coldload.c", workdir / "coldload"
+    src.write_text(C_LOADER)
+    out = subprocess.run([cc, "-O2", "-o", str(exe), str(src), "-lbpf"], capture_output=True, text=True, check=False)
+    if out.returncode:
+        return None, f"cannot build the libbpf loader: {out.stderr.strip()[-300:]}"
+    return exe, ""
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall time (ms) of one fresh process, its exit status and the end of its stderr."""
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    return (time.perf_counter() - t0) * 1000, out.returncode, out.stderr.strip()[-300:]
+
+
+def python_env(cache: Path) -> dict[str, str]:
+    """The environment for the Python runs: byte code cached (in ``cache``), plugins as installed."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
+def bench_loads(loader: Path | None, why: str, env: dict[str, str]) -> None:
+    """``coldstart_load`` lines and their median ratio."""
+    ratios = []
+    for name in OBJECTS:
+        path = FIXTURES / f"{name}.clang.o"
+        if not path.exists():
+            path = FIXTURES / f"{name}.o"
+        py = [sys.executable, "-c", f"from ebpf.elf import load_elf; load_elf({str(path)!r}).close()"]
+        timed(py, env)  # warm the byte code and the page cache
+        py_ms: list[float] = []
+        c_ms: list[float] = []
+        errors = []
+        for _ in range(RUNS):  # interleaved, so load changes on the machine hit both alike
+            if loader is not None:
+                ms, rc, err = timed([str(loader), str(path)], env)
+                c_ms.append(ms)
+                if rc:
+                    errors.append(f"libbpf loader exit {rc}")
+            ms, rc, err = timed(py, env)
+            py_ms.append(ms)
+            if rc:
+                errors.append(f"python exit {rc}: {err}")
+        fields: dict[str, object] = {"figure": "coldstart_load", "object": path.name,
+                                     "ebpf_ms": round(statistics.median(py_ms), 1)}
+        if loader is not None:
+            fields["libbpf_ms"] = round(statistics.median(c_ms), 1)
+            fields["ratio"] = round(statistics.median(py_ms) / statistics.median(c_ms), 2)
+        else:
+            fields["libbpf"] = why
+        if errors:
+            fields["error"] = sorted(set(errors))[0]
+        elif loader is not None:
+            ratios.append(float(fields["ratio"]))  # type: ignore[arg-type]
+        emit(**fields)
+    if ratios:
+        emit(figure="coldstart_load_median", objects=len(ratios), ratio=round(statistics.median(ratios), 2),
+             goal="<= 4x libbpf")
+
+
+IMPORTS = {
+    "bare": "pass",
+    "ebpf.core": "import ebpf.core",
+    "all packages": "import ebpf.core, ebpf.elf, ebpf.events, ebpf.net, ebpf.security, ebpf.lang, ebpf.export",
+}
+GOALS = {"ebpf.core": 30, "all packages": 80}
+
+
+def importtime_ms(code: str, env: dict[str, str]) -> float:
+    """``-X importtime``'s cumulative milliseconds of the top-level ``ebpf`` imports of ``code``."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True,
+                         check=False)
+    total = 0
+    for line in out.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[2].startswith(" ebpf"):  # top level only (nested imports are indented)
+            total += int(parts[1])
+    return total / 1000
+
+
+def bench_imports(env: dict[str, str]) -> None:
+    """``coldstart_import`` lines: each import above a bare interpreter."""
+    times: dict[str, list[float]] = {k: [] for k in IMPORTS}
+    for code in IMPORTS.values():
+        timed([sys.executable, "-c", code], env)  # warm
+    for _ in range(RUNS * 2):
+        for key, code in IMPORTS.items():
+            times[key].append(timed([sys.executable, "-c", code], env)[0])
+    bare = statistics.median(times["bare"])
+    for key in ("ebpf.core", "all packages"):
+        emit(figure="coldstart_import", what=key, bare_ms=round(bare, 1),
+             above_bare_ms=round(statistics.median(times[key]) - bare, 1),
+             importtime_ms=round(statistics.median(importtime_ms(IMPORTS[key], env) for _ in range(3)), 1),
+             goal_ms=GOALS[key])
+
+
+def main() -> int:
+    """Run the cold-start benchmarks."""
+    with tempfile.TemporaryDirectory(prefix="ebpf-coldstart-") as tmp:
+        work = Path(tmp)
+        env = python_env(work / "pycache")
+        loader, why = build_c_loader(work)
+        bench_imports(env)
+        bench_loads(loader, why, env)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
