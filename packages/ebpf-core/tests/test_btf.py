@@ -124,7 +124,9 @@ def test_repeated_lookups_use_a_name_index_with_the_same_answers(vmlinux: Spec) 
     names = ["task_struct", "sk_buff", "u32", "bpf_attr", "vfs_read", "list_head", "no_such_name_xyz", "pid"]
     direct = btf.parse(vmlinux.data)
     first = [direct.find_ids(n) for n in names]  # the first lookups search the blob
-    for _ in range(10):
+    from ebpf.core.btf.spec import _INDEX_AFTER
+
+    for _ in range(_INDEX_AFTER):
         direct.find_ids("file")
     assert direct._off_index is not None  # by now the index exists
     assert [direct.find_ids(n) for n in names] == first

@@ -2,13 +2,14 @@
 
 Opening a spec only checks the header.  The first lookup builds an index of record
 offsets (one pass over the type section's words); names are found by searching the
-string section for ``\\0name\\0`` and then the type section for that string offset,
-so ``find("task_struct")`` never decodes the other 150k types.  Decoded types are cached.
+string section for ``\\0name\\0`` and then a packed array of every record's name offset
+for that string offset, so ``find("task_struct")`` never decodes the other 150k types (nor
+builds a dictionary of all their names).  Decoded types are cached.
 """
 
 from __future__ import annotations
 
-import bisect
+import sys
 from array import array
 from collections.abc import Iterator
 
@@ -37,7 +38,10 @@ from ebpf.core.errors import BTFError
 
 __all__ = ["Spec", "parse", "map_btf"]
 
-_INDEX_AFTER = 8  # name lookups answered by searching the blob before a name index is built
+# Name lookups answered by searching the blob (about a millisecond each on vmlinux) before a
+# dictionary of every name is built (a few hundred milliseconds): a program's CO-RE relocations
+# and attach targets ask for a handful of names; only a tool that walks many types gets the index.
+_INDEX_AFTER = 256
 _MAX_DEPTH = 64  # nesting limit for values and alignment (real kernels stay far below)
 _KIND_WORDS = {"struct": Kind.STRUCT, "union": Kind.UNION, "enum": Kind.ENUM, "typedef": Kind.TYPEDEF}
 
@@ -65,6 +69,7 @@ class Spec:
         self._lookups = 0
         self._str_index: dict[bytes, list[int]] | None = None
         self._off_index: dict[int, list[int]] | None = None
+        self._name_words: bytes | None = None
         #: Size of a pointer in bytes (BTF does not record it; 8 on the 64-bit targets BPF uses).
         self.ptr_size = 8
 
@@ -192,17 +197,22 @@ class Spec:
             for off in self._name_offsets(raw):
                 ids.extend(self._off_index.get(off, ()))
             return sorted(set(ids))
-        data, start, end = self._data, self._hdr.type_start, self._hdr.type_start + self._hdr.type_len
+        names = self._name_words
+        if names is None:
+            # Every record's name offset, packed big-endian: a name's records are the aligned hits
+            # of its offset here (the type section itself would also match sizes, ids and members),
+            # and a pattern ending in the offset's low byte lets the search skip ahead.
+            packed = array("I", map(self._hdr.words.__getitem__, offsets))
+            if sys.byteorder == "little":
+                packed.byteswap()
+            names = self._name_words = packed.tobytes()
         for off in self._name_offsets(raw):
-            pattern = off.to_bytes(4, self.byteorder)  # type: ignore[arg-type]
-            pos = data.find(pattern, start, end)
+            pattern = off.to_bytes(4, "big")
+            pos = names.find(pattern)
             while pos != -1:
-                w, rem = divmod(pos - start, 4)
-                if not rem:
-                    i = bisect.bisect_left(offsets, w)
-                    if i < len(offsets) and offsets[i] == w:
-                        ids.append(self._first_id + i)
-                pos = data.find(pattern, pos + 1, end)
+                if not pos & 3:
+                    ids.append(self._first_id + pos // 4)
+                pos = names.find(pattern, pos + 1)
         return sorted(set(ids))
 
     def _kind_of(self, type_id: int) -> Kind:
