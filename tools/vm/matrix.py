@@ -331,7 +331,9 @@ def merge(series: str, image: Path, units: list[Unit], runs: list[KernelRun], ti
 def run_vms(args: argparse.Namespace, vng: str, images: dict[str, Path], units: list[Unit], extra: list[str],
             outdir: Path) -> list[KernelRun]:
     """Every (kernel, unit) boot, ``--jobs`` at a time, longest first; one merged column per kernel."""
-    jobs = sorted(((series, unit) for series in images for unit in units), key=lambda j: -j[1].weight)
+    # longest first (the whole run ends sooner), or --shortest-first (the most boots done by a deadline)
+    sign = 1 if args.shortest_first else -1
+    jobs = sorted(((series, unit) for series in images for unit in units), key=lambda j: sign * j[1].weight)
     if args.jobs <= 1 or len(jobs) <= 1:
         done = {(s, u.name): run_vm(args, vng, s, images[s], u, extra, outdir) for s, u in jobs}
     else:
@@ -456,6 +458,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--cache", type=Path, default=vm.DEFAULT_CACHE, help=f"default {vm.DEFAULT_CACHE}")
     parser.add_argument("--json", type=Path, help="write the summary here (default <cache>/results/matrix-<stamp>.json)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show the kernel console too")
+    parser.add_argument("--shortest-first", action="store_true",
+                        help="start the quickest boots first (the most results by a deadline; default: longest first)")
+    parser.add_argument("--report", type=Path, metavar="RESULTS_DIR",
+                        help="boot nothing: print the table of an earlier (or cut-off) run from its results directory")
     ours, rest = argv, []
     if "--" in argv:
         i = argv.index("--")
@@ -468,12 +474,48 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
+def report(outdir: Path, timeout: int) -> int:
+    """The table of the run whose files are in ``outdir`` (``host/``, ``<series>/<unit>/``), even a cut-off one."""
+    results: list[KernelRun] = []
+    if (outdir / "host").is_dir():
+        host = KernelRun(label="host", kind="host", series="host")
+        rc = outdir / "host" / "rc"
+        host.exit = int(rc.read_text().strip()) if rc.exists() else (0 if (outdir / "host" / "junit.xml").exists()
+                                                                        else None)
+        collect(host, outdir / "host")
+        host.label = f"host {'.'.join(host.release.split('.')[:2])}" if host.release else "host"
+        results.append(host)
+    for series_dir in sorted(d for d in outdir.iterdir() if d.is_dir() and d.name != "host"):
+        units, runs = [], []
+        for rundir in sorted(d for d in series_dir.iterdir() if d.is_dir()):
+            run = KernelRun(label=series_dir.name, kind="vm", series=series_dir.name, rundir=str(rundir))
+            rc = rundir / "rc"
+            run.exit = int(rc.read_text().strip() or "125") if rc.exists() else 124
+            collect(run, rundir)
+            units.append(Unit(rundir.name, []))
+            runs.append(run)
+        if runs:
+            results.append(merge(series_dir.name, Path(), units, runs, timeout))
+    for r in results:
+        r.status = describe(r, timeout)
+    print(f"\n## Kernel matrix (from {outdir})\n", flush=True)
+    print(table(results, timeout))
+    for r in results:
+        for text in [*r.problems, *(f"kernel: {t}" for t in r.kernel_trouble)]:
+            print(f"{r.label}: {text}")
+        for u in r.units:
+            print(f"{r.label}: boot {u['name']}: {u['status']}")
+    return 0 if all(r.ok for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Set up, run every kernel, print the table, write the JSON; returns the exit status."""
     wall = time.monotonic()
     # SIGTERM (CI, nox) unwinds like Ctrl-C, so every VM gets killed on the way out
     signal.signal(signal.SIGTERM, vm._interrupt)
     args, extra = parse(sys.argv[1:] if argv is None else argv)
+    if args.report is not None:
+        return report(args.report, args.timeout)
     tests = resolve_tests(args)
     check = subprocess.run([args.python, "-c", "import pytest, pluggy"], capture_output=True)
     if check.returncode != 0:
@@ -504,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         host = run_host(args, tests, extra, outdir)
         results.append(host)
     # --tests: one boot per kernel, as given; else per package (chunks of files balanced by the host's seconds)
+    if host is None:  # --no-host: balance the chunks by the latest host run's seconds, if there is one
+        earlier = sorted(args.cache.glob("results/matrix-*/host/junit.xml"))
+        if earlier:
+            host = KernelRun(label="host", kind="host", series="host", junit=str(earlier[-1]))
     units = [Unit("", tests)] if args.tests else plan_units(tests, args.split, host)
     log("boots per kernel: " + "; ".join(f"{u.name or 'all'} ({len(u.tests)} paths)" for u in units))
     results.extend(run_vms(args, vng, images, units, extra, outdir))
