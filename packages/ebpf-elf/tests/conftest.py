@@ -47,13 +47,15 @@ class _Attached:
 
 
 def _attach_locally(program: Any) -> _Attached:
-    """Attach tracepoint / raw_tp programs by their section target with the syscall layer only."""
+    """Attach tracepoint / raw_tp / tp_btf programs by their section target with the syscall layer only."""
     from ebpf.core.lowlevel import perf, raw_tracepoint_open
     from ebpf.core.types import ProgType
 
     target = program.attach_target
     if program.prog_type == ProgType.RAW_TRACEPOINT:
         return _Attached(raw_tracepoint_open(target, program.fd))
+    if program.prog_type == ProgType.TRACING and program.spec.attach_to:  # tp_btf: the target is in the program
+        return _Attached(raw_tracepoint_open(None, program.fd))
     if program.prog_type == ProgType.TRACEPOINT:
         category, name = target.split("/", 1)
         fd = perf.open_tracepoint(category, name, pid=os.getpid(), cpu=-1)

@@ -74,7 +74,9 @@ def _import(path: str, name: str) -> ModuleType:
 
 
 def _mypy(path: str) -> None:
-    env = {**os.environ, "MYPYPATH": f"{CORE_SRC}{os.pathsep}{SRC}"}
+    env = dict(os.environ)
+    if "site-packages" not in str(SRC):  # a source checkout (editable install): point mypy at the sources
+        env["MYPYPATH"] = f"{CORE_SRC}{os.pathsep}{SRC}"
     res = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--namespace-packages",
                           "--explicit-package-bases", "--ignore-missing-imports", "--no-incremental", path],
                          capture_output=True, text=True, env=env, cwd=os.path.dirname(path), timeout=600)
