@@ -65,6 +65,13 @@ typedef __u32 __wsum;
 #define __uptr __attribute__((btf_type_tag("uptr")))
 #define __weak_ksym __attribute__((weak)) __attribute__((section(".ksyms")))
 
+/* Calls the verifier may treat as preserving caller-saved registers (clang >= 19 knows the attribute). */
+#if defined(__has_attribute) && __has_attribute(bpf_fastcall)
+#define __bpf_fastcall __attribute__((bpf_fastcall))
+#else
+#define __bpf_fastcall
+#endif
+
 /* Argument annotations for global subprograms (decl tags the verifier reads). */
 #define __arg_ctx __attribute__((btf_decl_tag("arg:ctx")))
 #define __arg_nonnull __attribute__((btf_decl_tag("arg:nonnull")))
