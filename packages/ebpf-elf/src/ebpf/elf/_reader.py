@@ -1,16 +1,15 @@
-"""The one module that touches pyelftools: reads an ELF relocatable object into plain data.
+"""Reads an ELF relocatable object into plain data: the one module that parses ELF.
 
-Nothing of pyelftools leaks out: callers get :class:`RawObject` (sections, symbols and
-relocations as dataclasses), and every parsing failure is an :class:`ELFError` naming the
-file, the section and the offset where it could be told.
+Callers get :class:`RawObject` (sections, symbols and relocations as dataclasses), and every
+parsing failure is an :class:`ELFError` naming the file, the section and the offset where it
+could be told.  Only what a BPF loader needs is read (section headers, their contents, the
+symbol table and REL entries), directly with :mod:`struct`: no ELF library to import.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
 from ebpf.core.errors import ELFError
 
@@ -123,45 +122,18 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
         except OSError as exc:
             raise ELFError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     _check_header(path, data)
-    # pyelftools raises ELFParseError, struct.error, ValueError, IndexError, KeyError ... on bad
-    # input; every one becomes ELFError naming the section being read.
+    # Section headers, symbols and relocations are read with struct (pyelftools' import alone
+    # cost more than the rest of a load); struct.error, IndexError, UnicodeError ... on bad
+    # input become ELFError naming what was being read.
     where = "ELF header"
     try:
-        from elftools.elf.elffile import ELFFile
-
-        elf = ELFFile(io.BytesIO(data))
-        shnum = elf.num_sections()
-        sections: list[RawSection] = []
-        symtab: Any = None
-        symtab_index = 0
-        for index in range(shnum):
-            where = f"section header {index}"
-            sec = elf.get_section(index)
-            where = f"section {sec.name!r} (index {index}, offset {sec['sh_offset']:#x})"
-            sh_type = sec["sh_type"]
-            type_num = _section_type_number(sh_type)
-            size = sec["sh_size"]
-            if type_num == SHT_NOBITS:
-                body = bytes(size) if size < (1 << 30) else b""
-            elif type_num == 0:
-                body = b""
-            else:
-                off = sec["sh_offset"]
-                if off + size > len(data):
-                    raise ELFError(
-                        f"{path}: {where}: extends to {off + size:#x}, past the end of the file ({len(data):#x} bytes)"
-                    )
-                body = data[off : off + size]
-            sections.append(
-                RawSection(index, sec.name, type_num, sec["sh_flags"], size, sec["sh_link"], sec["sh_info"],
-                           sec["sh_offset"], body)
-            )
-            if type_num == SHT_SYMTAB:
-                symtab, symtab_index = sec, index
+        sections = _sections(path, data)
         symbols: list[RawSymbol] = []
-        if symtab is not None:
-            where = f"symbol table {symtab.name!r} (offset {symtab['sh_offset']:#x})"
-            symbols = _symbols(sections[symtab_index], sections, path)
+        symtabs = [sec for sec in sections if sec.type == SHT_SYMTAB]
+        if symtabs:
+            symtab = symtabs[-1]
+            where = f"symbol table {symtab.name!r} (offset {symtab.offset:#x})"
+            symbols = _symbols(symtab, sections, path)
         relocations: dict[int, list[RawRelocation]] = {}
         for sec_raw in sections:
             if sec_raw.type != SHT_REL:
@@ -170,12 +142,11 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
             if sec_raw.size % 16:
                 raise ELFError(f"{path}: {where}: size {sec_raw.size} is not a multiple of 16")
             entries = relocations.setdefault(sec_raw.info, [])
-            for off in range(0, sec_raw.size, 16):
-                r_offset, r_info = struct.unpack_from("<QQ", sec_raw.data, off)
+            for r_offset, r_info in _REL.iter_unpack(sec_raw.data):
                 entries.append(RawRelocation(r_offset, r_info >> 32, r_info & 0xFFFFFFFF))
     except ELFError:
         raise
-    except Exception as exc:  # pyelftools' own errors, struct.error, IndexError, UnicodeError ...
+    except Exception as exc:  # struct.error, IndexError, UnicodeError ...
         raise ELFError(f"{path}: malformed ELF in {where}: {type(exc).__name__}: {exc}") from exc
     return RawObject(path, sections, symbols, relocations)
 
@@ -188,7 +159,7 @@ _SYM = struct.Struct("<IBBHQQ")
 
 
 def _symbols(symtab: RawSection, sections: list[RawSection], path: str) -> list[RawSymbol]:
-    """Elf64_Sym entries, read directly (pyelftools' per-symbol parsing is the loader's hot spot)."""
+    """Elf64_Sym entries."""
     if symtab.size % _SYM.size:
         raise ELFError(f"{path}: symbol table at offset {symtab.offset:#x}: size {symtab.size} is not a multiple "
                        f"of {_SYM.size}")
@@ -208,13 +179,54 @@ def _symbols(symtab: RawSection, sections: list[RawSection], path: str) -> list[
     return out
 
 
-_TYPE_NAMES = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "SHT_RELA": 4,
-               "SHT_HASH": 5, "SHT_DYNAMIC": 6, "SHT_NOTE": 7, "SHT_NOBITS": 8, "SHT_REL": 9,
-               "SHT_DYNSYM": 11, "SHT_INIT_ARRAY": 14, "SHT_FINI_ARRAY": 15, "SHT_GROUP": 17,
-               "SHT_SYMTAB_SHNDX": 18}
+_SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
+_REL = struct.Struct("<QQ")  # Elf64_Rel
+SHN_XINDEX = 0xFFFF
 
 
-def _section_type_number(sh_type: object) -> int:
-    if isinstance(sh_type, int):
-        return sh_type
-    return _TYPE_NAMES.get(str(sh_type), 0x6FFF0000)
+def _sections(path: str, data: bytes) -> list[RawSection]:
+    """Every section header with its name and contents (``data`` holds a checked ELF64 LE header)."""
+    e_shoff, = struct.unpack_from("<Q", data, 0x28)
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    if not e_shoff:
+        return []
+    if e_shentsize != _SHDR.size:
+        raise ELFError(f"{path}: section header size {e_shentsize} at offset 0x3a (expected {_SHDR.size})")
+    if e_shoff + _SHDR.size > len(data):
+        raise ELFError(f"{path}: section headers at {e_shoff:#x} (e_shoff, offset 0x28) lie past the end of the "
+                       f"file ({len(data):#x} bytes)")
+    first = _SHDR.unpack_from(data, e_shoff)
+    count = e_shnum or first[5]  # more than 0xff00 sections: the count is section 0's sh_size
+    if e_shstrndx == SHN_XINDEX:
+        e_shstrndx = first[6]
+    if e_shoff + count * _SHDR.size > len(data):
+        raise ELFError(f"{path}: {count} section headers at {e_shoff:#x} run past the end of the file "
+                       f"({len(data):#x} bytes)")
+    headers = [_SHDR.unpack_from(data, e_shoff + i * _SHDR.size) for i in range(count)]
+    names = b""
+    if 0 < e_shstrndx < count:
+        _, _, _, _, off, size, *_ = headers[e_shstrndx]
+        if off + size > len(data):
+            raise ELFError(f"{path}: section name table (index {e_shstrndx}, offset {off:#x}) extends to "
+                           f"{off + size:#x}, past the end of the file ({len(data):#x} bytes)")
+        names = data[off : off + size]
+    elif count:
+        raise ELFError(f"{path}: section name table index {e_shstrndx} (e_shstrndx, offset 0x3e) is not one of "
+                       f"the {count} sections")
+    sections = []
+    for index, (sh_name, sh_type, flags, _addr, off, size, link, info, _align, _entsize) in enumerate(headers):
+        if sh_name >= len(names) and (sh_name or index):
+            raise ELFError(f"{path}: section header {index}: name offset {sh_name} outside the section name table")
+        end = names.find(b"\0", sh_name)
+        name = names[sh_name : end if end >= 0 else len(names)].decode("utf-8", "replace") if names else ""
+        if sh_type == SHT_NOBITS:
+            body = bytes(size) if size < (1 << 30) else b""
+        elif sh_type == 0:
+            body = b""
+        else:
+            if off + size > len(data):
+                raise ELFError(f"{path}: section {name!r} (index {index}, offset {off:#x}): extends to "
+                               f"{off + size:#x}, past the end of the file ({len(data):#x} bytes)")
+            body = data[off : off + size]
+        sections.append(RawSection(index, name, sh_type, flags, size, link, info, off, body))
+    return sections
