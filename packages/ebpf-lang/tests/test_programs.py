@@ -247,3 +247,46 @@ def test_run_time_indexes() -> None:
     assert seen == [7 + 103, 7 + 103, 7, 0, 0]
     assert got.hits == [0, 0, 0, 10, 0, 0, 0, 5]
     assert got.small == [1100, 109, 0, 107]
+
+
+class Inner(Struct):
+    a: u32
+    b: u16
+
+
+class Outer(Struct):
+    tag: u32
+    inner: Inner
+    more: u8[5]
+
+
+outers = HashMap(u32, Outer, max_entries=4)
+
+
+@kernel("xdp")
+def copies(ctx: ct.xdp_md) -> int:
+    o = Outer(tag=7)
+    o.inner.a = 11
+    o.inner.b = 22
+    o.more[4] = 9
+    snap = o                  # a copy, not an alias
+    o.tag = 8
+    outers[1] = snap
+    p = outers.lookup(1)
+    if p is None:
+        return 1
+    kept = p.inner            # a copy of a map value's member
+    p.inner.a = 99
+    res[11] = kept.a + snap.tag * 1000 + o.tag * 100000
+    o.inner = kept            # a member from a struct
+    res[12] = o.inner.b + o.more[4]
+    return 2
+
+
+def test_struct_copies() -> None:
+    with load([copies]) as c:
+        assert c.programs["copies"].test_run(bytes(64)).retval == 2
+        assert c.maps["res"][11] == 11 + 7 * 1000 + 8 * 100000
+        assert c.maps["res"][12] == 22 + 9
+        got = Outer.decode(c.maps["outers"].lookup_bytes((1).to_bytes(4, "little")))
+    assert (got.tag, got.inner.a, got.inner.b, list(got.more)) == (7, 99, 22, [0, 0, 0, 0, 9])

@@ -213,8 +213,30 @@ class FunctionChecker(ExprChecker):
         place = self.place(target)
         return [self.store(place, value, target)]
 
+    def copy_from(self, dst: Place, value: ast.expr, node: ast.AST) -> ir.Stmt | None:
+        """``dst = <a struct or array of the same type>``: a byte copy; None when ``value`` is not one."""
+        if not isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) or self.map_of(value) is not None:
+            return None
+        try:
+            src = self.place(value)
+        except LangError:
+            return None
+        if not isinstance(src.type, (StructType, ArrayType)):
+            return None
+        if src.type is not dst.type:
+            raise self.where.error(value, f"cannot copy a {src.type!r} into a {dst.type!r}")
+        if src.kernel:
+            raise self.where.error(value, "copy kernel memory with bpf.probe_read_kernel(dst, addr)")
+        if dst.kernel or dst.readonly:
+            raise self.where.error(node, "kernel memory is read-only here: copy what you need into a local or a struct")
+        return ir.Copy(self.pos(node), dst.base, dst.offset, src.base, src.offset, src.type.size)
+
     def store(self, place: Place, value: ast.expr, node: ast.expr) -> ir.Stmt:
         """Write ``value`` to a field/element ``place``."""
+        if isinstance(place.type, (StructType, ArrayType)):
+            copied = self.copy_from(place, value, node)
+            if copied is not None:
+                return copied
         if isinstance(place.type, ArrayType) and isinstance(place.type.elem, IntType) and place.type.elem.size == 1:
             raise self.where.error(node, "assigning to a char[N] is not supported: fill it with a helper "
                                          "(bpf.get_current_comm(ev.comm), bpf.probe_read_user_str(ev.name, addr))")
@@ -252,6 +274,18 @@ class FunctionChecker(ExprChecker):
                     raise self.where.error(kw, f"{st!r} has no field {kw.arg!r}")
                 out.append(self.store(Place(ir.AddrOf(PtrType(st, "stack"), pos, var, 0), f[1], f[0]), kw.value, kw.value))
             return out
+        if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) and self.map_of(value) is None \
+                and (var is None or var.in_memory) and not (isinstance(value, ast.Name) and value.id in self.vars
+                                                            and not self.vars[value.id].in_memory):
+            src_t = self._aggregate_type(value)
+            if src_t is not None:  # snapshot = ev / p.inner: a copy into a struct local
+                if var is None:
+                    var = self.vars[name] = ir.Var(name, src_t)
+                copied = self.copy_from(Place(ir.AddrOf(PtrType(var.type, "stack"), pos, var, 0), 0, var.type),
+                                        value, value)
+                if copied is not None:
+                    self.state.assigned.add(var)
+                    return [copied]
         e = self.expr(value)
         if isinstance(e.type, (StructType, ArrayType)):
             raise self.where.error(value, f"cannot copy a whole {e.type!r} into {name}: copy its fields")
@@ -274,6 +308,14 @@ class FunctionChecker(ExprChecker):
             e = self.convert(e, var.type, value)
         self.state.assigned.add(var)
         return [ir.Assign(pos, var, e)]
+
+    def _aggregate_type(self, value: ast.expr) -> StructType | ArrayType | None:
+        """The struct/array type ``value`` names, when it names one (without side effects on errors)."""
+        try:
+            place = self.place(value)
+        except LangError:
+            return None
+        return place.type if isinstance(place.type, (StructType, ArrayType)) else None
 
     def aug_assign(self, s: ast.AugAssign) -> list[ir.Stmt]:
         """``x += v``; ``m[k] += v`` is an atomic add on the map value."""

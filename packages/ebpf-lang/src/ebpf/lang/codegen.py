@@ -275,6 +275,8 @@ class Codegen:
             if owned:
                 self.free(b)
             self.end_guards()
+        elif isinstance(s, ir.Copy):
+            self.copy(s)
         elif isinstance(s, ir.Zero):
             assert s.var is not None
             off = self.home_stack[s.var]
@@ -367,6 +369,26 @@ class Codegen:
             return self.home_reg[base.var], offset, False
         r = self.value(base)
         return r, offset, True
+
+    def copy(self, s: ir.Copy) -> None:
+        """A byte copy through a scratch register, 8, 4, 2 or 1 bytes at a time."""
+        assert s.src is not None and s.dst is not None
+        src, soff, src_owned = self.address(s.src, s.src_offset)
+        dst, doff, dst_owned = self.address(s.dst, s.dst_offset)
+        tmp = self.alloc()
+        done = 0
+        while done < s.size:
+            # The widest access that fits and keeps both sides aligned (the verifier checks stack alignment).
+            n = next(k for k in (8, 4, 2, 1)
+                     if done + k <= s.size and (soff + done) % k == 0 and (doff + done) % k == 0)
+            self.emit(ldx_mem(_SIZES[n], tmp, src, soff + done))
+            self.emit(stx_mem(_SIZES[n], dst, tmp, doff + done))
+            done += n
+        self.free(tmp)
+        for reg, owned in ((src, src_owned), (dst, dst_owned)):
+            if owned:
+                self.free(reg)
+        self.end_guards()
 
     def index_pointer(self, e: ir.IndexAddr) -> Reg:
         """``base + index * size`` in a scratch register, after ``if index >= n: goto <skip>``."""

@@ -234,6 +234,17 @@ class AtomicAdd(Stmt):
 
 
 @dataclass(eq=False)
+class Copy(Stmt):
+    """Copy ``size`` bytes from ``src + src_offset`` to ``dst + dst_offset`` (a whole struct or array)."""
+
+    dst: Expr | None = None
+    dst_offset: int = 0
+    src: Expr | None = None
+    src_offset: int = 0
+    size: int = 0
+
+
+@dataclass(eq=False)
 class Zero(Stmt):
     """Zero a memory variable (``ev = Event()``)."""
 
