@@ -35,8 +35,9 @@ programs:
 """
 
 
-def our_programs(name: str) -> list[int]:
-    return [p.id for p in bpf.programs() if p.name == name]
+def programs_named(name: str) -> set[int]:
+    """Ids of loaded programs with this name (other processes may load their own: compare sets)."""
+    return {p.id for p in bpf.programs() if p.name == name}
 
 
 def sample(families: list[MetricFamily], name: str, labels: str) -> float | None:
@@ -50,7 +51,8 @@ def sample(families: list[MetricFamily], name: str, labels: str) -> float | None
 def test_counts_what_a_child_process_does(getppid_calls: Any) -> None:
     comm = "exp" + uuid.uuid4().hex[:10]
     with Exporter(parse_config(CONFIG, "t.yaml")) as exporter:
-        assert our_programs("exp_test_count")
+        ours = {p["id"] for p in exporter.programs_info()[0]["programs"]}
+        assert ours <= programs_named("exp_test_count")
         getppid_calls(comm, 321)
         fams = exporter.collect()
         assert sample(fams, "exp_test_getppid_total", f'{{comm="{comm}"}}') == 321
@@ -63,7 +65,7 @@ def test_counts_what_a_child_process_does(getppid_calls: Any) -> None:
         assert parsed["exp_test_getppid"].type == "counter"  # the parser drops _total
         om = {f.name: f for f in parse_openmetrics(exporter.render(openmetrics=True))}
         assert any(s.labels == {"comm": comm} and s.value == 330 for s in om["exp_test_getppid"].samples)
-    assert not our_programs("exp_test_count"), "close() left the program loaded"
+    assert not ours & programs_named("exp_test_count"), "close() left the program loaded"
 
 
 def test_interval_serves_cached_reads(getppid_calls: Any) -> None:
@@ -100,6 +102,7 @@ def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
 
 
 def test_bad_configs_fail_before_anything_stays_loaded() -> None:
+    before = programs_named("exp_test_count") | programs_named("exp_bad_prog")
     wrong_map = CONFIG.replace("- name: exp_test_getppid_total", "- name: exp_nope_total")
     with pytest.raises(ConfigError, match=r"t.yaml:6: programs\[0\].metrics.counters\[0\]: the object has no map "
                                           r"'exp_nope_total' \(maps: exp_test_getppid_total\)"):
@@ -111,10 +114,11 @@ def test_bad_configs_fail_before_anything_stays_loaded() -> None:
     verifier = CONFIG.replace(COUNTER, BAD)
     with pytest.raises(ExportError, match=r"t.yaml:2: programs\[0\]: loading .* failed: .*exp_bad_prog"):
         Exporter(parse_config(verifier, "t.yaml")).start()
-    assert not our_programs("exp_test_count") and not our_programs("exp_bad_prog")
+    assert programs_named("exp_test_count") | programs_named("exp_bad_prog") <= before
 
 
 def test_cli_exits_2_on_a_bad_config(tmp_path: Path) -> None:
+    before = programs_named("exp_bad_prog")
     path = tmp_path / "bad.yaml"
     path.write_text(CONFIG.replace("name: string", "name: nosuch"))
     proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "export", "--config", str(path)],
@@ -126,4 +130,4 @@ def test_cli_exits_2_on_a_bad_config(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "export", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "exp_bad_prog" in proc.stderr
-    assert not our_programs("exp_bad_prog")
+    assert programs_named("exp_bad_prog") <= before
