@@ -328,3 +328,20 @@ def test_feature_table_pairs_each_type_with_its_first_kernel_and_its_probe() -> 
     # the row's probe is the feature's probe: the same cached answer either way
     arena = _outcome(by_member[("map type", MapType.ARENA)].probe)
     assert (arena is None) == (_outcome(features.have_map_type, "arena") is None)
+
+
+@pytest.mark.parametrize(("name", "version"), [("cpu_v4", "6.6"), ("may_goto", "6.9"), ("load_acquire", "6.15")])
+def test_instruction_set_probes_answer_clearly(name: str, version: str) -> None:
+    exc = _outcome(features.have_instructions, name)
+    _answers_clearly(exc, f"{name.replace('_', ' ')} instructions", version)
+
+
+def test_instruction_probe_reads_a_refusal_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ebpf.core.programs as programs
+
+    monkeypatch.setattr(programs, "bpf", _einval)  # what a kernel without the opcodes answers
+    with pytest.raises(UnsupportedFeatureError, match="may goto instructions") as exc:
+        features.have_instructions("may_goto")
+    assert exc.value.min_kernel == "6.9"
+    with pytest.raises(EBPFError, match="unknown instruction set"):
+        features.have_instructions("cpu_v9")

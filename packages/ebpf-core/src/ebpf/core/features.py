@@ -57,6 +57,7 @@ __all__ = [
     "have_kprobes",
     "have_fentry",
     "have_lsm",
+    "have_instructions",
     "clear_cache",
     "feature_test",
     "probe_error",
@@ -507,6 +508,40 @@ def have_lsm() -> None:
     if "bpf" not in active:
         raise _unsupported("lsm programs", "5.7", f"'bpf' is not an active LSM ({','.join(active)}); "
                            "boot with lsm=...,bpf")
+
+
+# --- instruction sets --------------------------------------------------------------------------
+
+#: Each probe is hand-encoded (not assembled), so a slip in the assembler cannot make it skip a test.
+_INSN_PROBES: dict[str, tuple[str, bytes]] = {
+    # r0 = 1; r0 s/= 1 (BPF_ALU64|BPF_DIV|BPF_K with off=1: signed division, cpu v4); exit
+    "cpu_v4": ("6.6", bytes.fromhex("b700000001000000" "3700010001000000" "9500000000000000")),
+    # r0 = 0; may_goto +0 (BPF_JMP|BPF_JCOND); exit
+    "may_goto": ("6.9", bytes.fromhex("b700000000000000" "e500000000000000" "9500000000000000")),
+    # *(u64 *)(r10 - 8) = 0; r0 = load_acquire((u64 *)(r10 - 8)) (BPF_ATOMIC, imm BPF_LOAD_ACQ); exit
+    "load_acquire": ("6.15", bytes.fromhex("7a0af8ff00000000" "dba0f8ff00010000" "9500000000000000")),
+}
+
+
+@_cached
+def have_instructions(name: str) -> None:
+    """Probe for an instruction set extension: ``"cpu_v4"`` (sdiv, movsx, bswap, gotol: Linux >= 6.6),
+    ``"may_goto"`` (Linux >= 6.9), ``"load_acquire"`` (load-acquire/store-release: Linux >= 6.15).
+
+    Loads a tiny socket filter using the instructions; the verifier refusing them means the kernel lacks them.
+
+    :raises UnsupportedFeatureError: when this kernel does not know the instructions.
+    :raises EBPFError: for an unknown name, or when the probe cannot tell.
+    """
+    if name not in _INSN_PROBES:
+        raise EBPFError(f"unknown instruction set {name!r} (known: {', '.join(_INSN_PROBES)})")
+    version, insns = _INSN_PROBES[name]
+    feature = f"{name.replace('_', ' ')} instructions"
+    try:
+        prog = load_program(prog_type=_P.SOCKET_FILTER, insns=insns)
+    except BPFSyscallError as exc:  # a VerifierError too: "unknown opcode", "invalid insn"
+        raise probe_error(exc, feature, version) from None
+    prog.close()
 
 
 # --- the table ---------------------------------------------------------------------------------
