@@ -519,3 +519,18 @@ def test_ebpf_check_reports_broken_plugins(site: Path, monkeypatch: pytest.Monke
     assert "toy_no_such_module" in broken[0]["reason"]
     assert main(["check"]) == 0
     assert "missing (toy-missing): cannot import toy_no_such_module" in capsys.readouterr().out
+
+
+def test_entry_points_are_read_as_importlib_metadata_reads_them(site: Path) -> None:
+    import importlib.metadata
+
+    from ebpf.core._entrypoints import entry_points
+
+    _write_distribution(site, "toy-good", "good = toy_good_plugin\n# a comment\nother = toy_good_plugin:x.y [extra]",
+                        {"toy_good_plugin": GOOD_PLUGIN})
+    for group in ("ebpf", "console_scripts", "pytest11"):
+        assert [(e.name, e.value, e.dist_name) for e in entry_points(group)] == [
+            (e.name, e.value, e.dist.name if e.dist is not None else "")
+            for e in importlib.metadata.entry_points(group=group)]
+    good = next(e for e in entry_points("ebpf") if e.name == "good")
+    assert good.dist_name == "toy-good" and hasattr(good.load(), "ebpf_features")

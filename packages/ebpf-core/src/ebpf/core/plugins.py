@@ -15,8 +15,6 @@ entry-point loading off.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import importlib.util
 import os
 import threading
 import warnings
@@ -117,9 +115,11 @@ def _report(name: str, reason: str) -> None:
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    from ebpf.core._entrypoints import entry_points  # not importlib.metadata: a cold start cannot afford it
+
     seen: set[tuple[str, str]] = set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else ""
+    for ep in entry_points(ENTRY_POINT_GROUP):
+        dist = ep.dist_name
         if (ep.name, ep.value) in seen or pm.has_plugin(ep.name):
             continue  # the same distribution found twice on sys.path
         seen.add((ep.name, ep.value))
