@@ -71,7 +71,8 @@ def _dist_name(info: str, stem: str) -> str:
 
 
 def _group(text: str, group: str) -> list[tuple[str, str]]:
-    out, current = [], None
+    out: list[tuple[str, str]] = []
+    current: str | None = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
@@ -92,7 +93,7 @@ def entry_points(group: str) -> list[EntryPoint]:
         return [EntryPoint(ep.name, ep.value, ep.dist.name if ep.dist is not None else "")
                 for ep in importlib.metadata.entry_points(group=group)]
     seen: set[str] = set()
-    found = []
+    found: list[EntryPoint] = []
     for entry in sys.path:
         root = entry or "."
         try:
