@@ -15,6 +15,22 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
+#: A program counting getppid() calls per process name, and its one counter (tests add to it).
+GETPPID_CONFIG = f"""\
+programs:
+  - name: getppid
+    source: {HERE / "fixtures" / "counter.bpf.c"}
+    metrics:
+      counters:
+        - name: exp_test_getppid_total
+          help: getppid calls by process name
+          labels:
+            - name: comm
+              size: 16
+              decoders:
+                - name: string
+"""
+
 
 def free_port() -> int:
     """A TCP port on loopback nobody listens on now."""
@@ -122,3 +138,9 @@ def wait_for_fixture() -> Callable[[Callable[[], object], float, str], object]:
 def free_port_fixture() -> Callable[[], int]:
     """:func:`free_port` for tests."""
     return free_port
+
+
+@pytest.fixture
+def getppid_config() -> str:
+    """The YAML text of :data:`GETPPID_CONFIG` (an absolute source path: any file name will do)."""
+    return GETPPID_CONFIG

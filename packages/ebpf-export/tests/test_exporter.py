@@ -19,20 +19,6 @@ HERE = Path(__file__).resolve().parent
 COUNTER = str(HERE / "fixtures" / "counter.bpf.c")
 BAD = str(HERE / "fixtures" / "bad_verifier.bpf.c")
 
-CONFIG = f"""\
-programs:
-  - name: getppid
-    source: {COUNTER}
-    metrics:
-      counters:
-        - name: exp_test_getppid_total
-          help: getppid calls by process name
-          labels:
-            - name: comm
-              size: 16
-              decoders:
-                - name: string
-"""
 
 
 def programs_named(name: str) -> set[int]:
@@ -48,9 +34,9 @@ def sample(families: list[MetricFamily], name: str, labels: str) -> float | None
     return None
 
 
-def test_counts_what_a_child_process_does(getppid_calls: Any) -> None:
+def test_counts_what_a_child_process_does(getppid_calls: Any, getppid_config: str) -> None:
     comm = "exp" + uuid.uuid4().hex[:10]
-    with Exporter(parse_config(CONFIG, "t.yaml")) as exporter:
+    with Exporter(parse_config(getppid_config, "t.yaml")) as exporter:
         ours = {p["id"] for p in exporter.programs_info()[0]["programs"]}
         assert ours <= programs_named("exp_test_count")
         getppid_calls(comm, 321)
@@ -68,9 +54,9 @@ def test_counts_what_a_child_process_does(getppid_calls: Any) -> None:
     assert not ours & programs_named("exp_test_count"), "close() left the program loaded"
 
 
-def test_interval_serves_cached_reads(getppid_calls: Any) -> None:
+def test_interval_serves_cached_reads(getppid_calls: Any, getppid_config: str) -> None:
     comm = "exp" + uuid.uuid4().hex[:10]
-    cfg = parse_config(CONFIG.replace("    metrics:", "    interval: 3600\n    metrics:"), "t.yaml")
+    cfg = parse_config(getppid_config.replace("    metrics:", "    interval: 3600\n    metrics:"), "t.yaml")
     with Exporter(cfg) as exporter:
         getppid_calls(comm, 5)
         first = sample(exporter.collect(), "exp_test_getppid_total", f'{{comm="{comm}"}}')
@@ -78,10 +64,10 @@ def test_interval_serves_cached_reads(getppid_calls: Any) -> None:
         assert sample(exporter.collect(), "exp_test_getppid_total", f'{{comm="{comm}"}}') == first == 5
 
 
-def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
+def test_histogram_buckets_are_cumulative_with_sum_and_count(getppid_config: str) -> None:
     key_size = 8  # a 4-byte disk id and a 4-byte bucket
     metric = MetricConfig("histogram", "lat_seconds", "latency", "lat", parse_config(
-        CONFIG, "t.yaml").programs[0].metrics[0].labels[:0], "t.yaml:1", "exp2", 0, 3, 0.5)
+        getppid_config, "t.yaml").programs[0].metrics[0].labels[:0], "t.yaml:1", "exp2", 0, 3, 0.5)
     from ebpf.export.config import DecoderConfig, LabelConfig
     from ebpf.export.exporter import _MetricReader
 
@@ -101,32 +87,32 @@ def test_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
     assert parsed.type == "histogram"
 
 
-def test_bad_configs_fail_before_anything_stays_loaded() -> None:
+def test_bad_configs_fail_before_anything_stays_loaded(getppid_config: str) -> None:
     before = programs_named("exp_test_count") | programs_named("exp_bad_prog")
-    wrong_map = CONFIG.replace("- name: exp_test_getppid_total", "- name: exp_nope_total")
+    wrong_map = getppid_config.replace("- name: exp_test_getppid_total", "- name: exp_nope_total")
     with pytest.raises(ConfigError, match=r"t.yaml:6: programs\[0\].metrics.counters\[0\]: the object has no map "
                                           r"'exp_nope_total' \(maps: exp_test_getppid_total\)"):
         Exporter(parse_config(wrong_map, "t.yaml")).start()
-    wrong_size = CONFIG.replace("size: 16", "size: 12")
+    wrong_size = getppid_config.replace("size: 16", "size: 12")
     with pytest.raises(ConfigError, match="the labels describe 12 bytes of key, but map 'exp_test_getppid_total' "
                                           "has key_size 16"):
         Exporter(parse_config(wrong_size, "t.yaml")).start()
-    verifier = CONFIG.replace(COUNTER, BAD)
+    verifier = getppid_config.replace(COUNTER, BAD)
     with pytest.raises(ExportError, match=r"t.yaml:2: programs\[0\]: loading .* failed: .*exp_bad_prog"):
         Exporter(parse_config(verifier, "t.yaml")).start()
     assert programs_named("exp_test_count") | programs_named("exp_bad_prog") <= before
 
 
-def test_cli_exits_2_on_a_bad_config(tmp_path: Path) -> None:
+def test_cli_exits_2_on_a_bad_config(tmp_path: Path, getppid_config: str) -> None:
     before = programs_named("exp_bad_prog")
     path = tmp_path / "bad.yaml"
-    path.write_text(CONFIG.replace("name: string", "name: nosuch"))
+    path.write_text(getppid_config.replace("name: string", "name: nosuch"))
     proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "export", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert f"{path}:12: programs[0].metrics.counters[0].labels[0].decoders[0].name: unknown decoder 'nosuch'" \
         in proc.stderr
-    path.write_text(CONFIG.replace(COUNTER, BAD))
+    path.write_text(getppid_config.replace(COUNTER, BAD))
     proc = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "export", "--config", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "exp_bad_prog" in proc.stderr

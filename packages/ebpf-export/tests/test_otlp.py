@@ -7,7 +7,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,23 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-HERE = Path(__file__).resolve().parent
-CONFIG = f"""\
-programs:
-  - name: getppid
-    source: {HERE / "fixtures" / "counter.bpf.c"}
-    metrics:
-      counters:
-        - name: exp_test_getppid_total
-          help: getppid calls by process name
-          labels:
-            - name: comm
-              size: 16
-              decoders:
-                - name: string
-  - name: runqlat
-    builtin: runqlat
-"""
+RUNQLAT = "  - name: runqlat\n    builtin: runqlat\n"
 
 
 @pytest.fixture
@@ -68,11 +51,11 @@ def receiver() -> Iterator[tuple[str, list[ExportMetricsServiceRequest]]]:
     server.server_close()
 
 
-def test_push_carries_counters_and_histograms(receiver: tuple[str, list[Any]],
+def test_push_carries_counters_and_histograms(receiver: tuple[str, list[Any]], getppid_config: str,
                                               getppid_calls: Callable[[str, int], None]) -> None:
     endpoint, got = receiver
     comm = "otl" + uuid.uuid4().hex[:10]
-    with Exporter(parse_config(CONFIG, "t.yaml")) as exporter:
+    with Exporter(parse_config(getppid_config + RUNQLAT, "t.yaml")) as exporter:
         getppid_calls(comm, 77)
         pusher = OtlpPusher(exporter, endpoint, interval=3600)
         try:

@@ -14,24 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-HERE = Path(__file__).resolve().parent
-
-CONFIG = f"""\
-programs:
-  - name: getppid
-    source: {HERE / "fixtures" / "counter.bpf.c"}
-    metrics:
-      counters:
-        - name: exp_test_getppid_total
-          help: getppid calls by process name
-          labels:
-            - name: comm
-              size: 16
-              decoders:
-                - name: string
-  - name: runqlat
-    builtin: runqlat
-"""
+RUNQLAT = "  - name: runqlat\n    builtin: runqlat\n"
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
@@ -74,9 +57,10 @@ def query(port: int, expr: str) -> list[dict[str, Any]]:
 
 def test_prometheus_scrapes_the_series_a_child_process_causes(
         run_exporter: Callable[[list[str]], Any], prometheus: Callable[[int], int],
-        getppid_calls: Callable[[str, int], None], wait_for: Callable[..., Any], tmp_path: Path) -> None:
+        getppid_calls: Callable[[str, int], None], wait_for: Callable[..., Any], tmp_path: Path,
+        getppid_config: str) -> None:
     cfg = tmp_path / "export.yaml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(getppid_config + RUNQLAT)
     exporter = run_exporter(["--config", str(cfg)])
     prom = prometheus(exporter.port)
     comm = "prm" + uuid.uuid4().hex[:10]
