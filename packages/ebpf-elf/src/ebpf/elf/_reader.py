@@ -71,7 +71,10 @@ class RawRelocation:
 
 @dataclass
 class RawObject:
-    """A parsed relocatable ELF object: sections by index, symbols, relocations by target section."""
+    """A parsed relocatable ELF object: sections by index, symbols, relocations by target section.
+
+    ``relocations`` leaves out those of the DWARF sections (``.rel.debug_*``): no loader reads them.
+    """
 
     path: str
     sections: list[RawSection]
@@ -138,6 +141,8 @@ def read_object(path: str, data: bytes | None = None) -> RawObject:
         for sec_raw in sections:
             if sec_raw.type != SHT_REL:
                 continue
+            if sec_raw.info < len(sections) and sections[sec_raw.info].name.startswith(".debug_"):
+                continue  # DWARF's relocations (thousands of them): nothing a loader reads
             where = f"relocation section {sec_raw.name!r} (offset {sec_raw.offset:#x})"
             if sec_raw.size % 16:
                 raise ELFError(f"{path}: {where}: size {sec_raw.size} is not a multiple of 16")
