@@ -42,7 +42,8 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
 
 
 def load_vmlinux(path: str | None = None) -> Spec:
-    """The running kernel's BTF (parsed lazily, cached for the process).
+    """The running kernel's BTF (parsed lazily, cached for the process; its record index is cached on
+    disk by the blob's hash, see :mod:`ebpf.core.btf.cache`).
 
     :param path: another vmlinux BTF file to parse instead (not cached).
     :raises UnsupportedFeatureError: when the kernel exposes no BTF (CONFIG_DEBUG_INFO_BTF).
@@ -54,6 +55,9 @@ def load_vmlinux(path: str | None = None) -> Spec:
     if _vmlinux is not None:
         return _vmlinux
     spec = Spec(_read(os.path.join(SYSFS_BTF, "vmlinux"), "vmlinux"), name="vmlinux")
+    from ebpf.core.btf.cache import use_index_cache
+
+    use_index_cache(spec)  # a fresh process reads the record index instead of rebuilding it
     with _lock:
         if _vmlinux is None:
             _vmlinux = spec

@@ -189,7 +189,6 @@ class Spec:
             return []
         raw = name.encode()
         ids = self.base.find_ids(name) if self.base is not None else []
-        offsets = self._offsets()
         self._lookups += 1
         if self._off_index is None and self._lookups > _INDEX_AFTER:
             self._build_name_index()
@@ -197,15 +196,7 @@ class Spec:
             for off in self._name_offsets(raw):
                 ids.extend(self._off_index.get(off, ()))
             return sorted(set(ids))
-        names = self._name_words
-        if names is None:
-            # Every record's name offset, packed big-endian: a name's records are the aligned hits
-            # of its offset here (the type section itself would also match sizes, ids and members),
-            # and a pattern ending in the offset's low byte lets the search skip ahead.
-            packed = array("I", map(self._hdr.words.__getitem__, offsets))
-            if sys.byteorder == "little":
-                packed.byteswap()
-            names = self._name_words = packed.tobytes()
+        names = self._names()
         for off in self._name_offsets(raw):
             pattern = off.to_bytes(4, "big")
             pos = names.find(pattern)
@@ -214,6 +205,21 @@ class Spec:
                     ids.append(self._first_id + pos // 4)
                 pos = names.find(pattern, pos + 1)
         return sorted(set(ids))
+
+    def _names(self) -> bytes:
+        """Every record's name offset, packed big-endian.
+
+        A name's records are the aligned hits of its offset here (the type section itself would
+        also match sizes, ids and members), and a pattern ending in the offset's low byte lets
+        the search skip ahead.
+        """
+        names = self._name_words
+        if names is None:
+            packed = array("I", map(self._hdr.words.__getitem__, self._offsets()))
+            if sys.byteorder == "little":
+                packed.byteswap()
+            names = self._name_words = packed.tobytes()
+        return names
 
     def _kind_of(self, type_id: int) -> Kind:
         if type_id < self._first_id:

@@ -1,0 +1,89 @@
+"""An on-disk cache of the kernel BTF's record index, so a fresh process skips the pass over 125k types.
+
+The index (each record's word offset, and each record's name offset packed for name lookups)
+is a pure function of the blob, so the cache file is named after the blob's sha256: a new
+kernel (or a changed ``/sys/kernel/btf/vmlinux``) has another hash and never sees an old
+index.  A file that is short, foreign or inconsistent with the blob is ignored and rewritten.
+The directory is ``$EBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/ebpf``, else ``~/.cache/ebpf``;
+``EBPF_CACHE_DIR=""`` turns the cache off.  Failing to read or write it is never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from array import array
+
+from ebpf.core.btf.records import record_words
+from ebpf.core.btf.spec import Spec
+
+__all__ = ["cache_dir", "use_index_cache"]
+
+_MAGIC = b"EBPFBTFI"
+_HEAD = struct.Struct("<8sII")  # magic, format version, record count
+_VERSION = 1
+
+
+def cache_dir() -> str | None:
+    """Where index files live (None: caching is off)."""
+    env = os.environ.get("EBPF_CACHE_DIR")
+    if env is not None:
+        return env or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ebpf")
+
+
+def _valid(spec: Spec, offsets: array[int]) -> bool:
+    """Cheap consistency checks of a cached index against the blob (the hash already matched)."""
+    words = spec._hdr.words
+    if not offsets:
+        return len(words) == 0
+    if offsets[0] != 0:
+        return False
+    last = offsets[-1]
+    return last + 1 < len(words) and last + record_words(words[last + 1]) == len(words)
+
+
+def use_index_cache(spec: Spec) -> None:
+    """Give ``spec`` its record index from the cache, or build it and store it there.
+
+    :param spec: a spec without a base (vmlinux); its index is built as usual when the cache
+        is off, missing or unusable.
+    """
+    directory = cache_dir()
+    if directory is None or spec.base is not None or sys.byteorder != "little" or spec.byteorder != "little":
+        return
+    import hashlib
+
+    path = os.path.join(directory, f"btf-index-{hashlib.sha256(spec.data).hexdigest()[:40]}.bin")
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read()
+        magic, version, count = _HEAD.unpack_from(blob, 0)
+        if magic == _MAGIC and version == _VERSION and len(blob) == _HEAD.size + 8 * count:
+            offsets = array("I")
+            offsets.frombytes(blob[_HEAD.size : _HEAD.size + 4 * count])
+            if _valid(spec, offsets):
+                spec._index = offsets
+                spec._name_words = blob[_HEAD.size + 4 * count :]
+                return
+    except (OSError, struct.error, ValueError):
+        pass
+    offsets = spec._offsets()
+    names = spec._names()
+    tmp = ""
+    try:
+        import tempfile
+
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".btf-index-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_HEAD.pack(_MAGIC, _VERSION, len(offsets)) + offsets.tobytes() + names)
+        os.replace(tmp, path)  # readers see the whole file or none
+    except OSError:
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
