@@ -9,6 +9,10 @@ Prints one JSON line per figure (``nox -s bench``):
 - ``coldstart_import``: ``import ebpf.core`` and every package, each in a fresh process, in
   milliseconds above a bare interpreter (medians of interleaved runs), with ``-X importtime``'s
   cumulative figure for the same imports.
+- ``coldstart_execsnoop``: ``ebpf trace execsnoop`` from process start to attached (its
+  "tracing ..." line) and to the line of an exec run right then, against libbpf-tools'
+  ``execsnoop`` (its header line) built from a bcc checkout named by ``EBPF_BENCH_BCC_SRC``
+  (clang and bpftool needed; bcc's code is only compiled here, never copied into this tree).
 
 Byte code is cached in a private ``PYTHONPYCACHEPREFIX`` and warmed first (an installed
 package has its ``.pyc`` files; a source checkout under ``PYTHONDONTWRITEBYTECODE`` would
@@ -181,6 +185,103 @@ def bench_imports(env: dict[str, str]) -> None:
              goal_ms=GOALS[key])
 
 
+def build_execsnoop(workdir: Path) -> tuple[Path | None, str]:
+    """libbpf-tools' execsnoop built from ``$EBPF_BENCH_BCC_SRC/libbpf-tools``, or None and why not."""
+    src = os.environ.get("EBPF_BENCH_BCC_SRC")
+    if not src:
+        return None, "EBPF_BENCH_BCC_SRC (a bcc checkout) not set"
+    tools = Path(src) / "libbpf-tools"
+    bpftool = shutil.which("bpftool") or ("/usr/sbin/bpftool" if Path("/usr/sbin/bpftool").exists() else None)
+    clang, cc = shutil.which("clang"), shutil.which("cc")
+    if bpftool is None or clang is None or cc is None:
+        return None, "bpftool, clang and cc are needed"
+    out = workdir / "lt"
+    out.mkdir()
+    helpers = ["trace_helpers", "btf_helpers", "errno_helpers", "map_helpers", "uprobe_helpers", "compat"]
+    for name in ["execsnoop.bpf.c", "execsnoop.c", "execsnoop.h", "compat.bpf.h", "core_fixes.bpf.h",
+                 "maps.bpf.h", "bits.bpf.h", *(f"{h}.{x}" for h in helpers for x in "ch")]:
+        if (tools / name).exists():
+            shutil.copy(tools / name, out / name)
+    steps = [
+        f"{bpftool} btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h",
+        f"{clang} -g -O2 -target bpf -D__TARGET_ARCH_x86 -I. -c execsnoop.bpf.c -o execsnoop.bpf.o",
+        f"{bpftool} gen skeleton execsnoop.bpf.o > execsnoop.skel.h",
+        f"{cc} -O2 -I. -o execsnoop execsnoop.c {' '.join(h + '.c' for h in helpers)} -lbpf -lelf -lz",
+    ]
+    for step in steps:
+        res = subprocess.run(step, shell=True, cwd=out, capture_output=True, text=True, check=False)
+        if res.returncode:
+            return None, f"build failed: {step.split()[0]}: {res.stderr.strip()[-200:]}"
+    return out / "execsnoop", ""
+
+
+def _until(proc: subprocess.Popen[bytes], ready: bytes, nonce: bytes, deadline: float) -> tuple[float, float]:
+    """Seconds until a line containing ``ready``, then until one containing ``nonce`` (an exec run then)."""
+    import selectors
+
+    t0 = time.perf_counter()
+    sel = selectors.DefaultSelector()
+    for stream in (proc.stdout, proc.stderr):
+        assert stream is not None
+        os.set_blocking(stream.fileno(), False)
+        sel.register(stream, selectors.EVENT_READ)
+    seen = b""
+    t_ready = t_event = float("nan")
+    while time.perf_counter() < deadline:
+        for key, _ in sel.select(timeout=0.05):
+            chunk = os.read(key.fd, 65536)
+            seen += chunk
+        if t_ready != t_ready and ready in seen:  # NaN: not ready yet
+            t_ready = time.perf_counter() - t0
+            subprocess.run(["/bin/true", nonce.decode()], check=False)
+        if t_ready == t_ready and nonce in seen:
+            t_event = time.perf_counter() - t0
+            break
+    sel.close()
+    return t_ready * 1000, t_event * 1000
+
+
+def bench_execsnoop(workdir: Path, env: dict[str, str]) -> None:
+    """``coldstart_execsnoop``: start to attached and to the first event, ours vs libbpf-tools'."""
+    import signal
+
+    binary, why = build_execsnoop(workdir)
+    ebpf_cli = shutil.which("ebpf", path=str(Path(sys.executable).parent)) or shutil.which("ebpf")
+    if ebpf_cli is None:
+        emit(figure="coldstart_execsnoop", error="no ebpf command")
+        return
+    ours = [ebpf_cli, "trace", "execsnoop"]
+    theirs = ["stdbuf", "-oL", str(binary)] if binary is not None else None
+    runs: dict[str, list[tuple[float, float]]] = {"ebpf": [], "libbpf_tools": []}
+    for i in range(-1, RUNS):  # run -1 warms the byte code and the page cache
+        for key, argv, ready in (("ebpf", ours, b"tracing execsnoop"), ("libbpf_tools", theirs, b"PCOMM")):
+            if argv is None:
+                continue
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                times = _until(proc, ready, f"coldstart-{os.getpid()}-{i}".encode(), time.perf_counter() + 30)
+                if i >= 0:
+                    runs[key].append(times)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    fields: dict[str, object] = {"figure": "coldstart_execsnoop"}
+    for key, values in runs.items():
+        if values:
+            fields[f"{key}_attached_ms"] = round(statistics.median(v[0] for v in values), 1)
+            fields[f"{key}_first_event_ms"] = round(statistics.median(v[1] for v in values), 1)
+    if runs["libbpf_tools"]:
+        fields["ratio_attached"] = round(float(fields["ebpf_attached_ms"]) / float(fields["libbpf_tools_attached_ms"]), 2)  # type: ignore[arg-type]
+        fields["goal"] = "<= 4x libbpf-tools"
+    else:
+        fields["libbpf_tools"] = why
+    emit(**fields)
+
+
 def main() -> int:
     """Run the cold-start benchmarks."""
     with tempfile.TemporaryDirectory(prefix="ebpf-coldstart-") as tmp:
@@ -188,6 +289,7 @@ def main() -> int:
         env = python_env(work / "pycache")
         loader, why = build_c_loader(work)
         bench_imports(env)
+        bench_execsnoop(work, env)
         bench_loads(loader, why, env)
     return 0
 
