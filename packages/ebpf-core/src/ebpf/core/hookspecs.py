@@ -16,12 +16,13 @@ of each item and skips (with a warning naming the plugin) whatever is unusable.
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
+    import argparse
+
     from ebpf.core.demo import DemoStep
     from ebpf.core.extension import AttachBackend, EventReader, FeatureProbe, ObjectLoader, SectionType
 

@@ -13,7 +13,6 @@ preallocated buffers (see ``ebpf.core._maps.fastpath``); bulk reads use BPF_MAP_
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -204,6 +203,8 @@ def percpu_min(values: Sequence[Any]) -> Any:
 
 def percpu_avg(values: Sequence[Any]) -> float:
     """The mean of per-CPU values."""
+    import statistics  # not at import time: it pulls in fractions and decimal
+
     return statistics.fmean(_numbers(values))
 
 

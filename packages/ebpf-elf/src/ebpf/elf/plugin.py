@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import struct
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: argparse is imported by the CLI that calls these
+    import argparse
 
 from ebpf.core.plugins import ObjectLoader, hookimpl
 
@@ -46,6 +47,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"ebpf inspect: {exc}", file=sys.stderr)
         return 1
     if args.json:
+        import json
+
         print(json.dumps(info.to_dict(), indent=2))
         return 0
     out = [f"{info.path}: license {info.license!r}, BTF {'yes' if info.btf else 'no'} ({info.btf_types} types), "

@@ -10,13 +10,13 @@ block does not run).
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import os
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: argparse is imported by the CLI that calls these
+    import argparse
 
 from ebpf.core.plugins import hookimpl
 
@@ -29,6 +29,8 @@ def import_file(path: str) -> types.ModuleType:
     :raises OSError: when the file cannot be read.
     """
     name = os.path.splitext(os.path.basename(path))[0].replace("-", "_") or "kernel_module"
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise OSError(f"cannot import {path}")
@@ -73,6 +75,8 @@ def _run(args: argparse.Namespace) -> int:
             rows = [{"name": f.name, "section": f.section, "insns": f.compile().insn_count,
                      "stack": f.compile().stack_size} for f in functions]
             if args.json:
+                import json
+
                 print(json.dumps(rows, indent=2))
             else:
                 for r in rows:
