@@ -214,7 +214,8 @@ def fetch_kernel(series: str, cache: Path) -> Path:
 # --- the guest ----------------------------------------------------------------------------------------------
 
 
-def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None = None) -> str:
+def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None = None,
+                 modules: Path | None = None) -> str:
     """The shell script the guest runs: mount the BPF filesystems, report the kernel, run ``command``.
 
     :param zig_cache: a directory shared read-write with the guest for zig's global cache: zig does not
@@ -222,6 +223,9 @@ def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None
         so each kernel keeps its own across runs.
     """
     zig = f"export ZIG_GLOBAL_CACHE_DIR={shlex.quote(str(zig_cache))}\n" if zig_cache is not None else ""
+    # the guest kernel's modules (veth, sch_ingress, ...; the host root has none for it): autoloading finds them
+    mods = (f'mkdir -p /lib/modules && ln -sfn {shlex.quote(str(modules))}/"$(uname -r)" /lib/modules/"$(uname -r)" '
+            f'|| echo "== cannot link the kernel modules"\n') if modules is not None else ""
     pythonpath = ":".join(str(CHECKOUT / "packages" / p / "src") for p in PACKAGES)
     return f"""#!/bin/bash
 echo "{GUEST_UP}: $(uname -r) ($(nproc) cpus)"
@@ -231,7 +235,7 @@ for fs in "bpf /sys/fs/bpf" "tracefs /sys/kernel/tracing" "debugfs /sys/kernel/d
     set -- $fs
     mountpoint -q "$2" || mount -t "$1" "$1" "$2" || echo "== cannot mount $1 on $2"
 done
-echo "== lsm: $(cat /sys/kernel/security/lsm 2>/dev/null)"
+{mods}echo "== lsm: $(cat /sys/kernel/security/lsm 2>/dev/null)"
 echo "== cmdline: $(cat /proc/cmdline | tr ' ' '\\n' | grep -E '^lsm=')"
 echo "== perf PMUs: $(ls /sys/bus/event_source/devices | tr '\\n' ' ')"
 cd {shlex.quote(str(CHECKOUT))}
@@ -316,11 +320,14 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
     zig_cache: Path | None = getattr(args, "zig_cache", None)
     if zig_cache is not None:
         zig_cache.mkdir(parents=True, exist_ok=True)
-    script.write_text(guest_script(rundir, args.python, command, zig_cache))
+    modules = image.parent.parent / "lib" / "modules"  # the extracted package's, next to boot/vmlinuz-*
+    modules = modules if modules.is_dir() else None
+    script.write_text(guest_script(rundir, args.python, command, zig_cache, modules))
     append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
     # --force-9p: vng otherwise tries virtiofsd first (absent on Debian 12) and waits for it
     cmd = [vng, "--verbose", "--force-9p", "--run", str(image), "--memory", args.memory, "--cpus", str(args.cpus),
            "--cwd", str(CHECKOUT), "--rwdir", str(rundir), *(["--rwdir", str(zig_cache)] if zig_cache else []),
+           *(["--rodir", str(modules)] if modules else []),
            "--overlay-rwdir", str(CHECKOUT),
            # a writable (throw-away) home: compilers want ~/.cache (zig's cache stays warm this way)
            "--overlay-rwdir", os.path.expanduser("~"),
