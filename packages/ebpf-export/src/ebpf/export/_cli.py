@@ -76,7 +76,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``export`` to the ``ebpf`` parser."""
-    from ebpf.export.exporter import builtin_names
+    from ebpf.export._builtin import builtin_names  # not the exporter: every ebpf command builds this parser
 
     text = "serve eBPF map contents as Prometheus metrics (and push OTLP)"
     p = subparsers.add_parser("export", help=text + " (ebpf-export)", description=text)

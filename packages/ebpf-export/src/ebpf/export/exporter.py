@@ -22,22 +22,18 @@ from typing import Any
 from ebpf.core import codecs
 from ebpf.core.errors import EBPFError
 from ebpf.core.maps import Map
+from ebpf.export._builtin import DIRECTORY, builtin_names
 from ebpf.export.config import ConfigError, ExportConfig, MetricConfig, ProgramConfig, parse_config
 from ebpf.export.decoders import LabelDecoder, SkipSeries
 
 __all__ = ["Exporter", "ExportError", "MetricFamily", "builtin_names", "builtin_config", "render_text",
            "BUILTIN_DIR"]
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_DIR = Path(DIRECTORY)
 
 
 class ExportError(EBPFError):
     """A program could not be compiled, loaded or attached; the message names the config place."""
-
-
-def builtin_names() -> list[str]:
-    """The built-in configurations shipped with the package (``ebpf export --builtin NAME``)."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
 def builtin_config(names: Iterable[str]) -> ExportConfig:
