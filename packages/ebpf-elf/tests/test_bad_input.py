@@ -152,8 +152,7 @@ def _parse_everything(path: str, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         spec = elf.load_spec(fh.name)
-    for hook in spec.hooks:
-        hook(spec, {})
+    spec.prepare()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ebpf.core.errors import EBPFError
+from ebpf.elf.steps import relocate
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
@@ -45,9 +46,7 @@ def relocated(path: Path) -> dict[str, str]:
     masked = {lp.function.name: [e.insn for e in lp.externs if e.kind == "ksym_addr"] for lp in linked}
     out: dict[str, str] = {}
     try:
-        for hook in spec.hooks:
-            if getattr(hook, "__name__", "") == "prepare":
-                hook(spec, {})
+        relocate(spec)
     except EBPFError as exc:
         return {"": f"error: {type(exc).__name__}: {exc}"}
     for name, pspec in sorted(spec.programs.items()):

@@ -9,14 +9,14 @@ from ebpf import elf
 from ebpf.core.btf import Builder, Enum, EnumValue, IntEncoding, Member, Struct, load_vmlinux, parse
 from ebpf.core.errors import BTFError
 from ebpf.elf.core_relo import essential_name
+from ebpf.elf.steps import relocate
 
 XDP_PASS = 2
 
 
 def _prepared(path: str, **options):
     spec = elf.load_spec(path)
-    for hook in spec.hooks:
-        hook(spec, options)
+    relocate(spec, options)
     return spec
 
 

@@ -9,6 +9,7 @@ import pytest
 from ebpf.core.errors import ELFError
 from ebpf.elf import load_spec
 from ebpf.elf.objfile import parse_object
+from ebpf.elf.steps import STEP
 from ebpf.elf.struct_ops import collect_struct_ops, is_struct_ops_section
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,7 +34,8 @@ def test_programs_get_their_member_as_target(obj: str) -> None:
     assert {n: p.attach_to for n, p in spec.programs.items()} == {
         "c_ssthresh": "tcp_congestion_ops:ssthresh", "c_cong_avoid": "tcp_congestion_ops:cong_avoid",
         "c_undo_cwnd": "tcp_congestion_ops:undo_cwnd"}  # c_unused: no table uses it, not loaded
-    assert len(spec.after_load) == 1 and "ebpf_reno" not in spec.maps  # built after the programs load
+    data = spec.loader_data[STEP]  # plain data the ELF load step builds the maps from, after the programs load
+    assert "ebpf_reno" in [d.name for d in data.struct_ops] and "ebpf_reno" not in spec.maps
 
 
 def test_section_names() -> None:

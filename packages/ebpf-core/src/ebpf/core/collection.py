@@ -15,11 +15,12 @@ import dataclasses
 import os
 import struct
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
+from ebpf.core.extension import load_step
 from ebpf.core.fdowner import ResourceOwner
 
 if TYPE_CHECKING:
@@ -126,12 +127,6 @@ class CollectionOptions:
         return out
 
 
-Hook = Callable[["CollectionSpec", dict[str, Any]], None]
-#: ``hook(spec, maps, programs, options)`` run once the maps exist and the programs are loaded; it
-#: may add maps (closed with the rest if the load fails later).
-AfterLoadHook = Callable[["CollectionSpec", dict[str, Any], dict[str, Any], dict[str, Any]], None]
-
-
 @dataclass
 class CollectionSpec:
     """Everything needed to load an object's maps and programs; plain data (see :meth:`copy`).
@@ -150,10 +145,12 @@ class CollectionSpec:
     :ivar pin_by_name: names of maps pinned by name (LIBBPF_PIN_BY_NAME) under ``pin_root``.
     :ivar load_notes: program name -> why it may fail to load (e.g. CO-RE relocations that
         matched nothing); turned into a :class:`BTFError` when the verifier refuses the program.
-    :ivar hooks: callables ``hook(spec, options)`` run on a copy at :meth:`load` before anything
-        is created (the ELF loader applies CO-RE relocations this way).
-    :ivar after_load: callables ``hook(spec, maps, programs, options)`` run after the programs
-        loaded (the ELF loader builds struct_ops maps from the loaded programs this way).
+    :ivar require_btf: the object loader's default for :attr:`CollectionOptions.require_btf`
+        (ebpf-elf's is True); None: the core's (load without BTF, with a warning).
+    :ivar loader_data: load step name -> what that object loader recorded for load time (ebpf-elf:
+        CO-RE relocation records, struct_ops tables, programs that cannot load); the step of that
+        name (:class:`~ebpf.core.extension.LoadStep`) uses it at :meth:`load`.  The values are
+        read-only data, shared by :meth:`copy`.
     """
 
     programs: dict[str, Any] = field(default_factory=dict)
@@ -166,15 +163,15 @@ class CollectionSpec:
     sections: dict[str, str] = field(default_factory=dict)
     btf: bytes | None = None
     pin_by_name: set[str] = field(default_factory=set)
-    hooks: list[Hook] = field(default_factory=list)
     load_notes: dict[str, list[str]] = field(default_factory=dict)
-    after_load: list[AfterLoadHook] = field(default_factory=list)
+    require_btf: bool | None = None
+    loader_data: dict[str, Any] = field(default_factory=dict)
 
     def copy(self) -> CollectionSpec:
-        """A deep copy that can be changed without touching this one (hooks are shared)."""
-        shared = ("hooks", "after_load")
-        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in shared}
-        return CollectionSpec(**values, hooks=list(self.hooks), after_load=list(self.after_load))
+        """A deep copy that can be changed without touching this one (``loader_data`` values are shared)."""
+        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+                  if f.name != "loader_data"}
+        return CollectionSpec(**values, loader_data=dict(self.loader_data))
 
     def set_constants(self, constants: Mapping[str, object]) -> None:
         """Write initial values of global variables (``.rodata`` constants included), before load.
@@ -208,14 +205,36 @@ class CollectionSpec:
         :raises EBPFError: bad options or spec, before any syscall.
         :raises VerifierError: a program was rejected (everything made so far is closed).
         """
+        options = self._options(opts, options)
+        return _Loader(self._prepare(options), options).run()
+
+    def prepare(self, opts: CollectionOptions | None = None, /, **options: Any) -> CollectionSpec:
+        """The copy :meth:`load` would load: loader steps applied (CO-RE relocations resolved),
+        ``autoload=False`` programs left out, constants written.  Nothing is created in the kernel.
+
+        :param opts: the load-time choices, as for :meth:`load`.
+        :param options: the same as keywords.
+        :returns: a new spec; this one is unchanged.
+        :raises EBPFError: bad options, or a loader step refused the spec (e.g. a CO-RE relocation).
+        """
+        return self._prepare(self._options(opts, options))
+
+    @staticmethod
+    def _options(opts: CollectionOptions | None, options: dict[str, Any]) -> dict[str, Any]:
         if opts is not None and not isinstance(opts, CollectionOptions):
             raise EBPFError(f"load() takes CollectionOptions, not {type(opts).__name__}")
         if opts is not None:
             options = {**opts.as_dict(), **options}
-        options = CollectionOptions.from_kwargs(**options).as_dict()
+        return CollectionOptions.from_kwargs(**options).as_dict()
+
+    def _prepare(self, options: dict[str, Any]) -> CollectionSpec:
         spec = self.copy()
-        for hook in spec.hooks:
-            hook(spec, options)
+        if spec.require_btf is not None:
+            options.setdefault("require_btf", spec.require_btf)
+        for step_name, data in spec.loader_data.items():
+            step = load_step(step_name)
+            if step.prepare is not None:
+                step.prepare(spec, data, options)
         for name in [n for n, p in spec.programs.items() if not getattr(p, "autoload", True)]:
             del spec.programs[name]  # ProgramSpec.autoload = False: left out, as libbpf does
             spec.references.pop(name, None)
@@ -224,7 +243,7 @@ class CollectionSpec:
         constants = options.get("constants") or {}
         if constants:
             spec.set_constants(constants)
-        return _Loader(spec, options).run()
+        return spec
 
 
 def encode_value(var: VariableSpec, value: object) -> bytes:
@@ -392,8 +411,10 @@ class _Loader:
             for name in self.spec.programs:
                 self._load_program(name)
             self._fill_program_arrays()
-            for after in self.spec.after_load:
-                after(self.spec, self.maps, self.programs, self.options)
+            for step_name, data in self.spec.loader_data.items():
+                after = load_step(step_name).after_load
+                if after is not None:
+                    after(self.spec, data, self.maps, self.programs, self.options)
             variables = {n: Variable(v, self.maps[v.map]) for n, v in self.spec.variables.items()}
         except BaseException:
             for prog in self.programs.values():

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ebpf.core.errors import EBPFError
 from ebpf.core.types import AttachType, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
@@ -36,6 +37,9 @@ __all__ = [
     "SectionType",
     "FeatureProbe",
     "BrokenPlugin",
+    "LoadStep",
+    "register_load_step",
+    "load_step",
     "Dispatcher",
     "DISPATCHER_MODULE",
     "dispatcher",
@@ -231,6 +235,65 @@ class BrokenPlugin:
     name: str
     distribution: str
     reason: str
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """A load-time step of an object loader, for the plain data it leaves on a spec.
+
+    A loader records what it knows on :attr:`CollectionSpec.loader_data
+    <ebpf.core.collection.CollectionSpec.loader_data>` under ``name`` (CO-RE relocation records,
+    struct_ops tables, ...); :meth:`CollectionSpec.load <ebpf.core.collection.CollectionSpec.load>`
+    runs the step registered under that name.  By convention ``name`` is the module that
+    registers the step when imported, so a spec read back in a fresh process still finds it.
+
+    :param name: the key in ``loader_data`` (``"ebpf.elf.steps"``).
+    :param prepare: ``prepare(spec, data, options)`` on the load's own copy of the spec, before
+        anything is created (may rewrite programs, drop them, add ``load_notes``).
+    :param after_load: ``after_load(spec, data, maps, programs, options)`` once every program
+        loaded; it may add maps to ``maps`` (closed with the rest if the load fails later).
+    """
+
+    name: str
+    prepare: Callable[[CollectionSpec, Any, dict[str, Any]], None] | None = None
+    after_load: Callable[[CollectionSpec, Any, dict[str, Any], dict[str, Any], dict[str, Any]], None] | None = None
+
+
+_load_steps: dict[str, LoadStep] = {}
+
+
+def register_load_step(step: LoadStep) -> None:
+    """Make ``step`` run for every spec whose ``loader_data`` has its name (a later one replaces it).
+
+    :param step: the step.
+    :raises EBPFError: when ``step`` is not a :class:`LoadStep`.
+    """
+    if not isinstance(step, LoadStep):
+        raise EBPFError(f"register_load_step() takes a LoadStep, not {type(step).__name__}")
+    with _lock:
+        _load_steps[step.name] = step
+
+
+def load_step(name: str) -> LoadStep:
+    """The step registered under ``name``, importing module ``name`` first if none is yet.
+
+    :param name: a key of ``CollectionSpec.loader_data``.
+    :returns: the step.
+    :raises EBPFError: when no installed module registers a step of that name.
+    """
+    with _lock:
+        step = _load_steps.get(name)
+    if step is None:
+        try:
+            importlib.import_module(name)  # by convention the module registers its step on import
+        except ImportError:
+            pass
+        with _lock:
+            step = _load_steps.get(name)
+    if step is None:
+        raise EBPFError(f"the spec carries data for load step {name!r}, which no installed package registers "
+                        f"(is the package that made the spec installed?)")
+    return step
 
 
 class Dispatcher(Protocol):

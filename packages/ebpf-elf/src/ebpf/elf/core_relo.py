@@ -36,9 +36,9 @@ from ebpf.core.btf import (
 from ebpf.core.errors import BTFError, ELFError
 from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
 from ebpf.elf.objfile import ElfObject
-from ebpf.elf.relocations import LinkedProgram
+from ebpf.elf.relocations import ExternRef, LinkedProgram
 
-__all__ = ["essential_name", "CoreResult", "calc_relo", "patch_insn", "make_prepare_hook", "POISON_HELPER"]
+__all__ = ["essential_name", "CoreResult", "calc_relo", "patch_insn", "CoreData", "relocate", "POISON_HELPER"]
 
 POISON_HELPER = 0xBAD2310  # libbpf's marker: "invalid func unknown#195896080" in the verifier log
 R = CoreReloKind
@@ -350,9 +350,9 @@ def kallsyms_address(name: str) -> int | None:
     return None
 
 
-def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list[str]) -> None:
+def _resolve_externs(externs: tuple[ExternRef, ...], insns: bytearray, name: str, notes: list[str]) -> None:
     vmlinux = load_vmlinux()
-    for ext in lp.externs:
+    for ext in externs:
         pos = ext.insn * 8
         if ext.kind == "ksym_addr":
             addr = kallsyms_address(ext.name)
@@ -383,39 +383,60 @@ def _resolve_externs(lp: LinkedProgram, insns: bytearray, name: str, notes: list
             struct.pack_into("<h", insns, pos + 2, 0)
 
 
-def make_prepare_hook(obj: ElfObject, linked: dict[str, LinkedProgram]) -> Any:
-    """A :class:`CollectionSpec` hook applying CO-RE relocations and extern ids at load time.
+@dataclass(frozen=True)
+class CoreData:
+    """What CO-RE needs at load time, recorded on the spec by the ELF loader (plain data).
 
-    Options it reads: ``btf_path`` (target BTF for CO-RE).
+    :ivar path: the object file, for messages.
+    :ivar local: the object's own BTF (the relocations' local types), or None.
+    :ivar relos: program name -> its ``(instruction index, relocation)`` pairs.
+    :ivar externs: program name -> its ``__ksym`` / kfunc references.
     """
-    local = obj.btf
 
-    def prepare(spec: Any, options: dict[str, Any]) -> None:
-        target: Spec | None = None
-        for name, pspec in spec.programs.items():
-            lp = linked.get(name)
-            if lp is None or not (lp.core_relos or lp.externs):
-                continue
-            insns = bytearray(pspec.insns)
-            notes: list[str] = []
-            if lp.core_relos:
-                if local is None:
-                    raise BTFError(f"{obj.path}: CO-RE relocations without .BTF")
-                target = target or _target_btf(options)
-                for idx, relo in lp.core_relos:
-                    where = (f"{obj.path}: program {name!r} instruction {idx} "
-                             f"({CoreReloKind.NAMES[relo.kind]} relocation)")
-                    res = calc_relo(local, target, relo, where)
-                    patch_insn(insns, idx, res, where)
-                    if res.poison:
-                        notes.append(res.reason)
-            if lp.externs:
-                _resolve_externs(lp, insns, name, notes)
-            spec.programs[name] = _replace_insns(pspec, bytes(insns))
-            if notes:
-                spec.load_notes.setdefault(name, []).extend(notes)
+    path: str
+    local: Spec | None
+    relos: dict[str, tuple[tuple[int, CoreRelo], ...]]
+    externs: dict[str, tuple[ExternRef, ...]]
 
-    return prepare
+    @classmethod
+    def of(cls, obj: ElfObject, linked: list[LinkedProgram]) -> CoreData:
+        """The records of ``obj``'s linked programs."""
+        return cls(obj.path, obj.btf, {lp.function.name: tuple(lp.core_relos) for lp in linked if lp.core_relos},
+                   {lp.function.name: tuple(lp.externs) for lp in linked if lp.externs})
+
+
+def relocate(spec: Any, data: CoreData, options: dict[str, Any]) -> None:
+    """Apply CO-RE relocations and extern ids to the programs of ``spec`` (in place).
+
+    :param spec: the load's copy of the :class:`~ebpf.core.collection.CollectionSpec`.
+    :param data: the relocation records.
+    :param options: the load options; ``btf_path`` is the target BTF for CO-RE.
+    :raises BTFError: an unsatisfiable relocation or a missing kfunc/ksym.
+    :raises ELFError: a non-weak ``__ksym`` with no address.
+    """
+    target: Spec | None = None
+    for name, pspec in spec.programs.items():
+        relos, externs = data.relos.get(name, ()), data.externs.get(name, ())
+        if not (relos or externs):
+            continue
+        insns = bytearray(pspec.insns)
+        notes: list[str] = []
+        if relos:
+            if data.local is None:
+                raise BTFError(f"{data.path}: CO-RE relocations without .BTF")
+            target = target or _target_btf(options)
+            for idx, relo in relos:
+                where = (f"{data.path}: program {name!r} instruction {idx} "
+                         f"({CoreReloKind.NAMES[relo.kind]} relocation)")
+                res = calc_relo(data.local, target, relo, where)
+                patch_insn(insns, idx, res, where)
+                if res.poison:
+                    notes.append(res.reason)
+        if externs:
+            _resolve_externs(externs, insns, name, notes)
+        spec.programs[name] = _replace_insns(pspec, bytes(insns))
+        if notes:
+            spec.load_notes.setdefault(name, []).extend(notes)
 
 
 def _replace_insns(pspec: Any, insns: bytes) -> Any:

@@ -20,6 +20,7 @@ from ebpf.elf.mapdefs import LIBBPF_PIN_BY_NAME, MapDef, collect_maps
 from ebpf.elf.objfile import ElfObject, Function, parse_object
 from ebpf.elf.relocations import KCONFIG_MAP, LinkedProgram, link_program
 from ebpf.elf.settings import configure
+from ebpf.elf.steps import STEP, ElfLoadData
 
 __all__ = [
     "load_spec",
@@ -253,15 +254,18 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
             spec.references[fn.name] = []
             spec.attach_targets[fn.name] = None
             spec.sections[fn.name] = fn.section.name
-    from ebpf.elf.struct_ops import apply_struct_ops
+    from ebpf.elf.struct_ops import apply_struct_ops  # deferred: start-up time (struct_ops objects are rare)
 
-    apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
-    spec.hooks.append(_strict_btf)
-    spec.hooks.append(_autoload_hook(broken))
+    tables = apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
+    core = None
     if any(lp.core_relos or lp.externs for lp in linked):
-        from ebpf.elf.core_relo import make_prepare_hook
+        from ebpf.elf.core_relo import CoreData  # deferred: start-up time (CO-RE only when the object uses it)
 
-        spec.hooks.append(make_prepare_hook(obj, {lp.function.name: lp for lp in linked}))
+        core = CoreData.of(obj, linked)
+    # Plain data for load time; ebpf.elf.steps (imported above) performs it.  Loading without the
+    # object's BTF silently loses typed maps, source lines, kfunc and CO-RE checks: refuse by default.
+    spec.require_btf = True
+    spec.loader_data[STEP] = ElfLoadData(obj.path, dict(broken), core, tables)
     return spec
 
 
@@ -272,35 +276,6 @@ def _placeholder(obj: ElfObject, fn: Function, linked: bool) -> Any:
     m = fn.match
     return ProgramSpec(prog_type=m.prog_type if m else ProgType.UNSPEC, insns=fn.insns, license=obj.license or "GPL",
                        name=fn.name, expected_attach_type=m.attach_type if m else None)
-
-
-def _autoload_hook(broken: dict[str, str]) -> Any:
-    """Drop programs with ``autoload=False``; refuse to load a broken program that is still wanted."""
-
-    def autoload(spec: CollectionSpec, options: dict[str, Any]) -> None:
-        for pname, pspec in list(spec.programs.items()):
-            if not getattr(pspec, "autoload", True):
-                _drop_program(spec, pname)
-            elif pname in broken:
-                raise ELFError(f"{broken[pname]} (leave the program out: spec.programs[{pname!r}].autoload = False, "
-                               f"or load_elf(..., programs={{{pname!r}: {{'autoload': False}}}}))")
-
-    return autoload
-
-
-def _drop_program(spec: CollectionSpec, pname: str) -> None:
-    del spec.programs[pname]
-    spec.references.pop(pname, None)
-    for entries in spec.map_contents.values():
-        entries[:] = [(k, v) for k, v in entries if v != pname]
-
-
-def _strict_btf(spec: CollectionSpec, options: dict[str, Any]) -> None:
-    """A kernel that rejects an object's BTF is an error unless ``require_btf=False`` asks for the fallback.
-
-    Loading without BTF silently loses typed maps, source lines, kfunc and CO-RE checks.
-    """
-    options.setdefault("require_btf", True)
 
 
 def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:

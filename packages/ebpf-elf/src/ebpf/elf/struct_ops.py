@@ -29,7 +29,7 @@ from ebpf.core.errors import BTFError, EBPFError, ELFError
 from ebpf.core.types import ProgType
 from ebpf.elf.objfile import ElfObject
 
-__all__ = ["StructOpsDef", "collect_struct_ops", "apply_struct_ops", "is_struct_ops_section"]
+__all__ = ["StructOpsDef", "collect_struct_ops", "apply_struct_ops", "build_struct_ops", "is_struct_ops_section"]
 
 
 def is_struct_ops_section(name: str) -> bool:
@@ -112,10 +112,11 @@ def collect_struct_ops(obj: ElfObject) -> list[StructOpsDef]:
     return tables
 
 
-def apply_struct_ops(obj: ElfObject, spec: Any) -> None:
-    """Point the object's struct_ops programs at their members and build the tables after load.
+def apply_struct_ops(obj: ElfObject, spec: Any) -> tuple[StructOpsDef, ...]:
+    """Point the object's struct_ops programs at their members; the tables to build after load.
 
     :param spec: the :class:`~ebpf.core.collection.CollectionSpec` being built from ``obj``.
+    :returns: the tables (:func:`build_struct_ops` makes their maps once the programs loaded).
     :raises ELFError: a program used by two members, or a table on no struct_ops program.
     """
     tables = collect_struct_ops(obj)
@@ -133,18 +134,19 @@ def apply_struct_ops(obj: ElfObject, spec: Any) -> None:
         if ProgType.parse(pspec.prog_type) == ProgType.STRUCT_OPS and name not in used:
             for table in (spec.programs, spec.references, spec.attach_targets, spec.sections):
                 table.pop(name, None)  # no table uses it: libbpf does not load it either
-    if tables:
-        spec.after_load.append(_builder(tables, obj.path))
+    return tuple(tables)
 
 
-def _builder(tables: list[StructOpsDef], path: str) -> Any:
-    def build(spec: Any, maps: dict[str, Any], programs: dict[str, Any], options: dict[str, Any]) -> None:
-        for d in tables:
-            if d.name in maps:
-                raise ELFError(f"{path}: struct_ops table {d.name!r} has the name of another map")
-            maps[d.name] = _create(d, programs, path)
+def build_struct_ops(tables: tuple[StructOpsDef, ...], path: str, maps: dict[str, Any],
+                     programs: dict[str, Any]) -> None:
+    """Create the struct_ops map of each table from the loaded ``programs``, added to ``maps``.
 
-    return build
+    :raises ELFError: a table named like another map, or a member the kernel's struct lacks.
+    """
+    for d in tables:
+        if d.name in maps:
+            raise ELFError(f"{path}: struct_ops table {d.name!r} has the name of another map")
+        maps[d.name] = _create(d, programs, path)
 
 
 def _create(d: StructOpsDef, programs: dict[str, Any], path: str) -> Any:
