@@ -159,3 +159,21 @@ def test_cgroup_lsm_before_linux_6_0_is_refused_before_loading(monkeypatch: pyte
     with pytest.raises(UnsupportedFeatureError) as info:
         lsm.load_lsm_program([asm.mov64(R0, 1), asm.exit_()], "file_open", cgroup=True)
     assert info.value.feature == "cgroup-scoped BPF LSM (BPF_LSM_CGROUP)" and info.value.min_kernel == "6.0"
+
+
+def test_lsm_setup_follows_the_one_setup_contract(nothing_left_behind: None) -> None:
+    # LSM programs do not load on every kernel: the setup is built from a real program and a link
+    # whose detach is observed, to show what close(), with and teardown_lsm_hook do with them.
+    from ebpf.core.fdowner import Setup
+    from ebpf.core.links import CallbackLink
+
+    detached: list[str] = []
+    prog = load_program(prog_type="socket_filter", insns=ALLOW)
+    link = CallbackLink(lambda: detached.append("detached"), program=prog, description="lsm file_open")
+    setup = lsm.LsmSetup(lsm.find_lsm_hook("file_open"), prog, link)
+    assert isinstance(setup, Setup) and not setup.closed
+    with setup as same:
+        assert same is setup
+    assert setup.closed and link.closed and prog.closed and detached == ["detached"]
+    lsm.teardown_lsm_hook(setup)  # teardown is close(): again is harmless
+    assert detached == ["detached"]

@@ -22,9 +22,10 @@ from typing import Any, ClassVar, TypeVar
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.errors import EBPFError
 
-__all__ = ["FdOwner", "ResourceOwner", "track", "release_now"]
+__all__ = ["FdOwner", "ResourceOwner", "Setup", "track", "release_now"]
 
 _T = TypeVar("_T", bound="ResourceOwner")
+_S = TypeVar("_S", bound="Setup")
 
 _exiting = False
 _hook_lock = threading.Lock()
@@ -148,3 +149,42 @@ class FdOwner(ResourceOwner):
     def closed(self) -> bool:
         """True after :meth:`close`."""
         return self._fd < 0
+
+
+class Setup:
+    """The one contract of what every ``setup_*`` function returns (TC, cgroup, LSM, ...).
+
+    - :meth:`close` ends the attachment the setup made (the link is detached, even if it was
+      pinned since), removes what the setup created for it (a clsact qdisc left empty), and
+      closes the program when the setup loaded it; calling it again does nothing;
+    - it is a context manager: ``with setup_tc_ingress(...) as s:`` closes at the end;
+    - :attr:`closed` says whether that happened; ``teardown_*(s)`` is ``s.close()``.
+
+    A subclass (a dataclass with a ``torn_down`` field) implements :meth:`_teardown`.
+    """
+
+    torn_down: bool = False
+
+    def _teardown(self) -> None:
+        """Release what the setup made (called once, by :meth:`close`)."""
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self.torn_down
+
+    def close(self) -> None:
+        """Detach and release everything the setup made.  Twice is harmless."""
+        if self.torn_down:
+            return
+        self.torn_down = True
+        self._teardown()
+
+    def __enter__(self: _S) -> _S:
+        """Return self (``with`` closes it at the end)."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close on leaving the ``with`` block."""
+        self.close()

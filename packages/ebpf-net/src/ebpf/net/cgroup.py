@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
+from ebpf.core.fdowner import Setup
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load, program_name
 
@@ -413,8 +414,9 @@ def query_cgroup_programs(cgroup_path: str, attach_type: Any, effective: bool = 
 
 
 @dataclass
-class CgroupSetup:
-    """What :func:`setup_cgroup_skb` (or :func:`cgroup_program`) did, for :func:`teardown_cgroup_program`."""
+class CgroupSetup(Setup):
+    """What :func:`setup_cgroup_skb` (or :func:`cgroup_program`) did (the :class:`~ebpf.core.fdowner.Setup`
+    contract: ``close()`` / ``with`` / :func:`teardown_cgroup_program` undo it)."""
 
     cgroup_path: str
     attach_type: AttachType
@@ -422,6 +424,13 @@ class CgroupSetup:
     link: Link
     owns_program: bool = False
     torn_down: bool = field(default=False, repr=False)
+
+    def _teardown(self) -> None:
+        try:
+            self.link.detach()
+        finally:
+            if self.owns_program:
+                self.program.close()
 
 
 def setup_cgroup_skb(
@@ -450,17 +459,13 @@ def _setup(cgroup_path: str, program: Any, attach_type: Any, flags: Any, prog_ty
 
 
 def teardown_cgroup_program(setup: CgroupSetup) -> None:
-    """Detach what a setup attached and close the program it loaded.  Twice is harmless."""
+    """``setup.close()``: detach what a setup attached and close the program it loaded.  Twice is harmless.
+
+    :raises EBPFError: when ``setup`` is not a :class:`CgroupSetup`.
+    """
     if not isinstance(setup, CgroupSetup):
         raise EBPFError(f"teardown_cgroup_program needs a CgroupSetup, got {type(setup).__name__}")
-    if setup.torn_down:
-        return
-    setup.torn_down = True
-    try:
-        setup.link.close()
-    finally:
-        if setup.owns_program:
-            setup.program.close()
+    setup.close()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
+from ebpf.core.fdowner import Setup
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net import _netlink
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load
@@ -87,8 +88,9 @@ class TcFilter:
 
 
 @dataclass
-class TcSetup:
-    """What :func:`setup_tc_ingress` / :func:`setup_tc_egress` did, for :func:`teardown_tc_filter`."""
+class TcSetup(Setup):
+    """What :func:`setup_tc_ingress` / :func:`setup_tc_egress` did (the :class:`~ebpf.core.fdowner.Setup`
+    contract: ``close()`` / ``with`` / :func:`teardown_tc_filter` undo it)."""
 
     ifname: str
     ifindex: int
@@ -100,6 +102,19 @@ class TcSetup:
     created_qdisc: bool = False
     owns_program: bool = False
     torn_down: bool = field(default=False, repr=False)
+
+    def _teardown(self) -> None:
+        try:
+            self.link.detach()
+            if self.created_qdisc:
+                try:
+                    if not (_list(self.ifindex, self.ifname, "ingress") or _list(self.ifindex, self.ifname, "egress")):
+                        remove_clsact_qdisc(self.ifindex, missing_ok=True)
+                except AttachError:
+                    pass  # the interface went away with its qdisc
+        finally:
+            if self.owns_program:
+                self.program.close()
 
 
 def _direction(direction: str) -> str:
@@ -327,27 +342,14 @@ def setup_tc_egress(
 
 
 def teardown_tc_filter(setup: TcSetup) -> None:
-    """Undo a setup: delete the filter, the qdisc when the setup created it and it is now empty,
-    and the program when the setup loaded it.  Calling it twice is harmless."""
+    """``setup.close()``: delete the filter, the qdisc when the setup created it and it is now empty,
+    and the program when the setup loaded it.  Calling it twice is harmless.
+
+    :raises EBPFError: when ``setup`` is not a :class:`TcSetup`.
+    """
     if not isinstance(setup, TcSetup):
         raise EBPFError(f"teardown_tc_filter needs a TcSetup, got {type(setup).__name__}")
-    if setup.torn_down:
-        return
-    setup.torn_down = True
-    try:
-        setup.link.close()
-        if setup.created_qdisc:
-            try:
-                empty = not (
-                    _list(setup.ifindex, setup.ifname, "ingress") or _list(setup.ifindex, setup.ifname, "egress")
-                )
-                if empty:
-                    remove_clsact_qdisc(setup.ifindex, missing_ok=True)
-            except AttachError:
-                pass  # the interface went away with its qdisc
-    finally:
-        if setup.owns_program:
-            setup.program.close()
+    setup.close()
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from ebpf.core.errors import (
     VerifierError,
     errno_name,
 )
+from ebpf.core.fdowner import Setup
 from ebpf.core.features import feature_test, fully_privileged
 from ebpf.core.links import Link, attach_raw_tracepoint, create_link
 from ebpf.core.programs import Program, load_program
@@ -464,8 +465,9 @@ def detach_lsm_program(link: Link) -> None:
 
 
 @dataclass
-class LsmSetup:
-    """What :func:`setup_lsm_hook` made: the hook, the program, its link and the cgroup (if any)."""
+class LsmSetup(Setup):
+    """What :func:`setup_lsm_hook` made: the hook, the program, its link and the cgroup (if any); the
+    :class:`~ebpf.core.fdowner.Setup` contract: ``close()`` / ``with`` / :func:`teardown_lsm_hook` undo it."""
 
     hook: LsmHook
     program: Program
@@ -473,6 +475,13 @@ class LsmSetup:
     cgroup: str | int | None = None
     owns_program: bool = True
     torn_down: bool = field(default=False, repr=False)
+
+    def _teardown(self) -> None:
+        try:
+            self.link.detach()
+        finally:
+            if self.owns_program:
+                self.program.close()
 
 
 def setup_lsm_hook(insns: Any, hook: object, name: str = "", license: str = "GPL", *, cgroup: object = None,
@@ -507,20 +516,14 @@ def setup_lsm_hook(insns: Any, hook: object, name: str = "", license: str = "GPL
 
 
 def teardown_lsm_hook(setup: LsmSetup) -> None:
-    """Detach what :func:`setup_lsm_hook` attached and close the program it loaded.  Twice is harmless.
+    """``setup.close()``: detach what :func:`setup_lsm_hook` attached and close the program it loaded.
+    Twice is harmless.
 
     :raises EBPFError: when ``setup`` is not an :class:`LsmSetup`.
     """
     if not isinstance(setup, LsmSetup):
         raise EBPFError(f"teardown_lsm_hook needs an LsmSetup, not {type(setup).__name__}")
-    if setup.torn_down:
-        return
-    setup.torn_down = True
-    try:
-        setup.link.detach()
-    finally:
-        if setup.owns_program:
-            setup.program.close()
+    setup.close()
 
 
 @contextmanager
