@@ -81,6 +81,25 @@ def kernel_struct(spec: Spec, kernel_type: str, key: str | None) -> Composite:
     raise AssertionError(f"{kernel_type} has no member identified by {key!r}")
 
 
+def _kernel_end(spec: Spec, kstruct: Composite, path: str) -> int:
+    """Where the kernel's members end in the deepest (sub)struct of ``path`` this kernel has (an offset in
+    ``kstruct``): a field of ours at or past it is newer than this kernel, even inside a union that other
+    members make larger (``bpf_attr``'s prog-load part, ``bpf_link_info.raw_tracepoint``)."""
+    parts = path.split(".")[:-1]
+    base, comp = 0, kstruct
+    for i in range(len(parts), 0, -1):  # the deepest ancestor the kernel knows
+        try:
+            member = spec.find_member(kstruct, ".".join(parts[:i]))
+        except BTFError:
+            continue
+        inner = spec.resolve(member.type_id)
+        if isinstance(inner, Composite):
+            base, comp = member.bit_offset // 8, inner
+            break
+    ends = [m.bit_offset // 8 + spec.sizeof(m.type_id) for m in comp.members]
+    return base + max(ends, default=0)
+
+
 def _alias_fields(cls: type[ctypes.Structure | ctypes.Union]) -> set[str]:
     doc = cls.__doc__ or ""
     return {name for name, *_ in cls._fields_ if f"``{name}" in doc}
@@ -114,8 +133,8 @@ def test_attr_layout_matches_kernel(vmlinux: Spec, cls: type[ctypes.Structure]) 
         try:
             member = vmlinux.find_member(kstruct, path)
         except BTFError:
-            if offset >= kstruct.size:
-                continue  # a field newer than this kernel: the struct is a prefix of ours
+            if offset >= kstruct.size or offset >= _kernel_end(vmlinux, kstruct, path):
+                continue  # a field newer than this kernel: its (sub)struct is a prefix of ours
             name = path.rsplit(".", 1)[-1]
             if name not in _alias_fields(owner):
                 problems.append(f"{path}: not in the kernel's {kernel_type} ({key}) and not documented as an alias")
