@@ -35,3 +35,11 @@ def test_core_has_no_import_cycle() -> None:
                          timeout=60).stdout
     assert "cycles at import time: 0 " in out, out
     assert "cycles over all edges: 0 " in out, out  # imports inside functions included
+
+
+def test_every_import_inside_a_function_of_core_says_why() -> None:
+    # Deferred imports are kept only for start-up time, an optional dependency or a cycle; the
+    # comment on (or just above) the import says which (`tools/import_graph.py --deferred` lists them).
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "import_graph.py"), "--deferred"], capture_output=True,
+                         text=True, timeout=60).stdout
+    assert "(0 without a comment saying why)" in out, [line for line in out.splitlines() if line.startswith("! ")]

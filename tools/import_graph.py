@@ -2,6 +2,7 @@
 
     python tools/import_graph.py                 # ebpf.core: summary, cycles, deferred imports
     python tools/import_graph.py --edges         # ... and every edge (module -> what it imports)
+    python tools/import_graph.py --deferred      # ... and every import inside a function (! = no comment why)
     python tools/import_graph.py ebpf.events     # another package of the namespace
 
 Reads the sources as text (nothing is imported).  An edge is an ``import`` or ``from ... import``
@@ -106,6 +107,28 @@ def deferred_count(package: str) -> tuple[int, int]:
     return deferred, total
 
 
+def deferred_imports(package: str, own_only: bool = False) -> list[tuple[str, int, str, bool]]:
+    """Every import inside a function body: ``(file, line, statement, has a comment saying why)``.
+
+    The comment is a ``#`` on one of the statement's lines or on the line just above it.
+    ``own_only``: only imports of the package's own modules.
+    """
+    known = modules(package)
+    found = []
+    for module, path in known.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines), str(path))
+        for node, is_deferred in _walk(tree, False):
+            if not is_deferred or (own_only and not _resolve(module, path.name == "__init__.py", node, known)):
+                continue
+            first, last = node.lineno, node.end_lineno or node.lineno
+            text = lines[first - 1 : last]
+            commented = any("#" in line for line in text) or (first > 1 and lines[first - 2].strip().startswith("#"))
+            rel = path.relative_to(ROOT).as_posix()
+            found.append((rel, first, " ".join(t.strip() for t in text).split("#")[0].strip(), commented))
+    return found
+
+
 def cycles(edges: dict[str, dict[str, str]], kinds: tuple[str, ...]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan), over edges of ``kinds``."""
     index: dict[str, int] = {}
@@ -151,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", nargs="?", default="ebpf.core")
     parser.add_argument("--edges", action="store_true", help="print every edge")
+    parser.add_argument("--deferred", action="store_true",
+                        help="list every import inside a function, marking those without a comment saying why")
     args = parser.parse_args(argv)
     edges = graph(args.package)
     top = sum(kind == "top" for e in edges.values() for kind in e.values())
@@ -168,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         for module, targets in sorted(edges.items()):
             for target, kind in sorted(targets.items()):
                 print(f"{module} -> {target}" + (" (deferred)" if kind == "deferred" else ""))
+    late_imports = deferred_imports(args.package)
+    bare = [d for d in late_imports if not d[3]]
+    print(f"imports inside functions: {len(late_imports)} ({len(bare)} without a comment saying why)")
+    if args.deferred:
+        for rel, line, stmt, commented in late_imports:
+            print(f"{'  ' if commented else '! '}{rel}:{line}: {stmt}")
     return 1 if layering else 0
 
 

@@ -42,7 +42,7 @@ def _normalize(name: str) -> str:
 
 
 def _standard_only() -> bool:
-    from importlib.machinery import PathFinder
+    from importlib.machinery import PathFinder  # deferred: start-up time (only this path needs it)
 
     for finder in sys.meta_path:
         if finder is not PathFinder and getattr(finder, "find_distributions", None) is not None:
@@ -88,7 +88,7 @@ def _group(text: str, group: str) -> list[tuple[str, str]]:
 def entry_points(group: str) -> list[EntryPoint]:
     """The entry points of ``group``, as ``importlib.metadata.entry_points(group=group)`` lists them."""
     if not _standard_only():
-        import importlib.metadata
+        import importlib.metadata  # deferred: start-up time (only this path needs it)
 
         return [EntryPoint(ep.name, ep.value, ep.dist.name if ep.dist is not None else "")
                 for ep in importlib.metadata.entry_points(group=group)]

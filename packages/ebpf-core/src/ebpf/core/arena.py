@@ -23,7 +23,7 @@ import mmap as _mmap
 import weakref
 from typing import Any
 
-from ebpf.core._maps.base import Map
+from ebpf.core._maps.base import Map, MapSpec
 from ebpf.core.errors import BPFSyscallError, EBPFError
 from ebpf.core.types import MapType
 
@@ -112,8 +112,7 @@ def create_arena_map(pages: int, *, address: int = 0, name: str = "", numa_node:
     :raises EBPFError: for a bad size or address (before any syscall).
     :raises BPFSyscallError: when the kernel refuses (EPERM on builds that refuse arena).
     """
-    from ebpf.core._maps.base import MapSpec
-    from ebpf.core._maps.create import BPF_F_MMAPABLE, create_map
+    from ebpf.core._maps.create import BPF_F_MMAPABLE, create_map  # deferred: start-up time (only this path needs it)
 
     if isinstance(pages, bool) or not isinstance(pages, int) or not 0 < pages <= ARENA_MAX_PAGES:
         raise EBPFError(f"arena size must be 1..{ARENA_MAX_PAGES} pages, not {pages!r}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
 from ebpf.core.extension import load_step
 from ebpf.core.fdowner import ResourceOwner
+from ebpf.core.types import MapType
 
 if TYPE_CHECKING:
     from ebpf.core.btf import BTF
@@ -442,7 +443,7 @@ class _Loader:
     def _load_btf(self) -> None:
         if not self.spec.btf:
             return
-        from ebpf.core.btf import load_btf
+        from ebpf.core.btf import load_btf  # deferred: start-up time (only this path needs it)
 
         try:
             self.btf = load_btf(self.spec.btf)
@@ -456,7 +457,7 @@ class _Loader:
         self.owned.append(self.btf)
 
     def _create_map(self, name: str) -> Any:
-        from ebpf.core.maps import Map, create_map
+        from ebpf.core.maps import Map, create_map  # deferred: start-up time (only this path needs it)
 
         if name in self.maps:
             return self.maps[name]
@@ -508,7 +509,7 @@ class _Loader:
         return m
 
     def _load_program(self, name: str) -> None:
-        from ebpf.core.programs import load_program
+        from ebpf.core.programs import load_program  # deferred: start-up time (only this path needs it)
 
         pspec = self.spec.programs[name]
         insns = bytearray(_insn_bytes(pspec.insns))
@@ -554,8 +555,6 @@ class _Loader:
 
 
 def _map_type(value: object) -> int:
-    from ebpf.core.types import MapType
-
     return int(MapType.parse(value))
 
 

@@ -80,8 +80,8 @@ class LiveTable:
         self._refresh()
 
     def _render(self) -> Any:
-        from ebpf.core._cli._output import cell
-        from rich.table import Table
+        from ebpf.core._cli._output import cell  # deferred: start-up time (only this path needs it)
+        from rich.table import Table  # deferred: optional dependency (rich, the [demo] extra)
 
         table = Table(*self.headers, title=self.title or None, title_justify="left")
         for row in self.rows[-20:]:  # keep it on one screen
@@ -94,7 +94,7 @@ class LiveTable:
 
     def __enter__(self) -> LiveTable:
         if self._ctx.live:
-            from rich.live import Live
+            from rich.live import Live  # deferred: optional dependency (rich, the [demo] extra)
 
             self._live = Live(self._render(), console=self._ctx._console, refresh_per_second=8, transient=False)
             self._live.__enter__()
@@ -106,7 +106,7 @@ class LiveTable:
             self._live.__exit__(None, None, None)
             self._live = None
             return
-        from ebpf.core._cli._output import format_table
+        from ebpf.core._cli._output import format_table  # deferred: start-up time (only this path needs it)
 
         if self.title:
             self._ctx.print(self.title)
@@ -137,7 +137,7 @@ class DemoContext:
         if self.live is None:
             self.live = bool(getattr(stream, "isatty", lambda: False)()) and _have_rich()
         if self.live:
-            from rich.console import Console
+            from rich.console import Console  # deferred: optional dependency (rich, the [demo] extra)
 
             self._console = Console(file=stream, highlight=False)
 
@@ -225,7 +225,7 @@ class DemoContext:
 
 
 def _have_rich() -> bool:
-    import importlib.util
+    import importlib.util  # deferred: start-up time (only this path needs it)
 
     try:
         return importlib.util.find_spec("rich") is not None

@@ -45,6 +45,7 @@ from ebpf.core.errors import (
     errno_name,
 )
 from ebpf.core.programs import Program, load_program
+from ebpf.core.system import ensure_securityfs, ensure_tracefs, tracefs_path
 from ebpf.core.types import AttachType, Helper, LinkType, MapType, ProgType
 
 __all__ = [
@@ -452,13 +453,9 @@ def have_kprobes() -> None:
     """
     if os.path.exists("/sys/bus/event_source/devices/kprobe"):
         return
-    from ebpf.core.system import tracefs_path
-
     tracefs = tracefs_path()
     if tracefs is None:
         try:
-            from ebpf.core.system import ensure_tracefs
-
             tracefs = ensure_tracefs()
         except EBPFError:
             tracefs = None
@@ -499,8 +496,6 @@ def have_lsm() -> None:
     _trampoline_probe("lsm programs", "5.7", "kernel lockdown or missing CONFIG_BPF_LSM",
                       prog_type=_P.LSM, expected_attach_type=_A.LSM_MAC, attach_to="file_mprotect")
     try:
-        from ebpf.core.system import ensure_securityfs
-
         with open(os.path.join(ensure_securityfs(), "lsm")) as f:
             active = f.read().strip().split(",")
     except (OSError, EBPFError):

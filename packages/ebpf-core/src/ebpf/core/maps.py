@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from ebpf.core._maps.base import Map, MapInfo, MapSpec, parse_update_flags
+from ebpf.core._maps.batch import raw_keys
 from ebpf.core._maps.create import MAP_FLAGS, create_map, parse_map_flags, wrap_fd
 from ebpf.core._maps.kinds import (
     BloomFilterMap,
@@ -298,8 +299,6 @@ def dump_map(m: Map, limit: int | None = None) -> str:
         if isinstance(obj, (bytes, bytearray)):
             return obj.hex(" ")
         return repr(obj) if isinstance(obj, str) else str(obj)
-
-    from ebpf.core._maps.batch import raw_keys
 
     n = 0
     if btf_fmt is not None:

@@ -165,7 +165,7 @@ def _insn_bytes(insns: Any) -> bytes:
     elif hasattr(insns, "assemble"):
         raw = insns.assemble()
     elif isinstance(insns, (list, tuple, str)):
-        from ebpf.core import asm
+        from ebpf.core import asm  # deferred: start-up time (only this path needs it)
 
         raw = asm.assemble(insns if isinstance(insns, str) else list(insns))
     else:
@@ -192,7 +192,7 @@ def _sanitize_name(name: object) -> str:
 
 def _vmlinux_find(name: str, kind: str) -> tuple[int, Any]:
     """(type id, type) of ``name`` of ``kind`` in the running kernel's BTF."""
-    from ebpf.core.btf import load_vmlinux
+    from ebpf.core.btf import load_vmlinux  # deferred: start-up time (only this path needs it)
 
     typ = load_vmlinux().find(name, kind)
     return int(typ.id), typ

@@ -59,7 +59,7 @@ class StructOpsMember:
 
 
 def _btf() -> Any:
-    from ebpf.core.btf import load_vmlinux
+    from ebpf.core.btf import load_vmlinux  # deferred: start-up time (only this path needs it)
 
     return load_vmlinux()
 
@@ -70,7 +70,7 @@ def list_struct_ops() -> list[str]:
     :returns: sorted names such as ``["bpf_dummy_ops", "sched_ext_ops", "tcp_congestion_ops"]``.
     :raises UnsupportedFeatureError: when the kernel has no BTF.
     """
-    from ebpf.core.btf.types import Struct
+    from ebpf.core.btf.types import Struct  # deferred: start-up time (only this path needs it)
 
     # other bpf_struct_ops_* structs are the kernel's bookkeeping
     spec = _btf()
@@ -88,6 +88,7 @@ def _layout(struct_name: str) -> tuple[int, int, int, tuple[StructOpsMember, ...
 
     :raises EBPFError: when the kernel has no such struct_ops type.
     """
+    # deferred: start-up time (only this path needs it)
     from ebpf.core.btf.types import Array, FuncProto, Int, Pointer, Struct
 
     if not isinstance(struct_name, str) or not struct_name:
@@ -369,8 +370,8 @@ def create_struct_ops_map(struct_name: str, name: str = "", *, link: bool = True
 
 
 def _object_btf() -> Any:
-    from ebpf.core.btf.builder import Builder
-    from ebpf.core.btf.load import load_btf
+    from ebpf.core.btf.builder import Builder  # deferred: start-up time (only this path needs it)
+    from ebpf.core.btf.load import load_btf  # deferred: start-up time (only this path needs it)
 
     b = Builder()
     b.add_int("int", 4)

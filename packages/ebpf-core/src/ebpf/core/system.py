@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebpf.core._sys.syscall import libc
+from ebpf.core._sys.syscall import close_fd, libc
 from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
 from ebpf.core.extension import dispatcher
 
@@ -147,7 +147,7 @@ def ensure_tracefs(path: str = "/sys/kernel/tracing") -> str:
     found = tracefs_path()
     if found:
         if not os.access(found, os.R_OK | os.X_OK):  # mounted, but root's (mode 0700): say what is missing
-            from ebpf.core._privileges import tracefs_denied
+            from ebpf.core._privileges import tracefs_denied  # deferred: start-up time (only this path needs it)
 
             raise tracefs_denied(found)
         return found
@@ -175,8 +175,7 @@ def check_bpf_available() -> None:
 
     :raises NotSupportedError: naming the reason (no syscall, no privilege, disabled).
     """
-    from ebpf.core._sys import attrs, commands
-    from ebpf.core._sys.syscall import close_fd
+    from ebpf.core._sys import attrs, commands  # deferred: start-up time (only this path needs it)
 
     try:
         fd = commands.map_create(attrs.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1))

@@ -195,7 +195,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail("privileged test run without root: run the suite as root")
     marker = item.get_closest_marker("kernel")
     if marker is not None:
-        from ebpf.core.system import kernel_version
+        from ebpf.core.system import kernel_version  # deferred: start-up time (only this helper needs it)
 
         wanted = tuple(int(x) for x in str(marker.kwargs.get("min", "0")).split("."))
         if kernel_version()[: len(wanted)] < wanted:
@@ -232,7 +232,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def bpffs() -> str:
     """A mounted bpffs (mounted here when missing); returns its path."""
-    from ebpf.core.system import ensure_bpf_fs
+    from ebpf.core.system import ensure_bpf_fs  # deferred: start-up time (only this helper needs it)
 
     return ensure_bpf_fs()
 
@@ -240,8 +240,8 @@ def bpffs() -> str:
 @pytest.fixture
 def pin_dir(bpffs: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh directory on bpffs for the test's pins, removed (with what is left in it) afterwards."""
-    import shutil
-    import uuid
+    import shutil  # deferred: start-up time (only this helper needs it)
+    import uuid  # deferred: start-up time (only this helper needs it)
 
     path = os.path.join(bpffs, f"ebpf-test-{uuid.uuid4().hex[:12]}")
     os.mkdir(path)
@@ -252,6 +252,6 @@ def pin_dir(bpffs: str, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tracefs() -> str:
     """A mounted tracefs (mounted here when missing); returns its path."""
-    from ebpf.core.system import ensure_tracefs
+    from ebpf.core.system import ensure_tracefs  # deferred: start-up time (only this helper needs it)
 
     return ensure_tracefs()

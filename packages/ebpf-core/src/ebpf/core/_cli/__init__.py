@@ -12,13 +12,14 @@ from collections.abc import Sequence
 
 from ebpf.core._cli import _btf, _check, _demo, _objects, _top
 from ebpf.core._cli._signals import Terminated, sigterm_as_interrupt
+from ebpf.core.errors import EBPFError
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ebpf`` argument parser, with every built-in and plugin subcommand."""
-    from ebpf.core import plugins
+    from ebpf.core import plugins  # deferred: start-up time (only this command needs it)
 
     parser = argparse.ArgumentParser(
         prog="ebpf",
@@ -42,8 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         2 on a usage error, 130 when interrupted (Ctrl-C), 143 on SIGTERM -- unless the command
         handles the interruption itself (``trace`` and ``top`` detach and exit 0 on either).
     """
-    from ebpf.core.errors import EBPFError
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -12,8 +12,8 @@ __all__ = ["add_commands"]
 
 
 def _load(path: str | None) -> Any:
-    from ebpf.core import btf
-    from ebpf.core.errors import BTFError
+    from ebpf.core import btf  # deferred: start-up time (only this command needs it)
+    from ebpf.core.errors import BTFError  # deferred: start-up time (only this command needs it)
 
     if path is None:
         return btf.load_vmlinux()
@@ -48,8 +48,8 @@ def _details(typ: Any) -> str:
 
 
 def _dump(args: argparse.Namespace) -> int:
-    from ebpf.core import btf
-    from ebpf.core.errors import NotSupportedError
+    from ebpf.core import btf  # deferred: start-up time (only this command needs it)
+    from ebpf.core.errors import NotSupportedError  # deferred: start-up time (only this command needs it)
 
     spec = _load(args.file)
     out = sys.stdout

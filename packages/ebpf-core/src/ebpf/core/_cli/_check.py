@@ -36,7 +36,7 @@ def _probe_all(probe: Callable[[Any], None] | None, members: Iterable[Any]) -> d
 
 def _feature_probes() -> dict[str, Callable[[Any], None] | None]:
     try:
-        import ebpf.core.features as features
+        import ebpf.core.features as features  # deferred: start-up time (only this command needs it)
     except ImportError:
         return {"map_types": None, "prog_types": None, "link_types": None}
     return {
@@ -57,7 +57,7 @@ _KERNEL_FEATURES = {
 def _kernel_features() -> dict[str, str | None]:
     """The other probes of ebpf.core.features (batch map commands, kprobes, trampolines, LSM)."""
     try:
-        import ebpf.core.features as features
+        import ebpf.core.features as features  # deferred: start-up time (only this command needs it)
     except ImportError:
         return {}
     result: dict[str, str | None] = {}
@@ -70,8 +70,8 @@ def _kernel_features() -> dict[str, str | None]:
 
 def collect_report() -> dict[str, Any]:
     """Everything ``ebpf check`` shows, as plain data; never raises for a missing feature."""
-    from ebpf.core import plugins
-    from ebpf.core.system import BTF_VMLINUX, init
+    from ebpf.core import plugins  # deferred: start-up time (only this command needs it)
+    from ebpf.core.system import BTF_VMLINUX, init  # deferred: start-up time (only this command needs it)
 
     info = init(mount=False)
     probes = _feature_probes()

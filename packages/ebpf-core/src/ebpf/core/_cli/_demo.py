@@ -40,7 +40,7 @@ def build_program(counts: Any) -> list[Any]:
     :param counts: the hash map (u32 key, u64 value) the program updates.
     :returns: the instructions (for ``load_program(insns=...)``).
     """
-    from ebpf.core import asm
+    from ebpf.core import asm  # deferred: start-up time (only this command needs it)
 
     R0, R1, R2, R3, R4, R6, R10 = asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R10
     return [
@@ -87,9 +87,9 @@ def core_step(ctx: DemoContext) -> None:
     :param ctx: the demo context (output, cleanups, summary).
     :raises EBPFError: when the kernel refuses the map or the program.
     """
-    from ebpf.core import asm
-    from ebpf.core.maps import create_map
-    from ebpf.core.programs import load_program
+    from ebpf.core import asm  # deferred: start-up time (only this command needs it)
+    from ebpf.core.maps import create_map  # deferred: start-up time (only this command needs it)
+    from ebpf.core.programs import load_program  # deferred: start-up time (only this command needs it)
 
     counts = create_map(map_type="hash", key_size=4, value_size=8, max_entries=64, name="demo_counts")
     ctx.defer(counts.close, "close map demo_counts")
@@ -123,8 +123,8 @@ CORE_STEP = DemoStep("core", "maps, the assembler and BPF_PROG_TEST_RUN (ebpf-co
 @contextlib.contextmanager
 def _run_stats() -> Iterator[None]:
     """Switch run-time statistics on, so the listing shows how often each program ran."""
-    from ebpf.core.errors import EBPFError
-    from ebpf.core.links import Stats
+    from ebpf.core.errors import EBPFError  # deferred: start-up time (only this command needs it)
+    from ebpf.core.links import Stats  # deferred: start-up time (only this command needs it)
 
     try:
         stats = Stats()
@@ -138,8 +138,8 @@ def _run_stats() -> Iterator[None]:
 
 
 def _list_programs(ctx: DemoContext) -> None:
-    from ebpf.core._cli._objects import _PROG_COLUMNS
-    from ebpf.core.programs import programs
+    from ebpf.core._cli._objects import _PROG_COLUMNS  # deferred: start-up time (only this command needs it)
+    from ebpf.core.programs import programs  # deferred: start-up time (only this command needs it)
 
     wanted = set(ctx.program_ids)
     infos = sorted((p for p in programs() if p.id in wanted), key=lambda p: p.id)
@@ -151,7 +151,7 @@ def _list_programs(ctx: DemoContext) -> None:
 def _select(steps: list[DemoStep], only: Sequence[str] | None) -> list[DemoStep]:
     if not only:
         return steps
-    from ebpf.core.errors import EBPFError
+    from ebpf.core.errors import EBPFError  # deferred: start-up time (only this command needs it)
 
     known = {s.name for s in steps}
     unknown = [n for n in only if n not in known]
@@ -161,7 +161,7 @@ def _select(steps: list[DemoStep], only: Sequence[str] | None) -> list[DemoStep]
 
 
 def _run_step(ctx: DemoContext, number: int, step: DemoStep, results: list[tuple[str, str]]) -> None:
-    from ebpf.core.errors import NotSupportedError
+    from ebpf.core.errors import NotSupportedError  # deferred: start-up time (only this command needs it)
 
     ctx.heading(f"{number}. {step.title}")
     started = time.monotonic()
@@ -193,8 +193,8 @@ def run_demo(out: TextIO | None = None, live: bool | None = None, duration: floa
     :returns: the exit status: 0 when every step worked or was skipped as unsupported, 1 otherwise.
     :raises KeyboardInterrupt: after cleaning up, when interrupted.
     """
-    from ebpf.core import plugins
-    from ebpf.core.system import kernel_version
+    from ebpf.core import plugins  # deferred: start-up time (only this command needs it)
+    from ebpf.core.system import kernel_version  # deferred: start-up time (only this command needs it)
 
     ctx = DemoContext(out=out, live=live, duration=duration)
     steps = _select([CORE_STEP, *plugins.demo_steps()], only)

@@ -41,7 +41,7 @@ def _fields(info: Any) -> list[tuple[str, Any]]:
 
 
 def _prog_list(args: argparse.Namespace) -> int:
-    from ebpf.core.programs import programs
+    from ebpf.core.programs import programs  # deferred: start-up time (only this command needs it)
 
     return _listing(sorted(programs(), key=lambda p: p.id), _PROG_COLUMNS, args.json)
 
@@ -53,7 +53,7 @@ def _not_found(exc: BPFSyscallError, what: str) -> EBPFError:
 
 
 def _prog_show(args: argparse.Namespace) -> int:
-    from ebpf.core.programs import Program
+    from ebpf.core.programs import Program  # deferred: start-up time (only this command needs it)
 
     try:
         prog = Program.from_id(args.id)
@@ -73,11 +73,11 @@ def xlated_insns(prog_id: int) -> bytes:
 
     :raises EBPFError: when there is no such program.
     """
-    import ctypes
+    import ctypes  # deferred: start-up time (only this command needs it)
 
-    from ebpf.core._sys import commands
-    from ebpf.core._sys.attrs import ProgInfo
-    from ebpf.core._sys.syscall import close_fd
+    from ebpf.core._sys import commands  # deferred: start-up time (only this command needs it)
+    from ebpf.core._sys.attrs import ProgInfo  # deferred: start-up time (only this command needs it)
+    from ebpf.core._sys.syscall import close_fd  # deferred: start-up time (only this command needs it)
 
     try:
         fd = commands.fd_by_id("prog", prog_id)
@@ -93,7 +93,7 @@ def xlated_insns(prog_id: int) -> bytes:
 
 
 def _prog_dump(args: argparse.Namespace) -> int:
-    from ebpf.core.asm import disassemble
+    from ebpf.core.asm import disassemble  # deferred: start-up time (only this command needs it)
 
     code = xlated_insns(args.id)
     text = disassemble(code, objdump=not args.json, helper_names=True)
@@ -105,13 +105,13 @@ def _prog_dump(args: argparse.Namespace) -> int:
 
 
 def _map_list(args: argparse.Namespace) -> int:
-    from ebpf.core.maps import maps
+    from ebpf.core.maps import maps  # deferred: start-up time (only this command needs it)
 
     return _listing(sorted(maps(), key=lambda m: m.id), _MAP_COLUMNS, args.json)
 
 
 def _open_map(ref: str) -> Any:
-    from ebpf.core.maps import Map
+    from ebpf.core.maps import Map  # deferred: start-up time (only this command needs it)
 
     try:
         if ref.isdigit():
@@ -122,7 +122,7 @@ def _open_map(ref: str) -> Any:
 
 
 def _map_dump(args: argparse.Namespace) -> int:
-    from ebpf.core.maps import dump_map
+    from ebpf.core.maps import dump_map  # deferred: start-up time (only this command needs it)
 
     with _open_map(args.map) as m:
         if args.json:
@@ -146,7 +146,7 @@ def _link_details(info: Any) -> str:
 
 
 def _link_list(args: argparse.Namespace) -> int:
-    from ebpf.core.links import links
+    from ebpf.core.links import links  # deferred: start-up time (only this command needs it)
 
     infos = sorted(links(), key=lambda li: li.id)
     if args.json:

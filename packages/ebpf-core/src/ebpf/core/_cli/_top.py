@@ -54,7 +54,7 @@ def rates(before: dict[int, Any], after: dict[int, Any], seconds: float) -> list
 
 
 def _sample() -> dict[int, Any]:
-    from ebpf.core.programs import programs
+    from ebpf.core.programs import programs  # deferred: start-up time (only this command needs it)
 
     return {info.id: info for info in programs()}
 
@@ -70,8 +70,8 @@ def _render(rows: list[ProgramRate], interval: float) -> str:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from ebpf.core.errors import EBPFError
-    from ebpf.core.links import enable_stats
+    from ebpf.core.errors import EBPFError  # deferred: start-up time (only this command needs it)
+    from ebpf.core.links import enable_stats  # deferred: start-up time (only this command needs it)
 
     if args.interval <= 0:
         raise EBPFError(f"--interval must be positive, got {args.interval}")

@@ -17,7 +17,14 @@ from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.attrs import MapElemAttr
 from ebpf.core._sys.syscall import SYS_BPF, Cmd, close_fd, get_errno, raw_syscall
 from ebpf.core.codecs import Codec
-from ebpf.core.errors import BPFSyscallError, EBPFError, KeyNotFoundError, MapFullError, syscall_error
+from ebpf.core.errors import (
+    BPFSyscallError,
+    EBPFError,
+    KeyNotFoundError,
+    MapFullError,
+    NotSupportedError,
+    syscall_error,
+)
 from ebpf.core.extension import dispatcher
 from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import fd_kind, open_pinned
@@ -485,8 +492,6 @@ class Map(FdOwner):
 
         :raises NotSupportedError: for every other map.
         """
-        from ebpf.core.errors import NotSupportedError
-
         raise NotSupportedError(f"map {self.name!r} was not created mmapable (BPF_F_MMAPABLE array maps only)")
 
     def _release_extra(self) -> None:

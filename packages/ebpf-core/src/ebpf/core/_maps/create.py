@@ -16,6 +16,7 @@ from ebpf.core._sys import attrs, commands
 from ebpf.core._sys.syscall import close_fd
 from ebpf.core.codecs import Codec, RawCodec, resolve_codec
 from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.pins import check_pin_path
 from ebpf.core.system import kernel_version
 from ebpf.core.types import MapType
 
@@ -151,8 +152,6 @@ def check_spec(spec: MapSpec) -> tuple[MapSpec, MapType, int, Codec, Codec]:
         check_uint(getattr(spec, field_name), field_name, U32)
     check_uint(spec.map_extra, "map_extra", U64)
     if spec.pin_path is not None:
-        from ebpf.core.pins import check_pin_path
-
         check_pin_path(spec.pin_path)
     if mtype in _KEYLESS:
         key_codec: Codec = RawCodec(0)

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, parse_update_flags, raise_for
+from ebpf.core._maps.base import ARRAY_TYPES, MISSING, Map, _bad, _make_failed, parse_update_flags, raise_for
 from ebpf.core._maps.fastpath import BAD_INPUT, Buffers, make_ops
 from ebpf.core._maps.layout import Layout, decode_percpu, encode_percpu, round8
 from ebpf.core._maps.stacktrace import StackTraceMap
@@ -37,8 +37,6 @@ class PerCPUMap(Map):
         return Layout(self.value_codec, self.value_size, self.ncpus)
 
     def _install_fast_ops(self) -> None:
-        from ebpf.core._maps.base import _bad, _make_failed
-
         codec, ncpus, size = self.value_codec, self.ncpus, self.value_size
         stride = round8(size)
 

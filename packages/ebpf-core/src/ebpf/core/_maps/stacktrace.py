@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from ebpf.core._maps.base import Map
+from ebpf.core._maps.batch import raw_keys
 from ebpf.core.errors import EBPFError, KeyNotFoundError
 
 __all__ = ["StackTraceMap", "BuildIdFrame", "stack_id_error", "BUILD_ID_FRAME_SIZE"]
@@ -109,8 +110,6 @@ class StackTraceMap(Map):
 
     def stacks(self) -> Iterator[tuple[int, list[Any]]]:
         """Every stored stack as ``(stack_id, frames)`` (stacks deleted meanwhile are skipped)."""
-        from ebpf.core._maps.batch import raw_keys
-
         for key in list(raw_keys(self)):
             raw = self.lookup_bytes(bytes(key))
             if raw is not None:

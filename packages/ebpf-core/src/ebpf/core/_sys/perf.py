@@ -13,7 +13,7 @@ from ctypes import c_int32, c_uint16, c_uint32, c_uint64
 
 from ebpf.core._checks import check_int, check_uint
 from ebpf.core._sys.syscall import SYS_PERF_EVENT_OPEN, get_errno
-from ebpf.core.errors import BPFSyscallError, EBPFError
+from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
 
 __all__ = [
     "PerfEventAttr",
@@ -190,8 +190,7 @@ def tracepoint_id(category: str, name: str) -> int:
 
     :raises EBPFError: on a malformed name.  :raises NotSupportedError: when there is no such tracepoint.
     """
-    from ebpf.core.errors import NotSupportedError
-    from ebpf.core.system import ensure_tracefs
+    from ebpf.core.system import ensure_tracefs  # deferred: start-up time (only this path needs it)
 
     for part in (category, name):
         if not isinstance(part, str) or not part or "/" in part or part in (".", ".."):
@@ -211,8 +210,6 @@ def pmu_type(name: str) -> int:
 
     :raises NotSupportedError: when the PMU is missing (e.g. no CONFIG_KPROBES).
     """
-    from ebpf.core.errors import NotSupportedError
-
     path = f"/sys/bus/event_source/devices/{name}/type"
     try:
         with open(path) as f:

@@ -90,7 +90,7 @@ def bpf(cmd: int, attr: ctypes.Structure, command: str | None = None) -> int:
         err = get_errno()
         name = command or _NAMES.get(cmd, f"bpf({cmd})")
         if err == errno.EPERM:  # name the capability this process lacks, when it lacks one
-            from ebpf.core._privileges import eperm_hint
+            from ebpf.core._privileges import eperm_hint  # deferred: start-up time (only this path needs it)
 
             raise syscall_error(err, name, hint=eperm_hint(name))
         raise syscall_error(err, name)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import struct
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ebpf.core.btf.types import (
+    VOID,
     Array,
     Composite,
     Const,
@@ -247,8 +248,6 @@ class Builder:
     def _type(self, tid: int) -> Type:
         if tid < self.first_id:
             if self.base is None:
-                from ebpf.core.btf.types import VOID
-
                 if tid == 0:
                     return VOID
                 raise BTFError(f"type id {tid} is not in this builder")
@@ -330,8 +329,6 @@ def _head(name_off: int, kind: Kind, vlen: int, kflag: bool, size_or_type: int) 
 
 
 def _encode(t: Type, s: object) -> bytes:
-    from collections.abc import Callable
-    from typing import cast
 
     name = cast("Callable[[str], int]", s)
     n = name(t.name)

@@ -54,7 +54,7 @@ def use_index_cache(spec: Spec) -> None:
     directory = cache_dir()
     if directory is None or spec.base is not None or sys.byteorder != "little" or spec.byteorder != "little":
         return
-    import hashlib
+    import hashlib  # deferred: start-up time (only this path needs it)
 
     path = os.path.join(directory, f"btf-index-{hashlib.sha256(spec.data).hexdigest()[:40]}.bin")
     try:
@@ -74,7 +74,7 @@ def use_index_cache(spec: Spec) -> None:
     names = spec._names()
     tmp = ""
     try:
-        import tempfile
+        import tempfile  # deferred: start-up time (only this path needs it)
 
         os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".btf-index-")

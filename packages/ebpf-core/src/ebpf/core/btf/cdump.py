@@ -59,7 +59,7 @@ def dump_c_header(spec: Spec | None = None, guard: str = "__VMLINUX_H__") -> str
     :raises BTFError: when the BTF is malformed.
     """
     if spec is None:
-        from ebpf.core.btf.load import load_vmlinux
+        from ebpf.core.btf.load import load_vmlinux  # deferred: start-up time (only this path needs it)
 
         spec = load_vmlinux()
     spec.validate()  # every referenced id in range, no qualifier cycles

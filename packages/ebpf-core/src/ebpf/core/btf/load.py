@@ -10,7 +10,7 @@ from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import BtfInfo
 from ebpf.core.btf.handle import BTF
 from ebpf.core.btf.spec import Spec
-from ebpf.core.errors import BTFError
+from ebpf.core.errors import BTFError, UnsupportedFeatureError
 
 __all__ = ["BTF", "load_btf", "load_vmlinux", "load_module", "load_by_id", "SYSFS_BTF"]
 
@@ -55,7 +55,7 @@ def load_vmlinux(path: str | None = None) -> Spec:
     if _vmlinux is not None:
         return _vmlinux
     spec = Spec(_read(os.path.join(SYSFS_BTF, "vmlinux"), "vmlinux"), name="vmlinux")
-    from ebpf.core.btf.cache import use_index_cache
+    from ebpf.core.btf.cache import use_index_cache  # deferred: start-up time (only this path needs it)
 
     use_index_cache(spec)  # a fresh process reads the record index instead of rebuilding it
     with _lock:
@@ -90,8 +90,6 @@ def _read(path: str, what: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
-        from ebpf.core.errors import UnsupportedFeatureError
-
         raise UnsupportedFeatureError(f"{what} BTF ({path})", "5.4", "kernel built without CONFIG_DEBUG_INFO_BTF") from None
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror}") from exc

@@ -9,6 +9,7 @@ builds a dictionary of all their names).  Decoded types are cached.
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections.abc import Iterator
@@ -399,8 +400,6 @@ class Spec:
         if isinstance(t, Pointer):
             return self._int(buf, off, self.ptr_size, False)
         if isinstance(t, Float):
-            import struct
-
             fmt = {4: "f", 8: "d"}.get(t.size)
             endian = "<" if self.byteorder == "little" else ">"
             return struct.unpack_from(endian + fmt, buf, off)[0] if fmt else buf[off : off + t.size]
