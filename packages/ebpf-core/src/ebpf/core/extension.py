@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from ebpf.core.errors import EBPFError
 from ebpf.core.types import AttachType, MapType, ProgType
@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover - only for annotations
 
 __all__ = [
     "SupportsFd",
+    "SupportsAssemble",
+    "Instructions",
+    "ProgTypeLike",
+    "AttachTypeLike",
     "AttachableProgram",
     "EventMap",
     "AttachBackend",
@@ -55,6 +59,24 @@ class SupportsFd(Protocol):
     def fd(self) -> int:
         """The object's file descriptor."""
         ...
+
+
+@runtime_checkable
+class SupportsAssemble(Protocol):
+    """An assembler program (``ebpf.core.asm`` builders): anything whose ``assemble()`` gives the bytes."""
+
+    def assemble(self) -> bytes:
+        """The program text: 8 bytes per instruction."""
+        ...
+
+
+#: A program's text as every ``load_*`` function takes it: bytes, a list of instructions,
+#: assembler text, or an assembler program.
+Instructions: TypeAlias = bytes | bytearray | memoryview | str | Sequence[Any] | SupportsAssemble
+#: A program type: the enum member, its name (``"xdp"``) or its number.
+ProgTypeLike: TypeAlias = ProgType | str | int
+#: An attach type: the enum member, its name (``"cgroup_inet_egress"``) or its number.
+AttachTypeLike: TypeAlias = AttachType | str | int
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
 from ebpf.core.fdowner import Setup
@@ -22,6 +22,7 @@ from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load, program_name
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import AttachTypeLike, Instructions, ProgTypeLike
     from ebpf.core.links import Link
     from ebpf.core.programs import Program
 
@@ -236,7 +237,7 @@ def remove_cgroup(path: str) -> None:
 
 
 def _loader(
-    prog_type: ProgType, insns: Any, attach_type: Any, name: str, license: str, fields: dict[str, Any]
+    prog_type: ProgType, insns: Instructions, attach_type: AttachTypeLike, name: str, license: str, fields: dict[str, Any]
 ) -> Program:
     kind = parse_attach_type(attach_type, prog_type) if attach_type is not None else CGROUP_PROG_TYPES[prog_type][0]
     if prog_type is ProgType.CGROUP_SKB and attach_type is None:
@@ -245,7 +246,7 @@ def _loader(
 
 
 def load_cgroup_skb_program(
-    insns: Any, direction: str = "ingress", name: str = "cgroup_skb", license: str = "GPL", **fields: Any
+    insns: Instructions, direction: str = "ingress", name: str = "cgroup_skb", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load a ``cgroup_skb`` program (return 1 to pass a packet, 0 to drop it) for ``direction``."""
     if direction not in ("ingress", "egress"):
@@ -254,32 +255,32 @@ def load_cgroup_skb_program(
 
 
 def load_cgroup_sock_program(
-    insns: Any, attach_type: str = "sock_create", name: str = "cgroup_sock", license: str = "GPL", **fields: Any
+    insns: Instructions, attach_type: str = "sock_create", name: str = "cgroup_sock", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load a ``cgroup_sock`` program (sock_create, sock_release, post_bind4/6)."""
     return _loader(ProgType.CGROUP_SOCK, insns, attach_type, name, license, fields)
 
 
 def load_cgroup_sock_addr_program(
-    insns: Any, attach_type: str = "connect4", name: str = "cgroup_sock_addr", license: str = "GPL", **fields: Any
+    insns: Instructions, attach_type: str = "connect4", name: str = "cgroup_sock_addr", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load a ``cgroup_sock_addr`` program: bind4/6, connect4/6, sendmsg4/6, recvmsg4/6,
     getpeername4/6, getsockname4/6 (return 1 to allow, 0 to refuse with EPERM)."""
     return _loader(ProgType.CGROUP_SOCK_ADDR, insns, attach_type, name, license, fields)
 
 
-def load_cgroup_device_program(insns: Any, name: str = "cgroup_device", license: str = "GPL", **fields: Any) -> Program:
+def load_cgroup_device_program(insns: Instructions, name: str = "cgroup_device", license: str = "GPL", **fields: Any) -> Program:
     """Load a ``cgroup_device`` program (return 0 to deny the device access)."""
     return _loader(ProgType.CGROUP_DEVICE, insns, "device", name, license, fields)
 
 
-def load_cgroup_sysctl_program(insns: Any, name: str = "cgroup_sysctl", license: str = "GPL", **fields: Any) -> Program:
+def load_cgroup_sysctl_program(insns: Instructions, name: str = "cgroup_sysctl", license: str = "GPL", **fields: Any) -> Program:
     """Load a ``cgroup_sysctl`` program (return 0 to deny the /proc/sys access with EPERM)."""
     return _loader(ProgType.CGROUP_SYSCTL, insns, "sysctl", name, license, fields)
 
 
 def load_cgroup_sockopt_program(
-    insns: Any, attach_type: str = "setsockopt", name: str = "cgroup_sockopt", license: str = "GPL", **fields: Any
+    insns: Instructions, attach_type: str = "setsockopt", name: str = "cgroup_sockopt", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load a ``cgroup_sockopt`` program for ``setsockopt`` or ``getsockopt`` (return 0 to refuse)."""
     return _loader(ProgType.CGROUP_SOCKOPT, insns, attach_type, name, license, fields)
@@ -317,7 +318,8 @@ def _attach_type_for(prog: Program, attach_type: Any, what: str) -> AttachType:
 
 
 def attach_cgroup_program(
-    cgroup_path: str, prog: Program, attach_type: Any = None, flags: Any = None, method: str = "auto"
+    cgroup_path: str, prog: Program, attach_type: AttachTypeLike | None = None, flags: int | str | None = None,
+    method: str = "auto"
 ) -> Link:
     """Attach a cgroup program to a cgroup v2 directory.
 
@@ -382,7 +384,7 @@ def _detach(path: str, kind: AttachType, prog: Program | None) -> None:
         os.close(fd)
 
 
-def detach_cgroup_program(cgroup_path: str, attach_type: Any, prog: Program | None = None) -> None:
+def detach_cgroup_program(cgroup_path: str, attach_type: AttachTypeLike, prog: Program | None = None) -> None:
     """BPF_PROG_DETACH a program attached with BPF_PROG_ATTACH (``prog`` needed for multi attachments).
 
     :raises AttachError: not a cgroup, or nothing to detach.
@@ -394,7 +396,7 @@ def detach_cgroup_program(cgroup_path: str, attach_type: Any, prog: Program | No
     _detach(path, kind, prog)
 
 
-def query_cgroup_programs(cgroup_path: str, attach_type: Any, effective: bool = False) -> list[int]:
+def query_cgroup_programs(cgroup_path: str, attach_type: AttachTypeLike, effective: bool = False) -> list[int]:
     """Ids of the programs attached to ``cgroup_path`` at ``attach_type`` (``effective``: inherited too).
 
     :raises AttachError: not a cgroup or bad attach type.
@@ -434,7 +436,8 @@ class CgroupSetup(Setup):
 
 
 def setup_cgroup_skb(
-    cgroup_path: str, program: Any, direction: str = "ingress", flags: Any = None, name: str = "cgroup_skb"
+    cgroup_path: str, program: Program | Instructions, direction: str = "ingress", flags: int | str | None = None,
+    name: str = "cgroup_skb"
 ) -> CgroupSetup:
     """Load (when given instructions) and attach a ``cgroup_skb`` program.
 
@@ -471,10 +474,10 @@ def teardown_cgroup_program(setup: CgroupSetup) -> None:
 @contextmanager
 def cgroup_program(
     cgroup_path: str,
-    program: Any,
-    attach_type: Any,
-    prog_type: Any = None,
-    flags: Any = None,
+    program: Program | Instructions,
+    attach_type: AttachTypeLike,
+    prog_type: ProgTypeLike | None = None,
+    flags: int | str | None = None,
     name: str = "cgroup_prog",
 ) -> Iterator[CgroupSetup]:
     """A cgroup program attached for the duration of a ``with`` block.
@@ -482,7 +485,7 @@ def cgroup_program(
     :param program: a loaded program, or instructions (then ``prog_type`` is required).
     """
     if is_program(program):
-        kind = ProgType.parse(program.prog_type)
+        kind = ProgType.parse(cast("Program", program).prog_type)
     elif prog_type is None:
         raise EBPFError("cgroup_program: give prog_type when passing instructions")
     else:

@@ -28,6 +28,7 @@ from ebpf.net._common import check_program, create_link, load
 from ebpf.net.sk_lookup import open_netns
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import BPFLink
     from ebpf.core.programs import Program
 
@@ -97,7 +98,7 @@ class FlowKeys:
                    be(sport, "big"), be(dport, "big"), s, d, flags, be(label, "big"))  # fmt: skip
 
 
-def load_flow_dissector_program(insns: Any, name: str = "flow_dissector", license: str = "GPL",
+def load_flow_dissector_program(insns: Instructions, name: str = "flow_dissector", license: str = "GPL",
                                 **fields: Any) -> Program:  # fmt: skip
     """Load a ``flow_dissector`` program (expected attach type BPF_FLOW_DISSECTOR).
 

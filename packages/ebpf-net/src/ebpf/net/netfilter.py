@@ -16,6 +16,7 @@ from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import check_program, create_link, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import BPFLink
     from ebpf.core.programs import Program
 
@@ -53,7 +54,7 @@ class NfVerdict(enum.IntEnum):
     ACCEPT = 1
 
 
-def load_netfilter_program(insns: Any, name: str = "netfilter", license: str = "GPL", **fields: Any) -> Program:
+def load_netfilter_program(insns: Instructions, name: str = "netfilter", license: str = "GPL", **fields: Any) -> Program:
     """Load a ``netfilter`` program (expected attach type BPF_NETFILTER).
 
     Requires Linux >= 6.4.

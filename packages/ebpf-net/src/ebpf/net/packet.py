@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from ebpf.core.asm import (
     DW,
@@ -482,7 +481,8 @@ class Packet:
             done += step
         return self
 
-    def nat(self, *, saddr: Any = None, daddr: Any = None, sport: Any = None, dport: Any = None) -> Packet:
+    def nat(self, *, saddr: int | str | bytes | Reg | None = None, daddr: int | str | bytes | Reg | None = None,
+            sport: int | Reg | None = None, dport: int | Reg | None = None) -> Packet:
         """The NAT step: rewrite any of the addresses and ports, fixing the IPv4 and L4 checksums.
 
         :raises PacketError: no IPv4 and transport header parsed, or a bad value.

@@ -18,6 +18,7 @@ from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import check_program, create_link, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import BPFLink
     from ebpf.core.programs import Program
 
@@ -35,7 +36,7 @@ class SkAction(enum.IntEnum):
     PASS = 1
 
 
-def load_sk_lookup_program(insns: Any, name: str = "sk_lookup", license: str = "GPL", **fields: Any) -> Program:
+def load_sk_lookup_program(insns: Instructions, name: str = "sk_lookup", license: str = "GPL", **fields: Any) -> Program:
     """Load an ``sk_lookup`` program (expected attach type BPF_SK_LOOKUP).
 
     Requires Linux >= 5.9.

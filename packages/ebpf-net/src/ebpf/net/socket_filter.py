@@ -16,6 +16,7 @@ from ebpf.net import _netlink
 from ebpf.net._common import callback_link, check_program, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import Link
     from ebpf.core.programs import Program
 
@@ -34,7 +35,7 @@ SO_DETACH_BPF = 27  # same as SO_DETACH_FILTER
 ETH_P_ALL = 0x0003
 
 
-def load_socket_filter(insns: Any, name: str = "socket_filter", license: str = "GPL", **fields: Any) -> Program:
+def load_socket_filter(insns: Instructions, name: str = "socket_filter", license: str = "GPL", **fields: Any) -> Program:
     """Load a ``socket_filter`` program: it returns how many bytes of each packet to keep (0 drops it)."""
     return load(ProgType.SOCKET_FILTER, insns, name, license, **fields)
 
@@ -69,7 +70,7 @@ def _setsockopt(fd: int, option: int, value: bytes | int, what: str) -> None:
         dup.detach()  # the caller still owns the fd
 
 
-def attach_socket_filter(sock: Any, prog: Program) -> Link:
+def attach_socket_filter(sock: socket.socket | int, prog: Program) -> Link:
     """Attach ``prog`` to a socket (``SO_ATTACH_BPF``); the link detaches it (``SO_DETACH_BPF``).
 
     :param sock: a :class:`socket.socket` or a socket fd (the caller keeps owning it).
@@ -89,7 +90,7 @@ def attach_socket_filter(sock: Any, prog: Program) -> Link:
     return callback_link(detach, prog, f"socket filter on fd {fd}")
 
 
-def detach_socket_filter(sock: Any) -> None:
+def detach_socket_filter(sock: socket.socket | int) -> None:
     """Remove the filter of a socket.
 
     :raises AttachError: not a socket, or no filter attached (ENOENT).

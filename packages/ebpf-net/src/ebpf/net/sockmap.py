@@ -28,6 +28,7 @@ from ebpf.core.types import AttachType, MapType, ProgType
 from ebpf.net._common import callback_link, check_program, create_link, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import Link
     from ebpf.core.maps import Map
     from ebpf.core.programs import Program
@@ -173,7 +174,7 @@ def socket_cookie(sock: object) -> int:
         probe.close()
 
 
-def load_sk_msg_program(insns: Any, name: str = "sk_msg", license: str = "GPL", **fields: Any) -> Program:
+def load_sk_msg_program(insns: Instructions, name: str = "sk_msg", license: str = "GPL", **fields: Any) -> Program:
     """Load an SK_MSG program (runs on sendmsg of sockets in the maps it is attached to).
 
     Return :attr:`SkAction.PASS` / ``DROP``, or the result of ``msg_redirect_map``/``msg_redirect_hash``.
@@ -190,7 +191,7 @@ def _sk_skb_kind(kind: object) -> AttachType:
 
 
 def load_sk_skb_program(
-    insns: Any, kind: str = "stream_verdict", name: str = "sk_skb", license: str = "GPL", **fields: Any
+    insns: Instructions, kind: str = "stream_verdict", name: str = "sk_skb", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load an SK_SKB program: ``kind`` "stream_parser" (returns a message length), "stream_verdict"
     or "verdict" (return :class:`SkAction` or ``sk_redirect_map``/``sk_redirect_hash``).
@@ -201,7 +202,7 @@ def load_sk_skb_program(
     return load(ProgType.SK_SKB, insns, name, license, **fields)
 
 
-def load_sock_ops_program(insns: Any, name: str = "sock_ops", license: str = "GPL", **fields: Any) -> Program:
+def load_sock_ops_program(insns: Instructions, name: str = "sock_ops", license: str = "GPL", **fields: Any) -> Program:
     """Load a ``sock_ops`` program (attach it to a cgroup with ``attach_cgroup_program``).
 
     Requires Linux >= 4.13.

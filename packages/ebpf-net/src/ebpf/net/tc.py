@@ -22,6 +22,7 @@ from ebpf.net import _netlink
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import Link
     from ebpf.core.programs import Program
 
@@ -130,7 +131,7 @@ def _u16(value: int, what: str, low: int = 1) -> int:
 
 
 def load_tc_program(
-    insns: Any, prog_type: str | ProgType = "sched_cls", name: str = "tc_prog", license: str = "GPL", **fields: Any
+    insns: Instructions, prog_type: str | ProgType = "sched_cls", name: str = "tc_prog", license: str = "GPL", **fields: Any
 ) -> Program:
     """Load a TC program (``sched_cls`` by default, or ``sched_act``).
 
@@ -316,7 +317,7 @@ def _setup(
 
 def setup_tc_ingress(
     interface: str | int,
-    program: Any,
+    program: Program | Instructions,
     priority: int = 1,
     handle: int = 1,
     name: str | None = None,
@@ -331,7 +332,7 @@ def setup_tc_ingress(
 
 def setup_tc_egress(
     interface: str | int,
-    program: Any,
+    program: Program | Instructions,
     priority: int = 1,
     handle: int = 1,
     name: str | None = None,
@@ -355,7 +356,7 @@ def teardown_tc_filter(setup: TcSetup) -> None:
 @contextmanager
 def tc_filter(
     interface: str | int,
-    program: Any,
+    program: Program | Instructions,
     direction: str = "ingress",
     priority: int = 1,
     handle: int = 1,
@@ -390,8 +391,8 @@ def attach_tcx(
     interface: str | int,
     prog: Program,
     direction: str = "ingress",
-    before: Any = None,
-    after: Any = None,
+    before: Program | Link | int | None = None,
+    after: Program | Link | int | None = None,
     expected_revision: int = 0,
 ) -> Link:
     """Attach a TC program through a TCX BPF link (no qdisc needed; several programs in order).

@@ -13,7 +13,7 @@ import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ebpf.core.codecs import Codec
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
@@ -22,6 +22,7 @@ from ebpf.net import _netlink
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import Link
     from ebpf.core.maps import Map
     from ebpf.core.programs import Program
@@ -120,7 +121,7 @@ def interface_index_to_name(index: int) -> str:
     return _netlink.resolve_interface(index)[1]
 
 
-def load_xdp_program(insns: Any, name: str = "xdp_prog", license: str = "GPL", **fields: Any) -> Program:
+def load_xdp_program(insns: Instructions, name: str = "xdp_prog", license: str = "GPL", **fields: Any) -> Program:
     """Load an XDP program (expected attach type BPF_XDP, so it can also go through XDP links).
 
     :param insns: instructions (bytes, asm instruction list, or anything ``ProgramSpec`` accepts).
@@ -287,7 +288,7 @@ def xdp_program(
     _use_link(method)
     _netlink.resolve_interface(interface)
     owned = not is_program(program)
-    prog = load_xdp_program(program, name=name, license=license) if owned else program
+    prog = load_xdp_program(cast("Instructions", program), name=name, license=license) if owned else program
     try:
         link = attach_xdp(interface, prog, mode=mode, method=method)
         try:
