@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError, EBPFError
 from ebpf.core.types import AttachType, ProgType
 
 if TYPE_CHECKING:
+    from ebpf.core.extension import Instructions
     from ebpf.core.links import BPFLink, Link
     from ebpf.core.programs import Program
 
@@ -58,7 +59,7 @@ def check_program(prog: object, allowed: Iterable[ProgType], what: str) -> Progr
 
 def load(
     prog_type: ProgType,
-    insns: Any,
+    insns: Instructions | None,
     name: str,
     license: str,
     expected_attach_type: AttachType | None = None,
@@ -93,7 +94,7 @@ def create_link(
     return _create(prog, target_fd, attach_type, flags, extra=extra, description=description)
 
 
-def callback_link(detach: Any, prog: Program | None, description: str) -> Link:
+def callback_link(detach: Callable[[], None], prog: Program | None, description: str) -> Link:
     """A :class:`ebpf.core.links.CallbackLink` for a legacy attachment."""
     from ebpf.core.links import CallbackLink
 
