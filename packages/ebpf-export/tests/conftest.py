@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -144,3 +152,34 @@ def free_port_fixture() -> Callable[[], int]:
 def getppid_config() -> str:
     """The YAML text of :data:`GETPPID_CONFIG` (an absolute source path: any file name will do)."""
     return GETPPID_CONFIG
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[ExportMetricsServiceRequest]]]:
+    """An OTLP/HTTP metrics receiver on loopback; yields (endpoint, decoded requests)."""
+    got: list[ExportMetricsServiceRequest] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            req = ExportMetricsServiceRequest()
+            req.ParseFromString(body)
+            got.append(req)
+            out = ExportMetricsServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/metrics", got
+    server.shutdown()
+    server.server_close()
