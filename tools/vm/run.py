@@ -135,17 +135,29 @@ BACKPORTS = (f"deb {_KEYRING} http://deb.debian.org/debian bookworm-backports ma
              f"deb {_KEYRING} http://security.debian.org/debian-security bookworm-security main\n")
 
 
-def backports_apt(cache: Path) -> list[str]:
-    """apt options for a private Debian 12 index (with backports) in the cache; the host's apt config is untouched.
+#: Debian 13 with backports: the first Debian kernels with sched_ext (CONFIG_SCHED_CLASS_EXT), e.g.
+#: trixie-backports' linux-image-6.18.15+deb13-amd64 (Debian's 6.12 kernels, 12 or 13, do not have it).
+TRIXIE = (f"deb {_KEYRING} http://deb.debian.org/debian trixie-backports main\n"
+          f"deb {_KEYRING} http://deb.debian.org/debian trixie main\n"
+          f"deb {_KEYRING} http://deb.debian.org/debian trixie-updates main\n"
+          f"deb {_KEYRING} http://security.debian.org/debian-security trixie-security main\n")
 
-    Newer kernels (6.12) live in bookworm-backports, which the host need not have configured.
+
+def backports_apt(cache: Path, release: str = "bookworm") -> list[str]:
+    """apt options for a private Debian index (with backports) in the cache; the host's apt config is untouched.
+
+    Newer kernels live in backports, which the host need not have configured: 6.12 in
+    bookworm-backports, 6.16-6.18 (with sched_ext) in trixie-backports.
+
+    :param release: ``bookworm`` (Debian 12, in ``<cache>/apt``) or ``trixie`` (Debian 13, ``<cache>/apt-trixie``).
     """
-    root = cache / "apt"
+    root = cache / ("apt" if release == "bookworm" else f"apt-{release}")
+    wanted = BACKPORTS if release == "bookworm" else TRIXIE
     (root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (root / "cache").mkdir(parents=True, exist_ok=True)
     sources = root / "sources.list"
-    changed = not sources.exists() or sources.read_text() != BACKPORTS
-    sources.write_text(BACKPORTS)
+    changed = not sources.exists() or sources.read_text() != wanted
+    sources.write_text(wanted)
     opts = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}"]
     if changed or not any((root / "lists").glob("*_Packages*")):  # apt may store them .lz4
@@ -153,22 +165,28 @@ def backports_apt(cache: Path) -> list[str]:
     return opts
 
 
-def generic_kernel(series: str) -> re.Pattern[str]:
+def generic_kernel(series: str, signed: bool = False) -> re.Pattern[str]:
     """Package names of the generic flavour of ``series``: 6.1.0-50-amd64, 6.12.95+deb12-amd64 (not -rt-, -cloud-).
 
     "6.1" does not match 6.12 kernels.
+
+    :param signed: also the signed package (``...-amd64``): trixie-backports has no ``-unsigned`` one.
     """
-    return re.compile(rf"^linux-image-{re.escape(series)}(\.\d+)*(-\d+|\+deb\d+)-amd64-unsigned$")
+    tail = "(-unsigned)?" if signed else "-unsigned"
+    return re.compile(rf"^linux-image-{re.escape(series)}(\.\d+)*(-\d+|\+deb\d+)-amd64{tail}$")
 
 
 def kernel_package(series: str, apt_opts: list[str]) -> str | None:
     """The newest ``linux-image-<series>...-amd64-unsigned`` apt knows (6.1 -> linux-image-6.1.0-50-...), or None."""
     out = subprocess.run(["apt-cache", *apt_opts, "search", "--names-only", f"^linux-image-{re.escape(series)}"],
                          check=True, text=True, capture_output=True).stdout
-    pattern = generic_kernel(series)
     names = sorted((line.split(" ", 1)[0] for line in out.splitlines()), key=_natural)
-    names = [n for n in names if pattern.match(n)]
-    return names[-1] if names else None
+    # the unsigned image when there is one (the same kernel without the Secure Boot signature)
+    for pattern in (generic_kernel(series), generic_kernel(series, signed=True)):
+        found = [n for n in names if pattern.match(n)]
+        if found:
+            return found[-1]
+    return None
 
 
 def find_vmlinuz(root: Path) -> Path | None:
@@ -183,16 +201,17 @@ def fetch_kernel(series: str, cache: Path) -> Path:
     The modules land next to it (``<root>/lib/modules``), where vng finds them for the initramfs.
     """
     cached = [image for root in sorted((cache / "kernels").glob(f"linux-image-{series}*"), key=lambda p: _natural(p.name))
-              if generic_kernel(series).match(root.name) and (image := find_vmlinuz(root)) is not None]
+              if generic_kernel(series, signed=True).match(root.name) and (image := find_vmlinuz(root)) is not None]
     if cached:
         return cached[-1]
     apt_opts: list[str] = []
     pkg = kernel_package(series, apt_opts) if shutil.which("apt-cache") else None
+    for release in ("bookworm", "trixie"):  # Debian 12 (+ backports), then 13 (+ backports: 6.18, sched_ext)
+        if pkg is None:
+            apt_opts = backports_apt(cache, release)
+            pkg = kernel_package(series, apt_opts)
     if pkg is None:
-        apt_opts = backports_apt(cache)
-        pkg = kernel_package(series, apt_opts)
-    if pkg is None:
-        raise SystemExit(die(f"apt (with bookworm-backports) knows no linux-image-{series}*-amd64-unsigned"))
+        raise SystemExit(die(f"apt (with bookworm- and trixie-backports) knows no linux-image-{series}*-amd64"))
     debs = cache / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     run(["apt-get", *apt_opts, "download", pkg], cwd=debs)
