@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from ebpf.core import _probing, features, testing
+from ebpf.core._sys.attrs import MapCreateAttr
 from ebpf.core.errors import (
     ENOTSUPP,
     BPFSyscallError,
@@ -73,7 +74,7 @@ def test_prog_types_of_this_kernel(prog_type: str) -> None:
 
 
 @pytest.mark.parametrize("link_type", ["raw_tracepoint", "cgroup", "netns", "xdp", "perf_event", "iter", "tcx",
-                                       "uprobe_multi", "netfilter", "sockmap"])
+                                       "uprobe_multi", "netfilter", "sockmap", "struct_ops"])
 def test_link_types_of_this_kernel(link_type: str) -> None:
     exc = _outcome(features.have_link_type, link_type)
     _answers_clearly(exc, f"link type {link_type}", features.LINK_TYPE_VERSIONS[LinkType.parse(link_type)])
@@ -225,10 +226,44 @@ def test_probe_without_privileges_could_not_tell(monkeypatch: pytest.MonkeyPatch
     assert features.have_map_type("hash") is None
 
 
-def test_version_only_answers_are_not_given_without_privileges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(features, "fully_privileged", lambda: False)
-    with pytest.raises(ProbeInconclusiveError, match="kernel version only"):
+def test_struct_ops_links_are_probed_not_read_from_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A BPF_F_LINK struct_ops map: EINVAL where the kernel lacks struct_ops links, ENOTSUPP (no such
+    # value type) where it has them; without privileges it cannot tell, whatever the kernel's version.
+    monkeypatch.setattr(features.commands, "map_create", _eperm)
+    monkeypatch.setattr(_probing, "fully_privileged", lambda: False)
+    for probe, what in ((features.have_link_type, "link type struct_ops"),
+                        (features.have_attach_type, "attach type struct_ops")):
+        with pytest.raises(ProbeInconclusiveError, match=f"could not tell whether {what}"):
+            probe("struct_ops")
+    monkeypatch.undo()
+
+    def einval(attr: MapCreateAttr) -> int:
+        assert attr.map_flags & (1 << 13)  # BPF_F_LINK
+        raise BPFSyscallError(errno.EINVAL, "BPF_MAP_CREATE")
+
+    monkeypatch.setattr(features.commands, "map_create", einval)
+    with pytest.raises(UnsupportedFeatureError, match=r"link type struct_ops .*EINVAL"):
         features.have_link_type("struct_ops")
+
+
+def test_kfunc_probes_ask_the_kernels_btf() -> None:
+    from ebpf.core.btf import load_vmlinux
+
+    with pytest.raises(UnsupportedFeatureError, match=r"kfunc bpf_no_such_kfunc_x is not supported .*kernel's BTF"):
+        features.have_kfunc("bpf_no_such_kfunc_x")
+    for name in ("bpf_rcu_read_lock", "bpf_iter_num_new", "bpf_task_from_pid"):
+        assert (_outcome(features.have_kfunc, name) is None) == bool(load_vmlinux().find_all(name, "func"))
+    exc = _outcome(features.have_kfunc_tags)
+    _answers_clearly(exc, "kfunc decl tags in the kernel's BTF", "6.9")
+    assert (exc is None) == bool(load_vmlinux().find_all("bpf_kfunc", "decl_tag"))
+
+
+def test_perf_event_link_info_probe() -> None:
+    # A kernel answers it for itself (6.1 leaves the info empty): a clear answer either way, no fd left behind.
+    before = testing.open_fds()
+    exc = _outcome(features.have_perf_event_link_info)
+    _answers_clearly(exc, "perf_event link info", "6.6")
+    assert testing.open_fds() == before
 
 
 def test_probe_that_cannot_tell_raises_something_else(monkeypatch: pytest.MonkeyPatch) -> None:

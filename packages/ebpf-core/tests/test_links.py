@@ -17,7 +17,7 @@ from ebpf.core._sys import perf as sysperf
 from ebpf.core._sys.attrs import MapCreateAttr, MapElemAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd, libc
 from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
-from ebpf.core.features import have_link_type
+from ebpf.core.features import have_link_type, have_perf_event_link_info
 from ebpf.core.links import (
     BPFLink,
     CallbackLink,
@@ -171,6 +171,7 @@ def test_cgroup_link_info_update_detach(cgroup_fd: tuple[int, str]) -> None:
 
 def test_perf_event_link_on_a_tracepoint(counter: Counter) -> None:
     require(have_link_type, "perf_event")
+    require(have_perf_event_link_info)  # the tracepoint's name in the link's info
     perf_fd = sysperf.open_tracepoint("syscalls", "sys_enter_getppid", pid=0, cpu=-1)
     with load_program(prog_type="tracepoint", insns=counter.program_text(), name="getppid") as prog:
         with attach_perf_event(prog, perf_fd) as link:

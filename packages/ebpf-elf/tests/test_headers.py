@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 from ebpf import elf
+from ebpf.core.features import have_kfunc, have_kfunc_tags
 from ebpf.core.testing import require
 from ebpf.elf.compile import CompileResult, CompileWarning, find_compiler
 
@@ -138,10 +139,15 @@ int BPF_PROG2(sw2, bool, preempt, struct task_struct *, prev, struct task_struct
 """
 
 
-def test_bpf_prog2_and_vmlinux_kfuncs_compile_and_load(tmp_path, compiler):
+def test_bpf_prog2_compiles_and_loads(tmp_path, compiler):
     out = elf.compile_c(BPF_PROG2_SRC + LICENSE, tmp_path / "p2.o", compiler=compiler)
     with elf.load_elf(out) as coll:
         assert coll.programs["sw2"].spec.attach_to == "sched_switch"
+
+
+def test_vmlinux_header_declares_the_kernels_kfuncs():
+    require(have_kfunc_tags)  # what marks a function as a kfunc in the kernel's BTF
+    require(have_kfunc, "bpf_task_from_pid")
     header = os.path.join(elf.vmlinux_header(), "vmlinux.h")
     with open(header) as fh:
         text = fh.read()
@@ -167,6 +173,7 @@ SEC("xdp") int sum(struct xdp_md *ctx)
 
 
 def test_open_coded_iterators(tmp_path, compiler):
+    require(have_kfunc, "bpf_iter_num_new")  # bpf_for() & co. call the numbers iterator's kfuncs (6.4)
     out = elf.compile_c(ITER_SRC + LICENSE, tmp_path / "iter.o", compiler=compiler)
     with elf.load_elf(out) as coll:
         assert coll.programs["sum"].test_run(bytes(64)).retval == 10 + 21 + 300

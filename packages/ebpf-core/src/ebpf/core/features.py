@@ -25,6 +25,7 @@ from typing import Any
 
 from ebpf.core._probing import clear_cache, feature_test, fully_privileged, probe_error
 from ebpf.core._sys import commands
+from ebpf.core._sys import perf as _perf
 from ebpf.core._sys.attrs import MapBatchAttr, MapCreateAttr
 from ebpf.core._sys.syscall import Cmd, bpf, close_fd, libc
 from ebpf.core._sys.unions import LinkCreateKprobeMulti, LinkCreateNetfilter, LinkCreateUprobeMulti
@@ -34,12 +35,12 @@ from ebpf.core._versions import (
     MAP_TYPE_VERSIONS,
     PROG_TYPE_VERSIONS,
 )
+from ebpf.core.btf import load_vmlinux
 from ebpf.core.errors import (
     ENOTSUPP,
     BPFSyscallError,
     BTFError,
     EBPFError,
-    ProbeInconclusiveError,
     UnsupportedFeatureError,
     VerifierError,
     errno_name,
@@ -59,6 +60,9 @@ __all__ = [
     "have_fentry",
     "have_lsm",
     "have_instructions",
+    "have_kfunc",
+    "have_perf_event_link_info",
+    "have_kfunc_tags",
     "clear_cache",
     "feature_test",
     "probe_error",
@@ -78,6 +82,7 @@ _BAD_FD = 0xFFFFFFFF  # never a valid fd: the kernel answers EBADF once it looks
 _BPF_F_NO_PREALLOC = 1
 _BPF_F_MMAPABLE = 1 << 10
 _BPF_F_SLEEPABLE = 1 << 4
+_BPF_F_LINK = 1 << 13
 
 _M, _P, _L, _A = MapType, ProgType, LinkType, AttachType
 
@@ -140,14 +145,19 @@ def have_map_type(map_type: MapType | str | int) -> None:
     close_fd(fd)
 
 
-def _by_version(feature: str, version: str) -> None:
-    """For the few probes that cannot run a syscall: older kernels lack it; newer ones cannot be told."""
-    from ebpf.core.system import kernel_version  # late: system imports the plugin manager
-
-    if version and kernel_version()[:2] < tuple(int(x) for x in version.split(".")):
-        raise _unsupported(feature, version)
-    if not fully_privileged():
-        raise ProbeInconclusiveError(feature, "answered from the kernel version only, and not root")
+def _struct_ops_link_probe(feature: str, version: str) -> None:
+    """struct_ops links (and their attach type) came with ``BPF_F_LINK`` struct_ops maps: a kernel
+    without them refuses the flag (EINVAL) before it looks at the value type, one with them gets
+    as far as finding that vmlinux type 1 is no struct_ops value (ENOTSUPP)."""
+    attr = _map_attr(_M.STRUCT_OPS)
+    attr.map_flags = _BPF_F_LINK
+    try:
+        fd = commands.map_create(attr)
+    except BPFSyscallError as exc:
+        if exc.errno == ENOTSUPP:
+            return
+        raise probe_error(exc, feature, version) from None
+    close_fd(fd)
 
 
 # --- programs ----------------------------------------------------------------------------------
@@ -315,7 +325,7 @@ def have_link_type(link_type: LinkType | str | int) -> None:
     if lt == _L.TRACING:
         return have_fentry()
     if lt == _L.STRUCT_OPS:
-        return _by_version(feature, version)
+        return _struct_ops_link_probe(feature, version)
     if lt == _L.RAW_TRACEPOINT:
         have_prog_type(_P.RAW_TRACEPOINT)
         with _tiny(_P.RAW_TRACEPOINT) as prog:
@@ -369,6 +379,38 @@ def have_link_type(link_type: LinkType | str | int) -> None:
         return
     raise probe_error(BPFSyscallError(err, "BPF_LINK_CREATE", hint=f"probing link type {lt.lower_name}"),
                       feature, version)
+
+
+@_cached
+def have_perf_event_link_info() -> None:
+    """Probe whether the kernel describes perf_event links in their info (``bpf_link_info.perf_event``:
+    the event's kind, tracepoint or probe name; Linux >= 6.6): links a tiny perf_event program to a
+    software event of this process that never fires and reads the link's info back.
+
+    :raises UnsupportedFeatureError: when the kernel leaves that part of the info empty (or has no
+        perf_event links).
+    """
+    feature, version = "perf_event link info", "6.6"
+    have_link_type(_L.PERF_EVENT)
+    attr = _perf.PerfEventAttr(type=_perf.PERF_TYPE_SOFTWARE, config=_perf.PERF_COUNT_SW_CPU_CLOCK,
+                               sample_period=1 << 62, flags=_perf.ATTR_DISABLED)
+    try:
+        perf_fd = _perf.perf_event_open(attr, pid=0, cpu=-1)
+    except BPFSyscallError as exc:
+        raise probe_error(exc, feature, version, "cannot open a software perf event") from None
+    try:
+        with _tiny(_P.PERF_EVENT) as prog:
+            link_fd = commands.link_create(prog.fd, perf_fd, int(_A.PERF_EVENT))
+            try:
+                kind = commands.link_info(link_fd).perf_event.type
+            finally:
+                close_fd(link_fd)
+    except BPFSyscallError as exc:
+        raise probe_error(exc, feature, version) from None
+    finally:
+        close_fd(perf_fd)
+    if kind == 0:  # BPF_PERF_EVENT_UNSPEC: the kernel has no fill_link_info for perf links
+        raise _unsupported(feature, version, "the kernel leaves bpf_link_info.perf_event empty")
 
 
 def _multi_probe(lt: LinkType, feature: str, version: str) -> None:
@@ -433,7 +475,7 @@ def have_attach_type(prog_type_or_attach_type: ProgType | AttachType | str | int
     if at in (_A.LSM_MAC, _A.LSM_CGROUP):
         return have_lsm()
     if at == _A.STRUCT_OPS:
-        return _by_version(feature, version)
+        return _struct_ops_link_probe(feature, version)
     if at in _LINK_FOR_ATTACH:
         return have_link_type(_LINK_FOR_ATTACH[at])
     if at == _A.TRACE_RAW_TP:
@@ -537,6 +579,45 @@ def have_instructions(name: str) -> None:
     except BPFSyscallError as exc:  # a VerifierError too: "unknown opcode", "invalid insn"
         raise probe_error(exc, feature, version) from None
     prog.close()
+
+
+# --- kernel BTF ----------------------------------------------------------------------------------
+
+
+def _vmlinux_btf(feature: str) -> Any:
+    try:
+        return load_vmlinux()
+    except UnsupportedFeatureError as exc:
+        raise _unsupported(feature, reason=f"no kernel BTF: {exc}") from None
+
+
+@_cached
+def have_kfunc(name: str) -> None:
+    """Probe for a kernel function a BPF program may call (a kfunc) by its name in the kernel's BTF.
+
+    A kfunc call is resolved through the function's vmlinux BTF id, so a kernel whose BTF has no
+    function ``name`` cannot run a program calling it (kfuncs come and go between versions:
+    ``bpf_rcu_read_lock`` is in 6.2, ``bpf_iter_num_new`` in 6.4).  Which program types may call
+    it is the verifier's to say when the program loads.
+
+    :param name: the kfunc, e.g. ``"bpf_task_from_pid"``.
+    :raises UnsupportedFeatureError: when the kernel's BTF has no such function (or no BTF at all).
+    """
+    feature = f"kfunc {name}"
+    if not _vmlinux_btf(feature).find_all(name, "func"):
+        raise _unsupported(feature, reason="no function of that name in the kernel's BTF")
+
+
+@_cached
+def have_kfunc_tags() -> None:
+    """Probe for kfuncs marked in the kernel's BTF (``bpf_kfunc`` decl tags: Linux >= 6.9 built with
+    pahole >= 1.26), which is what lets a ``vmlinux.h`` declare the kernel's kfuncs.
+
+    :raises UnsupportedFeatureError: when the kernel's BTF carries no ``bpf_kfunc`` decl tag.
+    """
+    feature = "kfunc decl tags in the kernel's BTF"
+    if not _vmlinux_btf(feature).find_all("bpf_kfunc", "decl_tag"):
+        raise _unsupported(feature, "6.9", "no bpf_kfunc decl tag (a kernel built with pahole < 1.26 has none)")
 
 
 # --- the table ---------------------------------------------------------------------------------

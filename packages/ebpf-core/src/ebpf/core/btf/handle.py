@@ -22,6 +22,7 @@ __all__ = ["BTF", "load_blob"]
 
 _LOG_START = 64 * 1024
 _LOG_MAX = 1 << 30  # the kernel refuses log buffers past UINT_MAX >> 2
+_LOG_MIN = 128  # kernels before 6.4 refuse a smaller log buffer (EINVAL, and no log)
 
 
 class BTF(FdOwner):
@@ -91,13 +92,16 @@ def load_blob(blob: bytes, spec: Any = None, log_level: int = 1) -> BTF:
 
 
 def _failure_log(blob: bytes, level: int, err: int) -> tuple[str, int]:
-    size = _LOG_START
+    size = max(_LOG_START, _LOG_MIN)
     while True:
         try:
             fd, log = commands.btf_load(blob, log_level=level, log_size=size)
         except BPFSyscallError as exc:
             log = getattr(exc, "log", "")
-            if exc.errno == errno.ENOSPC and size < _LOG_MAX:
+            # Linux >= 6.4 says ENOSPC when the log did not fit; older kernels report the load's own
+            # errno and cut the log at the buffer's end (size - 1 characters and the NUL).
+            cut = exc.errno == errno.ENOSPC or len(log) >= size - 1
+            if cut and size < _LOG_MAX:
                 size *= 4
                 continue
             return log, exc.errno or err
