@@ -197,6 +197,50 @@ def kernel_trouble(console: Path) -> list[str]:
     return found
 
 
+#: Written by the matrix into a run directory when that run ends: its exit status and seconds, for --report.
+STATUS_FILE = "status.json"
+
+
+def save_status(result: KernelRun, rundir: Path) -> None:
+    """Record how the run in ``rundir`` ended (exit status, seconds): ``--report`` reads it back."""
+    if rundir.is_dir():
+        (rundir / STATUS_FILE).write_text(json.dumps({"exit": result.exit, "seconds": round(result.seconds, 1)}))
+
+
+def load_status(result: KernelRun, rundir: Path) -> None:
+    """Exit status and seconds of a finished run for ``--report``, from what its run directory holds.
+
+    The matrix's status file when it wrote one; else the guest's ``rc`` (or, on the host, the JUnit
+    file's verdict) and pytest's own seconds; a run directory with neither was cut off when the
+    whole run was stopped (exit 130), not timed out.
+    """
+    status = rundir / STATUS_FILE
+    if status.exists():
+        data = json.loads(status.read_text())
+        result.exit, result.seconds = data.get("exit"), float(data.get("seconds") or 0.0)
+        return
+    rc, junit = rundir / "rc", rundir / "junit.xml"
+    if rc.exists():
+        result.exit = int(rc.read_text().strip() or "125")
+    elif junit.exists() and result.kind == "host":  # the host writes no rc: pytest's verdict is in the file
+        try:
+            root = ET.parse(junit).getroot()
+            suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+            bad = sum(int(x.get("failures") or 0) + int(x.get("errors") or 0) for x in suites)
+            result.exit = 1 if bad else 0
+            result.seconds = sum(float(x.get("time") or 0.0) for x in suites)
+        except ET.ParseError:
+            result.exit = 130
+        return
+    else:
+        result.exit = 130
+    console = rundir / "console.txt"
+    said = re.findall(r"== command exited \d+ after ([0-9.]+)s", console.read_text(errors="replace")) \
+        if console.exists() else []
+    if said:
+        result.seconds = float(said[-1])
+
+
 def collect(result: KernelRun, rundir: Path) -> None:
     """Fill ``result`` from the files a run left in ``rundir`` (junit.xml, rc, uname, console.txt)."""
     junit = rundir / "junit.xml"
@@ -218,6 +262,8 @@ def describe(result: KernelRun, timeout: int) -> str:
     """The status cell: "ok", "FAILED (pytest exit 1)", "no result (VM timed out after 600 s)"."""
     if result.exit == 124:
         return f"no result (timed out after {timeout} s)"
+    if result.exit == 130:
+        return "no result (the run was stopped while this boot ran)"
     if result.exit is None or result.exit == 125:
         return "no result (VM ended without a status: crash?)"
     if not result.junit:
@@ -265,6 +311,7 @@ def run_host(args: argparse.Namespace, tests: list[str], extra: list[str], outdi
     result.seconds = time.monotonic() - started
     result.rundir = str(rundir)
     collect(result, rundir)
+    save_status(result, rundir)
     return result
 
 
@@ -295,6 +342,7 @@ def run_vm(args: argparse.Namespace, vng: str, series: str, image: Path, unit: U
     result.seconds = time.monotonic() - started
     result.rundir = str(rundir)
     collect(result, rundir)
+    save_status(result, rundir)
     if result.release:
         result.label = result.release
     if args.quiet:  # the output was not streamed: show pytest's summary line
@@ -479,9 +527,7 @@ def report(outdir: Path, timeout: int) -> int:
     results: list[KernelRun] = []
     if (outdir / "host").is_dir():
         host = KernelRun(label="host", kind="host", series="host")
-        rc = outdir / "host" / "rc"
-        host.exit = int(rc.read_text().strip()) if rc.exists() else (0 if (outdir / "host" / "junit.xml").exists()
-                                                                        else None)
+        load_status(host, outdir / "host")
         collect(host, outdir / "host")
         host.label = f"host {'.'.join(host.release.split('.')[:2])}" if host.release else "host"
         results.append(host)
@@ -489,8 +535,7 @@ def report(outdir: Path, timeout: int) -> int:
         units, runs = [], []
         for rundir in sorted(d for d in series_dir.iterdir() if d.is_dir()):
             run = KernelRun(label=series_dir.name, kind="vm", series=series_dir.name, rundir=str(rundir))
-            rc = rundir / "rc"
-            run.exit = int(rc.read_text().strip() or "125") if rc.exists() else 124
+            load_status(run, rundir)
             collect(run, rundir)
             units.append(Unit(rundir.name, []))
             runs.append(run)
