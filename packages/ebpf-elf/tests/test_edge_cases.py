@@ -12,12 +12,20 @@ import pytest
 from ebpf import elf
 from ebpf.core import btf
 from ebpf.core.errors import BTFError, EBPFError, ELFError
+from ebpf.core.features import have_kfunc
+from ebpf.core.testing import require
 from ebpf.core.types import ProgType
 
 pytestmark = pytest.mark.privileged
 
 WORKING = {"kconfig_and_kfunc": {"autoload": True}, "lookup": {"autoload": True},
            "mystery": {"autoload": False}, "unresolved": {"autoload": False}}
+
+
+def _kfuncs_of_working() -> None:
+    """kconfig_and_kfunc (in WORKING) calls bpf_task_from_pid/bpf_task_release (Linux >= 6.2)."""
+    for name in ("bpf_task_from_pid", "bpf_task_release"):
+        require(have_kfunc, name)
 
 
 def _wait_for_switches(counter) -> None:  # type: ignore[no-untyped-def]
@@ -28,6 +36,7 @@ def _wait_for_switches(counter) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_broken_programs_fail_only_when_loaded(obj):
+    _kfuncs_of_working()
     spec = elf.load_spec(obj("edge_cases"))
     assert set(spec.programs) == {"kconfig_and_kfunc", "lookup", "mystery", "unresolved"}
     assert spec.programs["mystery"].prog_type == ProgType.UNSPEC
@@ -42,6 +51,7 @@ def test_broken_programs_fail_only_when_loaded(obj):
 
 
 def test_autoload_on_the_spec(obj):
+    _kfuncs_of_working()
     spec = elf.load_spec(obj("edge_cases"))
     spec.programs["mystery"].autoload = False
     spec.programs["unresolved"].autoload = False
@@ -50,6 +60,7 @@ def test_autoload_on_the_spec(obj):
 
 
 def test_small_kconfig_externs_and_unnamed_kfunc_params_keep_the_btf(obj, attach):
+    _kfuncs_of_working()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "loading without BTF" fallback
         with elf.load_elf(obj("edge_cases"), programs=["kconfig_and_kfunc", "lookup"],
@@ -135,6 +146,7 @@ def test_rejected_btf_is_an_error_unless_asked(obj):
 
 
 def test_map_settings_before_load(obj):
+    _kfuncs_of_working()
     with elf.load_elf(obj("edge_cases"), programs=WORKING,
                       maps={"tunable": {"max_entries": 64, "flags": 1}, "events": {"max_entries": 8192}}) as coll:
         assert coll.maps["tunable"].max_entries == 64 and coll.maps["tunable"].flags == 1  # BPF_F_NO_PREALLOC
@@ -148,6 +160,7 @@ def test_map_settings_before_load(obj):
 
 
 def test_pinning_set_before_load(obj, tmp_path):
+    _kfuncs_of_working()
     from ebpf.core.system import ensure_bpf_fs
 
     ensure_bpf_fs()
@@ -188,6 +201,7 @@ def test_program_type_set_before_load(obj):
 
 
 def test_variables_type_checked(obj):
+    _kfuncs_of_working()
     with pytest.raises(EBPFError, match="give an int, not str"):
         elf.load_elf(obj("edge_cases"), programs=WORKING, constants={"visible_counter": "abc"})
     spec = elf.load_spec(obj("edge_cases"))

@@ -11,6 +11,8 @@ import ebpf.core as bpf
 import pytest
 from ebpf import elf
 from ebpf.core.errors import BTFError, EBPFError, ELFError, VerifierError
+from ebpf.core.features import have_map_type
+from ebpf.core.testing import require
 from ebpf.core.types import AttachType, MapType, ProgType
 
 pytestmark = pytest.mark.privileged
@@ -80,6 +82,7 @@ def test_every_map_kind_in_dot_maps_is_created(obj, pin_dir):
 
 def test_local_storage_maps_are_created(obj):
     # socket/task/cgroup storage maps have max_entries 0 and need the object's BTF.
+    require(have_map_type, "cgrp_storage")  # Linux >= 6.2, the newest of the three
     with elf.load_elf(obj("storage_maps")) as coll:
         assert coll.maps["m_task_storage"].map_type == MapType.TASK_STORAGE
         assert coll.maps["m_sk_storage"].map_type == MapType.SK_STORAGE
