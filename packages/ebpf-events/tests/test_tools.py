@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,32 @@ def test_syscount_per_process() -> None:
     rows = _json_lines(_run_tool(["trace", "syscount", "-P", "--syscall", "getppid", "--json", "--duration", "1.5"],
                                  calls))
     assert {"key": os.getpid(), "count": 50} in [{"key": r["key"], "count": r["count"]} for r in rows]
+
+
+def test_syscount_failures_and_errno(tmp_path: Path) -> None:
+    from ebpf.events.tools.syscount import SysCount
+
+    missing, full = tmp_path / "missing", tmp_path / "full"
+    (full / "inside").mkdir(parents=True)
+    rmdir = "rmdir" if os.uname().machine == "x86_64" else "unlinkat"  # os.rmdir's syscall
+
+    def calls() -> None:
+        for path, times in ((missing, 7), (full, 5)):  # ENOENT, then ENOTEMPTY
+            for _ in range(times):
+                with pytest.raises(OSError):
+                    os.rmdir(path)
+        for _ in range(20):
+            os.getppid()  # never fails
+
+    with SysCount(pid=os.getpid(), failures=True) as failed, SysCount(pid=os.getpid(), errno="ENOENT") as enoent:
+        calls()
+        assert (failed.count(rmdir), failed.count("getppid")) == (12, 0)
+        assert (enoent.count(rmdir), enoent.count("getppid")) == (7, 0)
+    rows = _json_lines(_run_tool(["trace", "syscount", "--pid", str(os.getpid()), "-e", "ENOTEMPTY", "--json",
+                                  "--duration", "1.5"], calls))
+    assert [(r["name"], r["count"]) for r in rows] == [(rmdir, 5)]
+    text = _run_tool(["trace", "syscount", "--pid", str(os.getpid()), "-x", "-L", "-m", "--duration", "1.5"], calls)
+    assert "TIME (ms)" in text and re.search(rf"^{rmdir} +12 ", text, re.M), text
 
 
 def test_funclatency_on_a_uprobe_sees_the_known_sleeps(sleeper: subprocess.Popen[str]) -> None:
@@ -263,6 +290,53 @@ def test_biolatency_sees_reads_from_a_loop_device(loop_device: str) -> None:
     assert f"disk = {name}\n     usecs" in per_disk
 
 
+def _direct_reads(dev: str, count: int = 64) -> None:
+    fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)  # page aligned, as O_DIRECT wants
+    try:
+        for i in range(count):
+            os.preadv(fd, [buf], i * 65536)
+    finally:
+        os.close(fd)
+        buf.close()
+
+
+def test_biolatency_pid_counts_this_process_not_a_child(loop_device: str) -> None:
+    from ebpf.events.tools.biolatency import BioLatency
+
+    with BioLatency(disk=os.path.basename(loop_device), pid=os.getpid()) as tool:
+        subprocess.run([sys.executable, "-c", "import os, mmap\n"
+                        f"fd = os.open({loop_device!r}, os.O_RDONLY | os.O_DIRECT); b = mmap.mmap(-1, 4096)\n"
+                        "for i in range(32): os.preadv(fd, [b], i * 65536)"], check=True)
+        assert tool.to_dict()["total"] == 0
+        _direct_reads(loop_device)
+        assert tool.to_dict()["total"] >= 64
+
+
+def _use_mq_deadline(dev: str) -> None:
+    path = f"/sys/block/{os.path.basename(dev)}/queue/scheduler"
+    try:
+        with open(path, "w") as fh:
+            fh.write("mq-deadline")
+    except OSError as exc:
+        raise UnsupportedFeatureError("the mq-deadline I/O scheduler", reason=f"{path}: {exc}") from None
+
+
+def test_biolatency_queued_starts_at_insert(loop_device: str) -> None:
+    from ebpf.core.links import enable_stats
+    from ebpf.events.tools.biolatency import BioLatency
+
+    require(lambda: _use_mq_deadline(loop_device))  # a scheduler queue: every request is inserted, then issued
+    with enable_stats(), BioLatency(disk=os.path.basename(loop_device), queued=True) as tool:
+        _direct_reads(loop_device)
+        assert tool.programs["block_rq_insert"].info().run_cnt >= 64
+        assert tool.to_dict()["total"] == 64  # one latency per request: issue does not restart the clock
+    (hist,) = _json_lines(_run_tool(["trace", "biolatency", "-Q", "--pid", str(os.getpid()), "--disk",
+                                     os.path.basename(loop_device), "--json", "--duration", "2"],
+                                    lambda: _direct_reads(loop_device)))
+    assert hist["total"] >= 64
+
+
 def test_execsnoop_one_line_per_exec_with_argv_and_failures_folded(tmp_path: Path) -> None:
     marker = tmp_path / "ebpf-execsnoop-marker"
     marker.symlink_to(shutil.which("true") or "/bin/true")
@@ -363,6 +437,7 @@ def test_bad_arguments_fail_before_loading() -> None:
 
     assert main(["trace", "funclatency", "libc.so.6:"]) == 1
     assert main(["trace", "syscount", "--syscall", "no_such_syscall"]) == 1
+    assert main(["trace", "syscount", "-e", "ENOSUCHERROR"]) == 1
     assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
     assert main(["trace", "runqlat", "--duration", "-1"]) == 1
     assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1

@@ -65,10 +65,11 @@ def _syscount(args: argparse.Namespace) -> int:
     from ebpf.events.tools.syscount import SysCount
 
     check_common(pid=args.pid, duration=args.duration)
-    with SysCount(pid=args.pid, by_process=args.process, latency=args.latency, syscall=args.syscall) as tool:
+    with SysCount(pid=args.pid, by_process=args.process, latency=args.latency, syscall=args.syscall,
+                  failures=args.failures, errno=args.errno) as tool:
         def rows() -> str:
             text = "".join(json.dumps(r.to_dict()) + "\n" for r in tool.top(args.top)) if args.json \
-                else tool.format(args.top)
+                else tool.format(args.top, milliseconds=args.milliseconds)
             if args.interval is not None:
                 tool.clear()
             return text
@@ -115,9 +116,10 @@ def _runqlat(args: argparse.Namespace) -> int:
 def _biolatency(args: argparse.Namespace) -> int:
     from ebpf.events.tools.biolatency import BioLatency
 
-    check_common(duration=args.duration)
-    with BioLatency(per_disk=args.disks, unit=args.unit, disk=args.disk) as tool:
-        return _hist(tool, "block I/O latency via tp_btf block_rq_issue/block_rq_complete", args, tool.format)
+    check_common(pid=args.pid, duration=args.duration)
+    with BioLatency(per_disk=args.disks, unit=args.unit, disk=args.disk, pid=args.pid, queued=args.queued) as tool:
+        start = "block_rq_insert" if args.queued else "block_rq_issue"
+        return _hist(tool, f"block I/O latency via tp_btf {start}/block_rq_complete", args, tool.format)
 
 
 def _printk(args: argparse.Namespace) -> int:
@@ -161,8 +163,11 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     _common(p, interval=True)
     p.add_argument("-P", "--process", action="store_true", help="count per process instead of per syscall")
     p.add_argument("-L", "--latency", action="store_true", help="also total the time spent in each")
-    p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    p.add_argument("-m", "--milliseconds", action="store_true", help="latency in milliseconds (default: us)")
+    p.add_argument("-T", "--top", type=int, default=10, help="rows to print (default 10)")
     p.add_argument("--syscall", default=None, help="only this syscall (name or number)")
+    p.add_argument("-x", "--failures", action="store_true", help="only failed syscalls")
+    p.add_argument("-e", "--errno", default=None, help="only syscalls failing with this error (ENOENT or 2)")
     p.set_defaults(func=_syscount)
     p = sub.add_parser("funclatency", help="latency histogram of a function (uprobe BINARY:SYMBOL, or kprobe)")
     p.add_argument("target", help="BINARY:SYMBOL (libc.so.6:read) or a kernel function")
@@ -175,8 +180,9 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-P", "--per-process", action="store_true", help="one histogram per process")
     p.set_defaults(func=_runqlat)
     p = sub.add_parser("biolatency", help="block I/O latency histogram (tp_btf block_rq_issue/complete)")
-    _common(p, pid=False, interval=True)
+    _common(p, interval=True)
     _unit(p, "usecs")
+    p.add_argument("-Q", "--queued", action="store_true", help="include OS queued time (from block_rq_insert)")
     p.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
     p.add_argument("--disk", default=None, help="only this disk (sda, loop0)")
     p.set_defaults(func=_biolatency)

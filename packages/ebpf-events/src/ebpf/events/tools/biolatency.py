@@ -1,7 +1,10 @@
 """biolatency: block I/O latency (issue to completion) as a log2 histogram, optionally per disk.
 
 tp_btf programs on ``block_rq_issue`` store the issue time under the request's address and
-``block_rq_complete`` counts ``now - issue`` (bcc/libbpf-tools ``biolatency``).  Per disk,
+``block_rq_complete`` counts ``now - issue`` (bcc/libbpf-tools ``biolatency``).  With
+``queued`` (bcc's ``-Q``) the time starts at ``block_rq_insert`` (I/O scheduler queue) instead;
+requests that bypass the queue (direct issue, no insert) start at issue as libbpf-tools' do.
+``pid`` keeps the requests started (inserted or issued) in that process's context.  Per disk,
 the key is ``dev << 32 | slot`` with ``dev`` read through ``rq->q->disk`` (major, first_minor)
 at the running kernel's BTF offsets, and sections print as disk names (``/sys/dev/block``).
 Requires tp_btf (Linux >= 5.5) and vmlinux BTF.
@@ -15,7 +18,7 @@ from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
 from ebpf.core.errors import BTFError
 from ebpf.events.hist import HIGH32, Histogram
-from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to
+from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to, pid_filter
 
 __all__ = ["BioLatency", "disk_name"]
 
@@ -53,15 +56,22 @@ class BioLatency(ToolBase):
     :param per_disk: one histogram per disk (sections are device numbers; :func:`disk_name` names them).
     :param unit: ``"usecs"`` (default), ``"nsecs"`` or ``"msecs"``.
     :param disk: only this disk (a name such as ``"loop3"``; implies nothing else).
+    :param pid: only requests started in this process's context (bcc's biosnoop records the same
+        pid; I/O that a kernel worker submits on a process's behalf is the worker's).
+    :param queued: include the time spent in the I/O scheduler queue (bcc's ``-Q``: from
+        ``block_rq_insert``, or from issue for requests that were never queued).
     :raises EBPFError: bad arguments or unknown disk (before loading).
     """
 
-    def __init__(self, *, per_disk: bool = False, unit: str = "usecs", disk: str | None = None) -> None:
-        """Create the maps, load and attach both programs."""
+    def __init__(self, *, per_disk: bool = False, unit: str = "usecs", disk: str | None = None,
+                 pid: int | None = None, queued: bool = False) -> None:
+        """Create the maps, load and attach the programs."""
         super().__init__()
-        check_common(unit=unit)
-        self.per_disk, self.unit = per_disk, unit
+        check_common(unit=unit, pid=pid)
+        self.per_disk, self.unit, self.pid, self.queued = per_disk, unit, pid, bool(queued)
         self.dev = None if disk is None else _dev_of(disk)
+        #: The loaded programs by tracepoint (``block_rq_insert`` only with ``queued``).
+        self.programs: dict[str, Any] = {}
         from ebpf.core.maps import create_array_map, create_hash_map
         from ebpf.events.tracing import attach_tp_btf, load_tracing_program
 
@@ -72,8 +82,12 @@ class BioLatency(ToolBase):
             self.hist = self._hold(create_hash_map(4096, key_size=8, value_size=8, name="bio_hist") if keyed
                                    else create_array_map(_SLOTS, value_size=8, name="bio_hist"))
             maps = (self.start, self.hist)
-            for target, insns in (("block_rq_issue", self._issue()), ("block_rq_complete", self._complete())):
+            # -Q: insert stamps first; issue only stamps requests that were never inserted (BPF_NOEXIST).
+            starts = [("block_rq_insert", self._start(0)), ("block_rq_issue", self._start(1))] if self.queued \
+                else [("block_rq_issue", self._start(0))]
+            for target, insns in (*starts, ("block_rq_complete", self._complete())):
                 prog = self._hold(load_tracing_program(insns, "tp_btf", target, name=f"bio_{target[9:]}", maps=maps))
+                self.programs[target] = prog
                 self._hold(attach_tp_btf(prog))
         except BaseException:
             self.close()
@@ -85,12 +99,14 @@ class BioLatency(ToolBase):
                 asm.ldx_mem("w", dst, R2, self._major), asm.lsh64(dst, 20), asm.ldx_mem("w", R3, R2, self._minor),
                 asm.or64(dst, R3), asm.ja("devdone"), asm.label("nodisk"), asm.mov64(dst, 0), asm.label("devdone")]
 
-    def _issue(self) -> list[Any]:
+    def _start(self, update_flags: int) -> list[Any]:
+        """start[rq] = now (after the disk and pid filters), with map_update_elem's ``update_flags``."""
         only = [*self._dev(R6, R9), asm.jne(R9, self.dev, "out")] if self.dev is not None else []
+        only += pid_filter(self.pid, "out")
         return [asm.ldx_mem("dw", R6, R1, 0), *only, asm.stx_mem("dw", R10, R6, -8),
                 asm.call("ktime_get_ns"), asm.stx_mem("dw", R10, R0, -16),
                 asm.ld_map_fd(R1, self.start), asm.mov64(R2, R10), asm.add64(R2, -8),
-                asm.mov64(R3, R10), asm.add64(R3, -16), asm.mov64(R4, 0), asm.call("map_update_elem"),
+                asm.mov64(R3, R10), asm.add64(R3, -16), asm.mov64(R4, update_flags), asm.call("map_update_elem"),
                 asm.label("out"), asm.mov64(R0, 0), asm.exit_()]
 
     def _complete(self) -> list[Any]:

@@ -88,16 +88,19 @@ class SysCount(ToolBase):
     :param by_process: key by process id instead of syscall.
     :param latency: also sum the time from entry to exit.
     :param syscall: only this syscall (a name or number).
+    :param failures: only calls that failed (returned a negative errno; bcc's ``-x``).
+    :param errno: only calls that failed with this error (``"ENOENT"`` or 2; bcc's ``-e``).
     :raises EBPFError: bad arguments (before loading).
     """
 
     def __init__(self, *, pid: int | None = None, by_process: bool = False, latency: bool = False,
-                 syscall: str | int | None = None) -> None:
+                 syscall: str | int | None = None, failures: bool = False, errno: str | int | None = None) -> None:
         """Create the maps, load and attach the programs."""
         super().__init__()
         check_common(pid=pid)
         self.pid, self.by_process, self.latency = pid, by_process, latency
         self.syscall = self._syscall_nr(syscall)
+        self.failures, self.errno = bool(failures), _errno_nr(errno)
         from ebpf.core.maps import create_hash_map
         from ebpf.core.programs import load_program
         from ebpf.events.tracing import attach_tracepoint, tracepoint_format
@@ -139,6 +142,14 @@ class SysCount(ToolBase):
             return []
         return [asm.ctx_field(ctx, self._fmt, "id"), asm.jne(R0, self.syscall, skip)]  # sys_enter and sys_exit alike
 
+    def _only_result(self, fmt: Any) -> list[Any]:
+        """Skip calls that succeeded (``failures``) or failed otherwise than with ``errno``."""
+        if self.errno is not None:
+            return [asm.ctx_field(R6, fmt, "ret"), asm.jne(R0, -self.errno, "out")]
+        if self.failures:
+            return [asm.ctx_field(R6, fmt, "ret"), asm.jsge(R0, 0, "out")]
+        return []
+
     def _exit_program(self, fmt: Any) -> list[Any]:
         key = ([asm.call("get_current_pid_tgid"), asm.rsh64(R0, 32), asm.mov64(R7, R0)] if self.by_process
                else [asm.ctx_field(R6, fmt, "id", dst=R7), asm.jslt(R7, 0, "out")])
@@ -146,7 +157,8 @@ class SysCount(ToolBase):
         if self.latency:
             delta += [*take_delta(self.start, R8, "nodelta", key_off=-24), asm.label("nodelta")]
         return [
-            asm.mov64(R6, R1), *pid_filter(self.pid, "out"), *self._only_syscall(R6, "out"), *key, *delta,
+            asm.mov64(R6, R1), *pid_filter(self.pid, "out"), *self._only_syscall(R6, "out"), *self._only_result(fmt),
+            *key, *delta,
             asm.stx_mem("w", R10, R7, -4),
             asm.ld_map_fd(R1, self.counts_map), asm.mov64(R2, R10), asm.add64(R2, -4), asm.call("map_lookup_elem"),
             asm.jeq(R0, 0, "new"),
@@ -186,14 +198,35 @@ class SysCount(ToolBase):
         """Forget the counts so far."""
         self.counts_map.clear()
 
-    def format(self, n: int = 10) -> str:
-        """bcc-style table of the top ``n`` rows."""
+    def format(self, n: int = 10, milliseconds: bool = False) -> str:
+        """bcc-style table of the top ``n`` rows (latency in microseconds, or ``milliseconds`` as bcc's ``-m``)."""
         head = "PID    COMM" if self.by_process else "SYSCALL"
-        lines = [f"{head:<22} {'COUNT':>8}" + (f" {'TIME (us)':>14}" if self.latency else "")]
+        unit, div = ("ms", 1_000_000) if milliseconds else ("us", 1000)
+        lines = [f"{head:<22} {'COUNT':>8}" + (f" {f'TIME ({unit})':>14}" if self.latency else "")]
         for r in self.top(n):
             label = f"{r.key:<6} {r.name}" if self.by_process else r.name
-            lines.append(f"{label:<22} {r.count:>8}" + (f" {r.total_ns / 1000:>14.3f}" if self.latency else ""))
+            lines.append(f"{label:<22} {r.count:>8}" + (f" {r.total_ns / div:>14.3f}" if self.latency else ""))
         return "\n".join(lines) + "\n"
+
+
+def _errno_nr(value: str | int | None) -> int | None:
+    """2 for ``"ENOENT"``, ``"2"`` or 2; None for None.
+
+    :raises EBPFError: for anything else.
+    """
+    import errno as _errno
+
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 4096:
+        return value
+    if isinstance(value, str) and value.upper() in _errno.__dict__ and value.upper().startswith("E"):
+        nr = getattr(_errno, value.upper())
+        if isinstance(nr, int):
+            return nr
+    raise EBPFError(f"unknown errno {value!r} (a name such as ENOENT, or a number 1..4095)")
 
 
 def _comm(pid: int) -> str:
