@@ -354,6 +354,31 @@ def test_execsnoop_one_line_per_exec_with_argv_and_failures_folded(tmp_path: Pat
     assert len(failed) == 1 and failed[0]["ret"] == -2 and failed[0]["error"] == "ENOENT"
 
 
+def test_execsnoop_and_opensnoop_bcc_filters(tmp_path: Path) -> None:
+    marker = tmp_path / "ebpf-snoopfilter-marker"
+    marker.symlink_to(shutil.which("true") or "/bin/true")
+    target = tmp_path / "opened.txt"
+    target.write_text("x")
+
+    def launch() -> None:
+        for arg in ("keep-me", "drop-me"):
+            subprocess.run([str(marker), arg], check=True)
+
+    pid = str(os.getpid())
+    events = _json_lines(_run_tool(["trace", "execsnoop", "--pid", pid, "-n", "snoopfilter", "-l", "keep-",
+                                    "-u", str(os.getuid()), "-T", "--json", "--duration", "1.5"], launch))
+    assert [e["argv"] for e in events] == [[str(marker), "keep-me"]]
+    assert isinstance(events[0]["time"], float) and 0 <= events[0]["time"] < 60
+    other_uid = str(os.getuid() + 4242)
+    assert _json_lines(_run_tool(["trace", "execsnoop", "--pid", pid, "-u", other_uid, "--json", "--duration", "1.5"],
+                                 launch)) == []
+    text = _run_tool(["trace", "opensnoop", "--pid", pid, "-n", "^(python|pytest)", "-T", "--duration", "1.5"],
+                     lambda: target.read_text())
+    assert text.splitlines()[0].split()[:2] == ["TIME(s)", "PID"] and str(target) in text
+    assert str(target) not in _run_tool(["trace", "opensnoop", "--pid", pid, "-n", "^nomatch$", "--duration", "1.5"],
+                                        lambda: target.read_text())
+
+
 def test_opensnoop_fd_error_and_flag_names(tmp_path: Path) -> None:
     target = tmp_path / "present.txt"
     target.write_text("x")
@@ -438,6 +463,7 @@ def test_bad_arguments_fail_before_loading() -> None:
     assert main(["trace", "funclatency", "libc.so.6:"]) == 1
     assert main(["trace", "syscount", "--syscall", "no_such_syscall"]) == 1
     assert main(["trace", "syscount", "-e", "ENOSUCHERROR"]) == 1
+    assert main(["trace", "execsnoop", "-n", "(unclosed"]) == 1
     assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
     assert main(["trace", "runqlat", "--duration", "-1"]) == 1
     assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1

@@ -28,37 +28,88 @@ def _common(p: argparse.ArgumentParser, pid: bool = True, interval: bool = False
                        help="also print (and reset) every SECONDS")
 
 
+def _snoop_options(p: argparse.ArgumentParser) -> None:
+    """bcc's execsnoop/opensnoop filters and columns: ``-u UID``, ``-n NAME``, ``-T``."""
+    p.add_argument("-u", "--uid", type=int, default=None, help="only this user id")
+    p.add_argument("-n", "--name", default=None, help="only processes whose name (exec: or arguments) match this regex")
+    p.add_argument("-T", "--timestamp", action="store_true", help="a TIME(s) column (seconds since start)")
+
+
 def _unit(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--unit", choices=("nsecs", "usecs", "msecs"), default=default, help=f"default {default}")
     p.add_argument("-u", dest="unit", action="store_const", const="usecs", help="microseconds")
     p.add_argument("-m", dest="unit", action="store_const", const="msecs", help="milliseconds")
 
 
+def _snoop_filters(args: argparse.Namespace, text: Any) -> Any:
+    """A predicate for bcc's user-space filters: ``-u UID``, ``-n NAME`` (regex over ``text(event)``),
+    ``-l LINE`` (execsnoop: regex over the arguments).
+
+    :raises EBPFError: for a bad regular expression or uid (before loading).
+    """
+    import re
+
+    from ebpf.core.errors import EBPFError
+
+    if args.uid is not None and not 0 <= args.uid < 1 << 32:
+        raise EBPFError(f"--uid must be 0..2**32-1, not {args.uid}")
+    try:
+        name = re.compile(args.name) if args.name else None
+        line = re.compile(args.line) if getattr(args, "line", None) else None
+    except re.error as exc:
+        raise EBPFError(f"bad regular expression: {exc}") from None
+
+    def keep(e: Any) -> bool:
+        if args.uid is not None and e.uid != args.uid:
+            return False
+        if name is not None and not name.search(text(e)):
+            return False
+        return line is None or bool(line.search(" ".join(e.argv)))
+
+    return keep
+
+
+def _timed(args: argparse.Namespace, columns: tuple[tuple[str, int], ...], row: Any, as_dict: Any) -> tuple[Any, ...]:
+    """With ``-T``: a ``TIME(s)`` column first (seconds since the tool started), and ``time`` in JSON."""
+    if not args.timestamp:
+        return columns, row, as_dict
+    import time
+
+    start = time.monotonic()
+    return ((("TIME(s)", 9), *columns), lambda e: [f"{time.monotonic() - start:.3f}", *row(e)],
+            lambda e: {"time": round(time.monotonic() - start, 6), **as_dict(e)})
+
+
 def _exec(args: argparse.Namespace) -> int:
     from ebpf.events.tools.execsnoop import ExecSnoop
 
     check_common(pid=args.pid, duration=args.duration)
-    columns = (("PID", 7), ("PPID", 7), ("UID", 5), ("RET", 4), ("COMM", 16), ("ARGS", 0))
+    keep = _snoop_filters(args, lambda e: " ".join((e.comm, *e.argv)))
+    columns, row, as_dict = _timed(
+        args, (("PID", 7), ("PPID", 7), ("UID", 5), ("RET", 4), ("COMM", 16), ("ARGS", 0)),
+        lambda e: [str(e.pid), str(e.ppid), str(e.uid), str(e.ret), e.comm, e.args if e.argv else e.filename],
+        lambda e: e.to_dict())
     with ExecSnoop(pid=args.pid, failed=args.failed) as tool:
-        events = (e for e in tool.events(args.duration) if args.comm is None or e.comm == args.comm)
+        events = (e for e in tool.events(args.duration)
+                  if (args.comm is None or e.comm == args.comm) and keep(e))
         return run_event_tool(events, f"{args.tracer} via syscalls:sys_enter_execve/sys_exit_execve", args.duration,
-                              args.json, columns,
-                              lambda e: [str(e.pid), str(e.ppid), str(e.uid), str(e.ret), e.comm,
-                                         e.args if e.argv else e.filename],
-                              lambda e: e.to_dict())
+                              args.json, columns, row, as_dict)
 
 
 def _open(args: argparse.Namespace) -> int:
     from ebpf.events.tools.opensnoop import OpenSnoop
 
     check_common(pid=args.pid, duration=args.duration)
-    columns = (("PID", 7), ("UID", 5), ("COMM", 16), ("FD", 4), ("ERR", 7), ("FLAGS", 24), ("PATH", 0))
+    keep = _snoop_filters(args, lambda e: e.comm)
+    columns, row, as_dict = _timed(
+        args, (("PID", 7), ("UID", 5), ("COMM", 16), ("FD", 4), ("ERR", 7), ("FLAGS", 24), ("PATH", 0)),
+        lambda e: [str(e.pid), str(e.uid), e.comm, "-1" if e.fd is None else str(e.fd), e.error or "0",
+                   e.flag_names, e.path],
+        lambda e: e.to_dict())
     with OpenSnoop(pid=args.pid, comm=args.comm, failed=args.failed) as tool:
-        return run_event_tool(tool.events(args.duration), f"{args.tracer} via syscalls:sys_enter_openat/sys_exit_openat",
-                              args.duration, args.json, columns,
-                              lambda e: [str(e.pid), str(e.uid), e.comm, "-1" if e.fd is None else str(e.fd),
-                                         e.error or "0", e.flag_names, e.path],
-                              lambda e: e.to_dict())
+        return run_event_tool((e for e in tool.events(args.duration) if keep(e)),
+                               f"{args.tracer} via syscalls:sys_enter_openat/sys_exit_openat",
+                               args.duration, args.json, columns, row, as_dict)
 
 
 def _syscount(args: argparse.Namespace) -> int:
@@ -151,12 +202,15 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         _common(p)
         p.add_argument("--comm", default=None, help="only processes with this (new) command name")
         p.add_argument("-x", "--failed", action="store_true", help="also show execs that failed")
+        _snoop_options(p)
+        p.add_argument("-l", "--line", default=None, help="only commands with an argument matching this regex")
         p.set_defaults(func=_exec)
     for name, text in (("open", "open()/openat(): fd or error, flags by name, path"), ("opensnoop", "the same as open")):
         p = sub.add_parser(name, help=text, description=text)
         _common(p)
         p.add_argument("--comm", default=None, help="only processes with this command name")
         p.add_argument("-x", "--failed", action="store_true", help="only failed opens")
+        _snoop_options(p)
         p.set_defaults(func=_open)
     p = sub.add_parser("syscount", help="system calls counted per syscall or process",
                        description="count system calls; the top ones print when it stops")
