@@ -43,10 +43,14 @@ class SpinBuilder:
         _run("gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-Wl,--build-id", HERE / "spin_target.c", "-o", self.plain)
 
     def variant(self, name: str) -> tuple[Path, Path | None]:
-        """``(binary, debug dir or None)`` for ``plain``, ``minidebuginfo``, ``debugfile``, ``debuglink``, ``nosym``."""
+        """``(binary, debug dir or None)`` for ``plain``, ``nopie``, ``minidebuginfo``, ``debugfile``, ``debuglink``, ``nosym``."""
         out = self.root / f"spin_{name}"
         if name == "plain":
             return self.plain, None
+        if name == "nopie":  # a fixed-address ET_EXEC: the load bias is 0
+            _run("gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-no-pie", "-Wl,--build-id", HERE / "spin_target.c",
+                 "-o", out)
+            return out, None
         shutil.copy(self.plain, out)
         if name == "nosym":
             _run("strip", "--strip-all", out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -88,6 +89,46 @@ def test_deleted_binary_resolves_through_map_files(spin_builder, spawn, tmp_path
         procsyms = ProcessSymbols(target.pid)
         assert any(m.path.endswith("(deleted)") for m in procsyms.mappings)
         assert procsyms.resolve(target.hot_addr).name == "hot_spin_loop"  # type: ignore[union-attr]
+
+
+def test_pie_and_non_pie_load_bias(spin_builder, spawn) -> None:  # type: ignore[no-untyped-def]
+    for variant in ("plain", "nopie"):
+        binary, _ = spin_builder.variant(variant)
+        with spawn(binary, "spin") as target:
+            procsyms = ProcessSymbols(target.pid)
+            assert procsyms.resolve(target.hot_addr + 3) == Symbol("hot_spin_loop", 3, binary.name, "user")
+            main = next(m for m in procsyms.mappings if m.module == binary.name)
+            is_exec = binary.read_bytes()[16] == 2  # e_type: ET_EXEC (2), not ET_DYN (3)
+            assert is_exec == (variant == "nopie") and (main.bias == 0) == is_exec, (variant, main.bias)
+
+
+LATE_LIB = "__attribute__((noinline)) int ebpf_late_loaded_fn(int x) { return x * 3 + 1; }\n"
+
+
+def test_a_library_loaded_later_is_found_when_its_address_shows_up(tmp_path: Path) -> None:
+    lib = tmp_path / "libebpflate.so"
+    (tmp_path / "late.c").write_text(LATE_LIB)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", str(tmp_path / "late.c"), "-o", str(lib)], check=True)
+    code = ("import ctypes, sys\nsys.stdin.readline()\n"
+            f"fn = ctypes.CDLL({str(lib)!r}).ebpf_late_loaded_fn\n"
+            "print(ctypes.cast(fn, ctypes.c_void_p).value, flush=True)\nsys.stdin.readline()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        procsyms = ProcessSymbols(child.pid)  # before the dlopen: the library is not mapped yet
+        assert all(m.module != lib.name for m in procsyms.mappings)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        addr = int(child.stdout.readline())
+        deadline = time.monotonic() + 10
+        sym = procsyms.resolve(addr + 2)
+        while sym is None and time.monotonic() < deadline:  # the maps are re-read at most every RELOAD_INTERVAL
+            time.sleep(0.05)
+            sym = procsyms.resolve(addr + 2)
+        assert sym == Symbol("ebpf_late_loaded_fn", 2, lib.name, "user")
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_own_process_libc_and_vdso() -> None:
