@@ -6,7 +6,9 @@ program's instructions after the load-time hook (CO-RE relocations, kfunc and ``
 ids) are hashed; the address of a typeless ``__ksym`` (kallsyms, moves with KASLR) is masked.
 The recorded hashes hold for the kernel BTF they were recorded on (its sha256 is in the file).
 On every kernel, the relocations are also recomputed with a reference candidate search
-(every type of the kernel's BTF decoded and grouped by name, no shortcut) and must agree.
+(every type of the kernel's BTF decoded and grouped by name, no shortcut) and must agree, and
+the on-disk cache of results (:mod:`ebpf.elf.core_cache`) must give the same instructions as
+computing them, whether it is written or read, without reading the kernel's BTF when it is read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ebpf.core.errors import EBPFError
 from ebpf.elf.steps import relocate
 
@@ -97,6 +100,12 @@ def _reference_candidates() -> Iterator[None]:
         core_relo._named = saved  # type: ignore[assignment]
 
 
+@pytest.fixture(autouse=True)
+def _no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Computed, not read from the cache of earlier runs (the cache's own test turns it on)."""
+    monkeypatch.setenv("EBPF_CACHE_DIR", "")
+
+
 def test_recorded_objects_still_exist():
     recorded = json.loads(RECORD.read_text())["objects"]
     assert len(recorded) >= 40
@@ -117,6 +126,26 @@ def test_fast_candidate_search_matches_a_full_scan():
     with _reference_candidates():
         slow = {p.name: relocated(p) for p in _objects()}
     assert fast == slow
+
+
+def test_cached_results_match_computed_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from ebpf.core.btf import load
+    from ebpf.core.testing import require
+
+    require(load.load_vmlinux)
+    computed = {p.name: relocated(p) for p in _objects()}
+    monkeypatch.setenv("EBPF_CACHE_DIR", str(tmp_path))
+    written = {p.name: relocated(p) for p in _objects()}
+    assert written == computed
+    assert list(tmp_path.glob("core-*.bin"))
+
+    def no_btf(path: str | None = None) -> Any:
+        raise AssertionError("the kernel's BTF was read although the results are cached")
+
+    monkeypatch.setattr(load, "_vmlinux", None)  # as in a fresh process
+    monkeypatch.setattr("ebpf.elf.core_relo.load_vmlinux", no_btf)
+    read = {p.name: relocated(p) for p in _objects() if "error" not in str(computed[p.name])}
+    assert read == {name: computed[name] for name in read}
 
 
 if __name__ == "__main__":

@@ -350,9 +350,23 @@ def kallsyms_address(name: str) -> int | None:
     return None
 
 
-def _resolve_externs(externs: tuple[ExternRef, ...], insns: bytearray, name: str, notes: list[str]) -> None:
+def _extern_ids(externs: tuple[ExternRef, ...]) -> tuple[int, ...]:
+    """Each extern's kernel BTF id (-1: not in the kernel's BTF; 0: a typeless ``__ksym``, found in kallsyms)."""
     vmlinux = load_vmlinux()
+    ids = []
     for ext in externs:
+        if ext.kind == "ksym_addr":
+            ids.append(0)
+            continue
+        want = Kind.FUNC if ext.kind in ("kfunc", "kfunc_addr") else Kind.VAR
+        t = next((c for c in _named(vmlinux, ext.name) if c.kind == want), None)
+        ids.append(-1 if t is None else t.id)
+    return tuple(ids)
+
+
+def _resolve_externs(externs: tuple[ExternRef, ...], ids: tuple[int, ...], insns: bytearray, name: str,
+                     notes: list[str]) -> None:
+    for ext, type_id in zip(externs, ids):
         pos = ext.insn * 8
         if ext.kind == "ksym_addr":
             addr = kallsyms_address(ext.name)
@@ -362,9 +376,7 @@ def _resolve_externs(externs: tuple[ExternRef, ...], insns: bytearray, name: str
             struct.pack_into("<I", insns, pos + 4, (addr or 0) & 0xFFFFFFFF)
             struct.pack_into("<I", insns, pos + 12, (addr or 0) >> 32)
             continue
-        want = Kind.FUNC if ext.kind in ("kfunc", "kfunc_addr") else Kind.VAR
-        t = next((c for c in _named(vmlinux, ext.name) if c.kind == want), None)
-        if t is None:
+        if type_id < 0:
             if not ext.weak:
                 raise BTFError(f"program {name!r}: {'__ksym' if ext.kind == 'ksym' else 'kfunc'} {ext.name!r} is not "
                                f"in the kernel's BTF (declare it __weak to make it optional)")
@@ -376,7 +388,7 @@ def _resolve_externs(externs: tuple[ExternRef, ...], insns: bytearray, name: str
                 struct.pack_into("<i", insns, pos + 4, 0)
                 struct.pack_into("<i", insns, pos + 12, 0)
             continue
-        struct.pack_into("<i", insns, pos + 4, t.id)
+        struct.pack_into("<i", insns, pos + 4, type_id)
         if ext.kind in ("ksym", "kfunc_addr"):
             struct.pack_into("<i", insns, pos + 12, 0)
         else:
@@ -414,6 +426,9 @@ def relocate(spec: Any, data: CoreData, options: dict[str, Any]) -> None:
     :raises BTFError: an unsatisfiable relocation or a missing kfunc/ksym.
     :raises ELFError: a non-weak ``__ksym`` with no address.
     """
+    from ebpf.elf.core_cache import CoreCache  # deferred: start-up time (only a CO-RE load needs it)
+
+    cache = CoreCache.open(data, options)  # a fresh process skips the kernel's BTF when the results are known
     target: Spec | None = None
     for name, pspec in spec.programs.items():
         relos, externs = data.relos.get(name, ()), data.externs.get(name, ())
@@ -424,19 +439,40 @@ def relocate(spec: Any, data: CoreData, options: dict[str, Any]) -> None:
         if relos:
             if data.local is None:
                 raise BTFError(f"{data.path}: CO-RE relocations without .BTF")
-            target = target or _target_btf(options)
-            for idx, relo in relos:
-                where = (f"{data.path}: program {name!r} instruction {idx} "
-                         f"({CoreReloKind.NAMES[relo.kind]} relocation)")
-                res = calc_relo(data.local, target, relo, where)
+            cached = cache.relos.get(name)
+            if cached is not None and len(cached) != len(relos):
+                cached = None
+            if cached is None:
+                target = target or _target_btf(options)
+            results = []
+            for n, (idx, relo) in enumerate(relos):
+                where = _where(data, name, idx, relo)
+                if cached is None:
+                    assert target is not None
+                    res = calc_relo(data.local, target, relo, where)
+                    results.append((res.value, res.poison, res.orig_size, res.new_size, res.reason))
+                else:
+                    res = CoreResult(*cached[n])
                 patch_insn(insns, idx, res, where)
                 if res.poison:
                     notes.append(res.reason)
+            if cached is None:
+                cache.relos[name] = tuple(results)
+                cache.dirty = True
         if externs:
-            _resolve_externs(externs, insns, name, notes)
+            ids = cache.externs.get(name)
+            if ids is None or len(ids) != len(externs):
+                ids = cache.externs[name] = _extern_ids(externs)
+                cache.dirty = True
+            _resolve_externs(externs, ids, insns, name, notes)
         spec.programs[name] = _replace_insns(pspec, bytes(insns))
         if notes:
             spec.load_notes.setdefault(name, []).extend(notes)
+    cache.store()
+
+
+def _where(data: CoreData, name: str, idx: int, relo: CoreRelo) -> str:
+    return f"{data.path}: program {name!r} instruction {idx} ({CoreReloKind.NAMES[relo.kind]} relocation)"
 
 
 def _replace_insns(pspec: Any, insns: bytes) -> Any:
