@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os
-import platform
 
 __all__ = [
     "EBPFError",
@@ -178,7 +177,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _running_kernel() -> tuple[int, ...]:
-    return _version_tuple(platform.release())
+    return _version_tuple(os.uname().release)
 
 
 class ELFError(EBPFError):

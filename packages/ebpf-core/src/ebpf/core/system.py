@@ -6,7 +6,6 @@ import ctypes
 import errno
 import functools
 import os
-import platform
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,9 +59,9 @@ def fs_type(path: str) -> int | None:
 @functools.cache
 def kernel_version() -> tuple[int, int, int]:
     """The running kernel's version as ``(major, minor, patch)``, from ``uname -r``."""
-    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", platform.release())
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", os.uname().release)
     if not match:
-        raise EBPFError(f"cannot parse kernel release {platform.release()!r}")
+        raise EBPFError(f"cannot parse kernel release {os.uname().release!r}")
     return int(match[1]), int(match[2]), int(match[3] or 0)
 
 

@@ -254,9 +254,12 @@ def load_spec(path: str | os.PathLike[str], **options: Any) -> CollectionSpec:
             spec.references[fn.name] = []
             spec.attach_targets[fn.name] = None
             spec.sections[fn.name] = fn.section.name
-    from ebpf.elf.struct_ops import apply_struct_ops  # deferred: start-up time (struct_ops objects are rare)
+    tables: tuple[Any, ...] = ()
+    if any(sec.name.startswith(".struct_ops") for sec in obj.raw.sections) or any(
+            ProgType.parse(p.prog_type) == ProgType.STRUCT_OPS for p in spec.programs.values()):
+        from ebpf.elf.struct_ops import apply_struct_ops  # deferred: start-up time (struct_ops objects are rare)
 
-    tables = apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
+        tables = apply_struct_ops(obj, spec)  # struct_ops tables: program targets now, the maps after load
     core = None
     if any(lp.core_relos or lp.externs for lp in linked):
         from ebpf.elf.core_relo import CoreData  # deferred: start-up time (CO-RE only when the object uses it)

@@ -10,6 +10,7 @@ fexit, fmod_ret, tp_btf, lsm, iter) as ``ProgramSpec.attach_to``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ebpf.core.errors import ELFError
@@ -219,10 +220,8 @@ def _attach_target(prefix: str, suffix: str) -> str | None:
     if base in ("uprobe", "uretprobe") and prefix.endswith(".s"):
         return f"{base}:{suffix}"
     if base in ("ksyscall", "kretsyscall"):
-        import platform
-
         kind = "kprobe" if base == "ksyscall" else "kretprobe"
-        return f"{kind}:{_SYSCALL_PREFIX.get(platform.machine(), '__x64_sys_')}{suffix}"
+        return f"{kind}:{_SYSCALL_PREFIX.get(os.uname().machine, '__x64_sys_')}{suffix}"
     if base == "usdt":
         return f"usdt:{suffix}"
     return suffix

@@ -25,7 +25,7 @@ only calls the cached factory with its own pool.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import struct
 import threading
 import time
@@ -52,7 +52,7 @@ _ATTR_SIZE = ctypes.sizeof(MapElemAttr)
 #: ``c_void_p`` (a plain int would be truncated to 32 bits).  Only ever call it with exactly those types.
 _bpf_call = libc["syscall"]
 _bpf_call.restype = ctypes.c_long
-if platform.machine() not in ("x86_64", "aarch64", "arm64"):
+if os.uname().machine not in ("x86_64", "aarch64", "arm64"):
     # Where we have not checked that libffi widens C ints into the argument registers, pay for argtypes.
     _bpf_call = raw_syscall
 _CLOSED_FD = 0xFFFFFFFF  # -1 as the u32 map_fd field

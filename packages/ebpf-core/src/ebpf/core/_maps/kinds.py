@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import mmap as _mmap
 import operator
 import weakref
@@ -171,6 +170,8 @@ class LPMKeyCodec(Codec):
 
     def encode(self, obj: Any) -> bytes:
         """Encode ``obj`` into exactly :attr:`size` bytes (:raises EBPFError: when it does not fit)."""
+        import ipaddress  # deferred: start-up time (only LPM trie keys need it)
+
         if isinstance(obj, str):
             try:
                 obj = ipaddress.ip_network(obj, strict=False)
@@ -197,6 +198,8 @@ class LPMKeyCodec(Codec):
         raw = bytes(buf)
         prefix, data = int.from_bytes(raw[:4], "little"), raw[4:]
         if self.data_size in (4, 16) and prefix <= 8 * self.data_size:
+            import ipaddress  # deferred: start-up time (only LPM trie keys need it)
+
             addr = ipaddress.ip_address(data)
             return ipaddress.ip_network((addr, prefix), strict=False)
         return (prefix, data)
@@ -212,6 +215,8 @@ class LPMTrieMap(Map):
         if isinstance(address, (bytes, bytearray)):
             data = bytes(address)
         else:
+            import ipaddress  # deferred: start-up time (only LPM trie keys need it)
+
             try:
                 data = ipaddress.ip_address(address).packed
             except ValueError as exc:
