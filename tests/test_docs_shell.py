@@ -154,3 +154,19 @@ def _serve_once(argv: list[str], cwd: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def test_troubleshooting_names_every_error_class() -> None:
+    """Every exception class of every package has its row in the troubleshooting guide."""
+    import importlib
+    import inspect
+
+    from ebpf.core.errors import EBPFError
+
+    modules = ["ebpf.core.errors", "ebpf.elf.compile", "ebpf.export.config", "ebpf.export.exporter",
+               "ebpf.lang.errors", "ebpf.net.packet"]
+    classes = {name for mod in modules for name, obj in vars(importlib.import_module(mod)).items()
+               if inspect.isclass(obj) and issubclass(obj, EBPFError) and obj.__module__ == mod}
+    text = (DOCS / "guides" / "troubleshooting.md").read_text()
+    assert len(classes) >= 15
+    assert not sorted(c for c in classes if f"`{c}`" not in text)
