@@ -14,6 +14,7 @@ Also resolves ``__ksym`` variables and kfunc calls to vmlinux BTF ids.
 from __future__ import annotations
 
 import struct
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -336,8 +337,40 @@ def _target_btf(options: dict[str, Any]) -> Spec:
         raise BTFError(f"btf_path {str(path)!r}: {exc}") from None
 
 
+# The kernel's own symbols (the lines of /proc/kallsyms before the first module's), read once per
+# process and shared by every load: they cannot move until the next boot.  Module symbols can
+# (a module reloads elsewhere), so a name not among them is looked up in the file again.
+_kallsyms_lock = threading.Lock()
+_kernel_symbols: dict[str, int] | None = None
+
+
+def _read_kernel_symbols() -> dict[str, int] | None:
+    """The kernel's own symbols (first address of each name), or None when addresses are hidden."""
+    table: dict[str, int] = {}
+    try:
+        with open("/proc/kallsyms") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3:
+                    if len(parts) > 3:  # "[module]": the kernel's own symbols are over
+                        break
+                    table.setdefault(parts[2], int(parts[0], 16))
+    except (OSError, ValueError):
+        return None
+    if not any(table.values()):  # kptr_restrict: every address reads 0, nothing to share
+        return None
+    return table
+
+
 def kallsyms_address(name: str) -> int | None:
     """Address of kernel symbol ``name`` from ``/proc/kallsyms`` (None when absent or hidden)."""
+    global _kernel_symbols
+    with _kallsyms_lock:
+        if _kernel_symbols is None:
+            _kernel_symbols = _read_kernel_symbols()
+        table = _kernel_symbols
+    if table is not None and name in table:
+        return table[name] or None
     try:
         with open("/proc/kallsyms") as fh:
             for line in fh:

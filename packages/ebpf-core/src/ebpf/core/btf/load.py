@@ -18,7 +18,8 @@ __all__ = ["BTF", "load_btf", "load_vmlinux", "load_module", "load_by_id", "SYSF
 SYSFS_BTF = "/sys/kernel/btf"
 
 
-_lock = threading.Lock()
+# Held while the kernel's BTF is read and parsed: threads loading at once share one parse.
+_lock = threading.RLock()
 _vmlinux: Spec | None = None
 _modules: dict[str, Spec] = {}
 
@@ -42,8 +43,8 @@ def load_btf(data: bytes | Spec, log_level: int = 1) -> BTF:
 
 
 def load_vmlinux(path: str | None = None) -> Spec:
-    """The running kernel's BTF (parsed lazily, cached for the process; its record index is cached on
-    disk by the blob's hash, see :mod:`ebpf.core.btf.cache`).
+    """The running kernel's BTF (parsed lazily, once per process: threads asking at once share one
+    parse; its record index is cached on disk by the blob's hash, see :mod:`ebpf.core.btf.cache`).
 
     :param path: another vmlinux BTF file to parse instead (not cached).
     :raises UnsupportedFeatureError: when the kernel exposes no BTF (CONFIG_DEBUG_INFO_BTF).
@@ -54,12 +55,12 @@ def load_vmlinux(path: str | None = None) -> Spec:
         return Spec(_read(path, "vmlinux"), name="vmlinux")
     if _vmlinux is not None:
         return _vmlinux
-    spec = Spec(_read(os.path.join(SYSFS_BTF, "vmlinux"), "vmlinux"), name="vmlinux")
-    from ebpf.core.btf.cache import use_index_cache  # deferred: start-up time (only this path needs it)
-
-    use_index_cache(spec)  # a fresh process reads the record index instead of rebuilding it
     with _lock:
-        if _vmlinux is None:
+        if _vmlinux is None:  # another thread may have parsed it while this one waited
+            spec = Spec(_read(os.path.join(SYSFS_BTF, "vmlinux"), "vmlinux"), name="vmlinux")
+            from ebpf.core.btf.cache import use_index_cache  # deferred: start-up time (only this path needs it)
+
+            use_index_cache(spec)  # a fresh process reads the record index instead of rebuilding it
             _vmlinux = spec
         return _vmlinux
 
@@ -80,9 +81,12 @@ def load_module(name: str) -> Spec:
     path = os.path.join(SYSFS_BTF, name)
     if not os.path.exists(path):
         raise BTFError(f"no BTF for module {name!r}: {path} does not exist (module not loaded, or no CONFIG_DEBUG_INFO_BTF_MODULES)")
-    spec = Spec(_read(path, name), base=load_vmlinux(), name=name)
+    base = load_vmlinux()
     with _lock:
-        return _modules.setdefault(name, spec)
+        cached = _modules.get(name)
+        if cached is None:
+            cached = _modules[name] = Spec(_read(path, name), base=base, name=name)
+        return cached
 
 
 def _read(path: str, what: str) -> bytes:
