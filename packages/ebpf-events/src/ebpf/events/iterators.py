@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import errno
 import functools
 import os
 import struct
@@ -127,8 +128,38 @@ def have_iter_target(target: str) -> None:
         prog = load_program(prog_type="tracing", expected_attach_type="trace_iter", attach_to=target,
                             insns=[mov64(R0, 0), exit_()])
     except BPFSyscallError as exc:
-        raise probe_error(exc, feature, version, f"iter/{target} programs are refused at load") from None
+        raise probe_error(exc, feature, version, _refusal(target, exc)) from None
     prog.close()
+
+
+#: Targets whose context hands the program map memory (``PTR_TO_BUF``: the key, value or socket
+#: storage it walks).  Some kernel builds refuse exactly these at BPF_PROG_LOAD with EPERM.
+_BUF_CONTEXT_TARGETS = ("bpf_map_elem", "bpf_sk_storage_map", "sockmap")
+
+
+def _refusal(target: str, exc: BPFSyscallError) -> str:
+    """Why the kernel refused the probe program of ``target``, as exactly as can be told from here.
+
+    An EPERM for a map-memory target while ``iter/task`` loads is neither a missing capability nor
+    kernel lockdown (a stock 6.18 kernel loads these as root under ``lockdown=integrity``): the kernel
+    rejects the program before verifying one instruction.  This development host's 6.18.44-fc kernel
+    does so; Debian's 6.18.15 (``tools/vm/run.py --kernel 6.18``) runs them.
+    """
+    from ebpf.core.asm import R0, exit_, mov64  # deferred: start-up time (only a failed probe needs it)
+    from ebpf.core.programs import load_program
+
+    plain = f"iter/{target} programs are refused at load"
+    if exc.errno != errno.EPERM or target not in _BUF_CONTEXT_TARGETS:
+        return plain
+    try:  # does an iterator without map memory in its context load?
+        load_program(prog_type="tracing", expected_attach_type="trace_iter", attach_to="task",
+                     insns=[mov64(R0, 0), exit_()]).close()
+    except (BPFSyscallError, EBPFError):
+        return plain
+    return (f"BPF_PROG_LOAD of an iter/{target} program fails with EPERM before verification while iter/task "
+            f"loads: this kernel build refuses the iterators whose context holds map memory (PTR_TO_BUF: "
+            f"{', '.join(_BUF_CONTEXT_TARGETS)}); not a capability or lockdown matter (a stock kernel loads them as "
+            "root, lockdown=integrity included)")
 
 
 def iter_target(program: Program) -> str:
