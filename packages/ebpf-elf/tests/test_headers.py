@@ -233,3 +233,42 @@ def test_core_read_macros_against_the_kernel(tmp_path, compiler, attach):
         assert v["enum_tgid"].value == 1 and v["enum_has_tgid"].value == 1
         assert v["field_size"].value == 4 and v["field_off"].value == vm.find_member(task, "tgid").bit_offset // 8
         assert v["reset_bit"].value in (2, 3) and v["tgid"].value == os.getpid()
+
+
+# The macros of libbpf's bpf_helpers.h, bpf_tracing.h, bpf_core_read.h and bpf_endian.h (and usdt.bpf.h)
+# that BPF programs use, by name: each must be defined by the shipped headers.
+_LIBBPF_MACRO_TEXT = """
+SEC __always_inline __noinline __weak __hidden __uint __type __array __ulong __ksym __kconfig __kptr
+__kptr_untrusted __percpu_kptr __arg_ctx __arg_nonnull __arg_nullable __arg_trusted __arg_arena __bpf_fastcall
+bpf_ksym_exists barrier barrier_var __bpf_unreachable bpf_printk BPF_SEQ_PRINTF BPF_SNPRINTF
+bpf_for_each bpf_for bpf_repeat KERNEL_VERSION offsetof
+PT_REGS_PARM1 PT_REGS_PARM2 PT_REGS_PARM3 PT_REGS_PARM4 PT_REGS_PARM5 PT_REGS_PARM6 PT_REGS_PARM7 PT_REGS_PARM8
+PT_REGS_PARM1_CORE PT_REGS_PARM6_CORE PT_REGS_PARM7_CORE PT_REGS_PARM8_CORE PT_REGS_RET PT_REGS_FP PT_REGS_RC
+PT_REGS_SP PT_REGS_IP PT_REGS_RET_CORE PT_REGS_FP_CORE PT_REGS_RC_CORE PT_REGS_SP_CORE PT_REGS_IP_CORE
+PT_REGS_SYSCALL_REGS PT_REGS_PARM1_SYSCALL PT_REGS_PARM4_SYSCALL PT_REGS_PARM6_SYSCALL PT_REGS_PARM7_SYSCALL
+PT_REGS_PARM1_CORE_SYSCALL PT_REGS_PARM4_CORE_SYSCALL PT_REGS_PARM6_CORE_SYSCALL PT_REGS_PARM7_CORE_SYSCALL
+BPF_KPROBE_READ_RET_IP BPF_KRETPROBE_READ_RET_IP BPF_PROG BPF_PROG2 BPF_KPROBE BPF_KRETPROBE BPF_KSYSCALL
+BPF_KPROBE_SYSCALL BPF_UPROBE BPF_URETPROBE
+bpf_core_read bpf_core_read_user bpf_core_read_str bpf_core_read_user_str BPF_CORE_READ BPF_CORE_READ_INTO
+BPF_CORE_READ_STR_INTO BPF_CORE_READ_USER BPF_CORE_READ_USER_INTO BPF_CORE_READ_USER_STR_INTO BPF_PROBE_READ
+BPF_PROBE_READ_INTO BPF_PROBE_READ_STR_INTO BPF_PROBE_READ_USER BPF_PROBE_READ_USER_INTO BPF_PROBE_READ_USER_STR_INTO
+BPF_CORE_READ_BITFIELD BPF_CORE_READ_BITFIELD_PROBED BPF_CORE_WRITE_BITFIELD bpf_core_field_exists
+bpf_core_field_size bpf_core_field_offset bpf_core_type_id_local bpf_core_type_id_kernel bpf_core_type_exists
+bpf_core_type_size bpf_core_type_matches bpf_core_enum_value_exists bpf_core_enum_value bpf_core_cast
+bpf_htons bpf_ntohs bpf_htonl bpf_ntohl bpf_cpu_to_be64 bpf_be64_to_cpu __bpf_constant_htons __bpf_constant_ntohs
+__bpf_constant_htonl __bpf_constant_ntohl __bpf_constant_cpu_to_be64 __bpf_constant_be64_to_cpu
+BPF_USDT
+"""
+LIBBPF_MACROS = _LIBBPF_MACRO_TEXT.split()
+
+
+def test_every_libbpf_macro_name_is_defined(tmp_path):
+    includes = "".join(f"#include <bpf/{h}.h>\n" for h in ("bpf_helpers", "bpf_tracing", "bpf_core_read",
+                                                          "bpf_endian", "usdt.bpf"))
+    checks = "".join(f'#ifndef {name}\n#warning "missing: {name}"\n#endif\n' for name in LIBBPF_MACROS)
+    # libbpf's inline functions (not macros): taking their address fails to compile when one is missing
+    funcs = 'static void *const libbpf_functions[] __attribute__((unused)) = { (void *)&bpf_tail_call_static };\n'
+    src = '#include "vmlinux.h"\n' + includes + checks + funcs + 'SEC("socket") int s(void *c) { return 0; }\n' + LICENSE
+    out = elf.compile_c(src, tmp_path / "macros.o", compiler="zig", warn=False)
+    missing = [w for w in out.warnings if "missing:" in w]
+    assert not missing, missing

@@ -147,6 +147,10 @@ struct pt_regs___arm64 { unsigned long orig_x0; } __attribute__((preserve_access
 #define PT_REGS_PARM3_CORE_SYSCALL(x) PT_REGS_PARM3_CORE(x)
 #define PT_REGS_PARM5_CORE_SYSCALL(x) PT_REGS_PARM5_CORE(x)
 #define PT_REGS_PARM6_CORE_SYSCALL(x) PT_REGS_PARM6_CORE(x)
+/* x86_64 and arm64 pass six syscall arguments in registers: as in libbpf, the 7th's names exist
+ * (a program may test for them) and using one is a compile error. */
+#define PT_REGS_PARM7_SYSCALL(x) (__PT_REGS_CAST(x)->__unsupported__)
+#define PT_REGS_PARM7_CORE_SYSCALL(x) BPF_CORE_READ(__PT_REGS_CAST(x), __unsupported__)
 
 #else /* no known target: every use is a compile-time error that says why */
 #define __bpf_no_target _Pragma("GCC error \"bpf_tracing.h: define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64\"")
