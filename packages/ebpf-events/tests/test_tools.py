@@ -366,9 +366,10 @@ def test_execsnoop_and_opensnoop_bcc_filters(tmp_path: Path) -> None:
 
     pid = str(os.getpid())
     events = _json_lines(_run_tool(["trace", "execsnoop", "--pid", pid, "-n", "snoopfilter", "-l", "keep-",
-                                    "-u", str(os.getuid()), "-T", "--json", "--duration", "1.5"], launch))
+                                    "-u", str(os.getuid()), "-t", "-T", "--json", "--duration", "1.5"], launch))
     assert [e["argv"] for e in events] == [[str(marker), "keep-me"]]
-    assert isinstance(events[0]["time"], float) and 0 <= events[0]["time"] < 60
+    assert isinstance(events[0]["time"], float) and 0 <= events[0]["time"] < 60  # -t: seconds since start
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", events[0]["clock"])  # -T: wall clock
     other_uid = str(os.getuid() + 4242)
     assert _json_lines(_run_tool(["trace", "execsnoop", "--pid", pid, "-u", other_uid, "--json", "--duration", "1.5"],
                                  launch)) == []
@@ -377,6 +378,9 @@ def test_execsnoop_and_opensnoop_bcc_filters(tmp_path: Path) -> None:
     assert text.splitlines()[0].split()[:2] == ["TIME(s)", "PID"] and str(target) in text
     assert str(target) not in _run_tool(["trace", "opensnoop", "--pid", pid, "-n", "^nomatch$", "--duration", "1.5"],
                                         lambda: target.read_text())
+    # the histogram tools' -T: the wall-clock time before each printout, as bcc's
+    text = _run_tool(["trace", "runqlat", "-T", "--pid", pid, "--duration", "1"])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", text.splitlines()[0]), text
 
 
 def test_opensnoop_fd_error_and_flag_names(tmp_path: Path) -> None:

@@ -28,14 +28,21 @@ def _common(p: argparse.ArgumentParser, pid: bool = True, interval: bool = False
                        help="also print (and reset) every SECONDS")
 
 
-def _snoop_options(p: argparse.ArgumentParser) -> None:
-    """bcc's execsnoop/opensnoop filters and columns: ``-u UID``, ``-n NAME``, ``-T``."""
+def _snoop_options(p: argparse.ArgumentParser, exec_: bool) -> None:
+    """bcc's execsnoop/opensnoop filters and columns: ``-u UID``, ``-n NAME``, and the time columns with
+    bcc's letters (execsnoop: ``-T`` wall clock, ``-t`` seconds; opensnoop: ``-T`` seconds)."""
     p.add_argument("-u", "--uid", type=int, default=None, help="only this user id")
     p.add_argument("-n", "--name", default=None, help="only processes whose name (exec: or arguments) match this regex")
-    p.add_argument("-T", "--timestamp", action="store_true", help="a TIME(s) column (seconds since start)")
+    if exec_:
+        p.add_argument("-T", "--time", action="store_true", help="a TIME column (HH:MM:SS)")
+        p.add_argument("-t", "--timestamp", action="store_true", help="a TIME(s) column (seconds since start)")
+    else:
+        p.add_argument("-T", "--timestamp", action="store_true", help="a TIME(s) column (seconds since start)")
 
 
 def _unit(p: argparse.ArgumentParser, default: str) -> None:
+    """``--unit``, ``-u``/``-m`` and (histogram tools) bcc's ``-T`` wall-clock time before each printout."""
+    p.add_argument("-T", "--timestamp", action="store_true", help="print HH:MM:SS before each histogram")
     p.add_argument("--unit", choices=("nsecs", "usecs", "msecs"), default=default, help=f"default {default}")
     p.add_argument("-u", dest="unit", action="store_const", const="usecs", help="microseconds")
     p.add_argument("-m", dest="unit", action="store_const", const="msecs", help="milliseconds")
@@ -70,14 +77,18 @@ def _snoop_filters(args: argparse.Namespace, text: Any) -> Any:
 
 
 def _timed(args: argparse.Namespace, columns: tuple[tuple[str, int], ...], row: Any, as_dict: Any) -> tuple[Any, ...]:
-    """With ``-T``: a ``TIME(s)`` column first (seconds since the tool started), and ``time`` in JSON."""
-    if not args.timestamp:
-        return columns, row, as_dict
+    """A ``TIME(s)`` column first (seconds since the tool started; ``time`` in JSON) with ``--timestamp``,
+    a ``TIME`` column (HH:MM:SS; ``clock`` in JSON) with ``--time``."""
     import time
 
-    start = time.monotonic()
-    return ((("TIME(s)", 9), *columns), lambda e: [f"{time.monotonic() - start:.3f}", *row(e)],
-            lambda e: {"time": round(time.monotonic() - start, 6), **as_dict(e)})
+    if getattr(args, "time", False):
+        columns, row, as_dict = ((("TIME", 8), *columns), lambda e, r=row: [time.strftime("%H:%M:%S"), *r(e)],
+                                 lambda e, d=as_dict: {"clock": time.strftime("%H:%M:%S"), **d(e)})
+    if args.timestamp:
+        start = time.monotonic()
+        columns, row, as_dict = ((("TIME(s)", 9), *columns), lambda e, r=row: [f"{time.monotonic() - start:.3f}", *r(e)],
+                                 lambda e, d=as_dict: {"time": round(time.monotonic() - start, 6), **d(e)})
+    return columns, row, as_dict
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -143,7 +154,7 @@ def _hist(tool: Any, name: str, args: argparse.Namespace, text: Any = None) -> i
         return d
 
     return run_hist_tool(tool, name, args.duration, args.interval, args.json, body, as_dict,
-                         lambda: tool.histogram().rich_table(tool.unit, title=name))
+                         lambda: tool.histogram().rich_table(tool.unit, title=name), timestamp=args.timestamp)
 
 
 def _funclatency(args: argparse.Namespace) -> int:
@@ -202,7 +213,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         _common(p)
         p.add_argument("--comm", default=None, help="only processes with this (new) command name")
         p.add_argument("-x", "--failed", action="store_true", help="also show execs that failed")
-        _snoop_options(p)
+        _snoop_options(p, exec_=True)
         p.add_argument("-l", "--line", default=None, help="only commands with an argument matching this regex")
         p.set_defaults(func=_exec)
     for name, text in (("open", "open()/openat(): fd or error, flags by name, path"), ("opensnoop", "the same as open")):
@@ -210,7 +221,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         _common(p)
         p.add_argument("--comm", default=None, help="only processes with this command name")
         p.add_argument("-x", "--failed", action="store_true", help="only failed opens")
-        _snoop_options(p)
+        _snoop_options(p, exec_=False)
         p.set_defaults(func=_open)
     p = sub.add_parser("syscount", help="system calls counted per syscall or process",
                        description="count system calls; the top ones print when it stops")

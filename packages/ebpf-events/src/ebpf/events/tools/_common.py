@@ -136,9 +136,11 @@ def _live(render: Callable[[], Any]) -> Any:
 
 def run_hist_tool(tool: Any, name: str, duration: float | None, interval: float | None, as_json: bool,
                   print_text: Callable[[], str], to_dict: Callable[[], dict[str, Any]],
-                  rich_view: Callable[[], Any] | None = None) -> int:
+                  rich_view: Callable[[], Any] | None = None, timestamp: bool = False) -> int:
     """Collect until ``duration``/Ctrl-C/SIGTERM, then print (every ``interval`` seconds too).
 
+    :param timestamp: start each printout with the wall-clock time (``HH:MM:SS``, bcc's ``-T``; ``"time"``
+        in JSON).
     :returns: 0.
     """
     deadline = None if duration is None else time.monotonic() + duration
@@ -146,10 +148,11 @@ def run_hist_tool(tool: Any, name: str, duration: float | None, interval: float 
     live = None if as_json or rich_view is None else _live(rich_view)
 
     def emit() -> None:
+        clock = time.strftime("%H:%M:%S") if timestamp else None
         if as_json:
-            print(json.dumps(to_dict()), flush=True)
+            print(json.dumps(to_dict() if clock is None else {"time": clock, **to_dict()}), flush=True)
         else:
-            print(print_text(), end="", flush=True)
+            print(("" if clock is None else f"{clock}\n") + print_text(), end="", flush=True)
 
     with stop_on_sigterm():  # before the "tracing" line: a SIGTERM right after it must stop us cleanly
         print(f"tracing {name} {until}", file=sys.stderr, flush=True)
