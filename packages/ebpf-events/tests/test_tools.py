@@ -313,6 +313,30 @@ def test_biolatency_pid_counts_this_process_not_a_child(loop_device: str) -> Non
         assert tool.to_dict()["total"] >= 64
 
 
+def test_biolatency_per_flags_names_reads_and_writes(loop_device: str) -> None:
+    from ebpf.events.tools.biolatency import BioLatency, flags_name
+
+    def io() -> None:
+        _direct_reads(loop_device, 16)
+        fd = os.open(loop_device, os.O_WRONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)
+        try:
+            for i in range(8):
+                os.pwritev(fd, [buf], i * 65536)
+        finally:
+            os.close(fd)
+            buf.close()
+
+    with BioLatency(disk=os.path.basename(loop_device), per_flags=True) as tool:
+        io()
+        totals = {name: section["total"] for name, section in tool.to_dict()["sections"].items()}
+    assert sum(n for name, n in totals.items() if name.endswith("Read")) == 16, totals
+    assert sum(n for name, n in totals.items() if name.endswith("-Write") or name == "Write") == 8, totals
+    assert flags_name(1) == "Write" and flags_name(0) == "Read"  # REQ_OP_WRITE, REQ_OP_READ
+    text = _run_tool(["trace", "biolatency", "-F", "--disk", os.path.basename(loop_device), "--duration", "2"], io)
+    assert re.search(r"^flags = \S*Read$", text, re.M) and re.search(r"^flags = \S*Write$", text, re.M), text
+
+
 def _use_mq_deadline(dev: str) -> None:
     path = f"/sys/block/{os.path.basename(dev)}/queue/scheduler"
     try:
@@ -468,6 +492,7 @@ def test_bad_arguments_fail_before_loading() -> None:
     assert main(["trace", "syscount", "--syscall", "no_such_syscall"]) == 1
     assert main(["trace", "syscount", "-e", "ENOSUCHERROR"]) == 1
     assert main(["trace", "execsnoop", "-n", "(unclosed"]) == 1
+    assert main(["trace", "biolatency", "-D", "-F", "--duration", "1"]) == 1
     assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
     assert main(["trace", "runqlat", "--duration", "-1"]) == 1
     assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1

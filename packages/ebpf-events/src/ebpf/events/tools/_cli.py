@@ -179,7 +179,8 @@ def _biolatency(args: argparse.Namespace) -> int:
     from ebpf.events.tools.biolatency import BioLatency
 
     check_common(pid=args.pid, duration=args.duration)
-    with BioLatency(per_disk=args.disks, unit=args.unit, disk=args.disk, pid=args.pid, queued=args.queued) as tool:
+    with BioLatency(per_disk=args.disks, unit=args.unit, disk=args.disk, pid=args.pid, queued=args.queued,
+                    per_flags=args.flags) as tool:
         start = "block_rq_insert" if args.queued else "block_rq_issue"
         return _hist(tool, f"block I/O latency via tp_btf {start}/block_rq_complete", args, tool.format)
 
@@ -249,6 +250,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     _unit(p, "usecs")
     p.add_argument("-Q", "--queued", action="store_true", help="include OS queued time (from block_rq_insert)")
     p.add_argument("-D", "--disks", action="store_true", help="one histogram per disk")
+    p.add_argument("-F", "--flags", action="store_true", help="one histogram per set of I/O flags (Sync-Write, Read)")
     p.add_argument("--disk", default=None, help="only this disk (sda, loop0)")
     p.set_defaults(func=_biolatency)
     p = sub.add_parser("printk", help="bpf_printk output (bcc trace_print)")

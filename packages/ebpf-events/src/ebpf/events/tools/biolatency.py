@@ -12,15 +12,16 @@ Requires tp_btf (Linux >= 5.5) and vmlinux BTF.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
-from ebpf.core.errors import BTFError
+from ebpf.core.errors import BTFError, EBPFError
 from ebpf.events.hist import HIGH32, Histogram
 from ebpf.events.tools._common import UNITS, ToolBase, check_common, ktime_to, pid_filter
 
-__all__ = ["BioLatency", "disk_name"]
+__all__ = ["BioLatency", "disk_name", "flags_name"]
 
 _SLOTS = 64
 
@@ -38,7 +39,7 @@ def disk_name(dev: int) -> str:
     return f"{major}:{minor}"
 
 
-def _offsets() -> tuple[int, int, int, int]:
+def _offsets() -> tuple[int, int, int, int, int]:
     from ebpf.core.btf import Struct, load_vmlinux
 
     spec = load_vmlinux()
@@ -47,13 +48,53 @@ def _offsets() -> tuple[int, int, int, int]:
         raise BTFError("vmlinux BTF lacks struct request/request_queue/gendisk")
     assert isinstance(rq, Struct) and isinstance(queue, Struct) and isinstance(disk, Struct)
     return (rq.member("q").offset, queue.member("disk").offset, disk.member("major").offset,
-            disk.member("first_minor").offset)
+            disk.member("first_minor").offset, rq.member("cmd_flags").offset)
+
+
+def _camel(name: str, prefix: str) -> str:
+    """``"WriteZeroes"`` for ``REQ_OP_WRITE_ZEROES`` (``prefix`` ``"REQ_OP_"``)."""
+    return "".join(part.capitalize() for part in name.removeprefix(prefix).split("_"))
+
+
+@functools.lru_cache(maxsize=1)
+def _request_names() -> tuple[int, dict[int, str], list[tuple[int, str]]]:
+    """(operation bits, operation names, flag bits and names) from the kernel's ``req_op`` and
+    ``req_flag_bits`` enums (empty when the BTF has neither: numbers are printed instead)."""
+    from ebpf.core.btf import Enum, load_vmlinux
+
+    try:
+        spec = load_vmlinux()
+        ops, bits = spec.find("req_op"), spec.find("req_flag_bits")
+    except BTFError:
+        return 8, {}, []
+    op_names = {v.value: _camel(v.name, "REQ_OP_") for v in ops.values} if isinstance(ops, Enum) else {}
+    flags = [(v.value, _camel(v.name, "__REQ_")) for v in bits.values
+             if not v.name.endswith("_NR_BITS")] if isinstance(bits, Enum) else []
+    op_bits = min((bit for bit, _ in flags), default=8)  # the flags start where the operation ends
+    return op_bits, op_names, sorted(flags)
+
+
+def flags_name(flags: int) -> str:
+    """bcc's name for a request's ``cmd_flags``: the flags set, then the operation (``"Sync-Write"``, ``"Read"``).
+
+    Names come from this kernel's BTF (``enum req_op``, ``enum req_flag_bits``); unknown bits show as hex.
+    """
+    op_bits, op_names, bits = _request_names()
+    op = flags & ((1 << op_bits) - 1)
+    parts = [name for bit, name in bits if flags >> bit & 1]
+    known = sum(1 << bit for bit, _ in bits) | ((1 << op_bits) - 1)
+    if flags & ~known:
+        parts.append(f"{flags & ~known:#x}")
+    parts.append(op_names.get(op, f"Op{op}"))
+    return "-".join(parts)
 
 
 class BioLatency(ToolBase):
     """Block I/O latency histogram, attached when created.
 
     :param per_disk: one histogram per disk (sections are device numbers; :func:`disk_name` names them).
+    :param per_flags: one histogram per set of request flags (bcc's ``-F``; sections are ``cmd_flags``
+        values, :func:`flags_name` names them: ``"Sync-Write"``); not with ``per_disk``.
     :param unit: ``"usecs"`` (default), ``"nsecs"`` or ``"msecs"``.
     :param disk: only this disk (a name such as ``"loop3"``; implies nothing else).
     :param pid: only requests started in this process's context (bcc's biosnoop records the same
@@ -64,19 +105,22 @@ class BioLatency(ToolBase):
     """
 
     def __init__(self, *, per_disk: bool = False, unit: str = "usecs", disk: str | None = None,
-                 pid: int | None = None, queued: bool = False) -> None:
+                 pid: int | None = None, queued: bool = False, per_flags: bool = False) -> None:
         """Create the maps, load and attach the programs."""
         super().__init__()
         check_common(unit=unit, pid=pid)
+        if per_disk and per_flags:
+            raise EBPFError("biolatency: one histogram per disk or per flags, not both")
         self.per_disk, self.unit, self.pid, self.queued = per_disk, unit, pid, bool(queued)
+        self.per_flags = bool(per_flags)
         self.dev = None if disk is None else _dev_of(disk)
         #: The loaded programs by tracepoint (``block_rq_insert`` only with ``queued``).
         self.programs: dict[str, Any] = {}
         from ebpf.core.maps import create_array_map, create_hash_map
         from ebpf.events.tracing import attach_tp_btf, load_tracing_program
 
-        self._q, self._disk, self._major, self._minor = _offsets()
-        keyed = per_disk
+        self._q, self._disk, self._major, self._minor, self._flags = _offsets()
+        keyed = per_disk or self.per_flags
         try:
             self.start = self._hold(create_hash_map(10240, key_size=8, value_size=8, name="bio_start"))
             self.hist = self._hold(create_hash_map(4096, key_size=8, value_size=8, name="bio_hist") if keyed
@@ -111,8 +155,9 @@ class BioLatency(ToolBase):
 
     def _complete(self) -> list[Any]:
         count = [*asm.log2(R8, R0, tmp=R7)]
-        if self.per_disk:
-            count += [*self._dev(R6, R9), asm.lsh64(R9, 32), asm.or64(R8, R9),
+        if self.per_disk or self.per_flags:
+            section = self._dev(R6, R9) if self.per_disk else [asm.ldx_mem("w", R9, R6, self._flags)]
+            count += [*section, asm.lsh64(R9, 32), asm.or64(R8, R9),
                       *asm.hist_increment(self.hist, R8, key_size=8, key_off=-24, create=True)]
         else:
             count += asm.hist_increment(self.hist, R8, max_slots=_SLOTS, key_off=-24)
@@ -129,28 +174,31 @@ class BioLatency(ToolBase):
         ]
 
     def histogram(self) -> Histogram:
-        """The latencies so far (keyed by device number with ``per_disk``)."""
-        if self.per_disk:
+        """The latencies so far (keyed by device number with ``per_disk``, by ``cmd_flags`` with ``per_flags``)."""
+        if self.per_disk or self.per_flags:
             return Histogram.from_map(self.hist, key=HIGH32)
         return Histogram.from_map(self.hist)
 
     def format(self) -> str:
-        """bcc's printout (``disk = 'sda'`` sections with ``per_disk``)."""
+        """bcc's printout (``disk = 'sda'`` sections with ``per_disk``, ``flags = 'Sync-Write'`` with ``per_flags``)."""
+        if self.per_flags:
+            return self.histogram().format_log2_hist(self.unit, section_header="flags", section_print_fn=flags_name)
         return self.histogram().format_log2_hist(self.unit, section_header="disk", section_print_fn=disk_name)
 
     def clear(self) -> None:
         """Zero the histogram."""
-        if self.per_disk:
+        if self.per_disk or self.per_flags:
             self.hist.clear()
         else:
             for i in range(_SLOTS):
                 self.hist[i] = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: unit and the histogram (sections named by disk)."""
+        """JSON-ready: unit and the histogram (sections named by disk or by flags)."""
         d = {"unit": self.unit, **self.histogram().to_dict()}
         if "sections" in d:
-            d["sections"] = {disk_name(int(k)): v for k, v in d["sections"].items()}
+            name = flags_name if self.per_flags else disk_name
+            d["sections"] = {name(int(k)): v for k, v in d["sections"].items()}
         return d
 
 
