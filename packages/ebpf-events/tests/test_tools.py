@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ebpf.core.errors import UnsupportedFeatureError
+from ebpf.core.errors import EBPFError, UnsupportedFeatureError
 from ebpf.core.testing import require
 
 pytestmark = pytest.mark.privileged
@@ -187,6 +187,21 @@ def test_runqlat_class_in_both_modes(sleeper: subprocess.Popen[str], mode: str) 
         _go(sleeper, "[time.sleep(0.001) for _ in range(60)]")()
         hist = tool.histogram()
     assert tool.mode == mode and hist.sections == [sleeper.pid] and hist.total >= 30
+
+
+def test_runqlat_per_thread(sleeper: subprocess.Popen[str]) -> None:
+    from ebpf.events.tools.runqlat import RunqLat
+
+    work = ("import threading; t = threading.Thread(target=lambda: [time.sleep(0.001) for _ in range(60)]); "
+            "t.start(); [time.sleep(0.001) for _ in range(60)]; t.join()")
+    with RunqLat(pid=sleeper.pid, per_thread=True) as tool:
+        _go(sleeper, work)()
+        hist = tool.histogram()
+    # the main thread (tid == pid) and one more thread of the same process, each with its own waits
+    assert len(hist.sections) == 2 and sleeper.pid in hist.sections, hist.sections
+    assert all(hist.section(tid).total >= 30 for tid in hist.sections)
+    with pytest.raises(EBPFError, match="not both"):
+        RunqLat(per_thread=True, per_process=True)
 
 
 def test_runqlat_auto_falls_back_to_raw_tracepoints(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -493,6 +508,7 @@ def test_bad_arguments_fail_before_loading() -> None:
     assert main(["trace", "syscount", "-e", "ENOSUCHERROR"]) == 1
     assert main(["trace", "execsnoop", "-n", "(unclosed"]) == 1
     assert main(["trace", "biolatency", "-D", "-F", "--duration", "1"]) == 1
+    assert main(["trace", "runqlat", "-P", "-L", "--duration", "1"]) == 1
     assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
     assert main(["trace", "runqlat", "--duration", "-1"]) == 1
     assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1

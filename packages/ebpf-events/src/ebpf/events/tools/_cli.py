@@ -169,9 +169,9 @@ def _runqlat(args: argparse.Namespace) -> int:
     from ebpf.events.tools.runqlat import RunqLat
 
     check_common(pid=args.pid, duration=args.duration)
-    with RunqLat(pid=args.pid, per_process=args.per_process, unit=args.unit) as tool:
-        text = (lambda: tool.histogram().format_log2_hist(tool.unit, section_header="pid")) if args.per_process \
-            else None
+    with RunqLat(pid=args.pid, per_process=args.per_process, per_thread=args.per_thread, unit=args.unit) as tool:
+        header = "pid" if args.per_process else "tid" if args.per_thread else None
+        text = (lambda: tool.histogram().format_log2_hist(tool.unit, section_header=header)) if header else None
         return _hist(tool, "run queue latency via tp_btf sched_wakeup/sched_switch", args, text)
 
 
@@ -244,6 +244,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     _common(p, interval=True)
     _unit(p, "usecs")
     p.add_argument("-P", "--per-process", action="store_true", help="one histogram per process")
+    p.add_argument("-L", "--per-thread", action="store_true", help="one histogram per thread (tid)")
     p.set_defaults(func=_runqlat)
     p = sub.add_parser("biolatency", help="block I/O latency histogram (tp_btf block_rq_issue/complete)")
     _common(p, interval=True)

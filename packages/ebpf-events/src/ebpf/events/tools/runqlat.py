@@ -39,25 +39,28 @@ class RunqLat(ToolBase):
 
     :param pid: only tasks of this process (tgid).
     :param per_process: one histogram per process (keyed by tgid).
+    :param per_thread: one histogram per thread (keyed by tid; bcc's ``-L``); not with ``per_process``.
     :param unit: ``"usecs"`` (default), ``"nsecs"`` or ``"msecs"``.
     :param mode: ``"tp_btf"``, ``"raw_tp"`` or ``"auto"`` (tp_btf, else raw tracepoints); :attr:`mode` says which ran.
     :raises EBPFError: bad arguments; :raises BPFSyscallError: neither kind of program loads.
     """
 
     def __init__(self, *, pid: int | None = None, per_process: bool = False, unit: str = "usecs",
-                 mode: str = "auto") -> None:
+                 mode: str = "auto", per_thread: bool = False) -> None:
         """Create the maps, load and attach the three programs."""
         super().__init__()
         check_common(pid=pid, unit=unit)
         if mode not in ("auto", "tp_btf", "raw_tp"):
             raise EBPFError(f"mode must be 'auto', 'tp_btf' or 'raw_tp', not {mode!r}")
-        self.pid, self.per_process, self.unit = pid, per_process, unit
+        if per_process and per_thread:
+            raise EBPFError("runqlat: one histogram per process or per thread, not both")
+        self.pid, self.per_process, self.per_thread, self.unit = pid, per_process, bool(per_thread), unit
         from ebpf.core.maps import create_array_map, create_hash_map
 
         self._pid_off, self._tgid_off = _task_offsets()
         try:
             self.start = self._hold(create_hash_map(10240, key_size=4, value_size=8, name="rq_start"))
-            self.hist = self._hold(create_hash_map(10240, key_size=8, value_size=8, name="rq_hist") if per_process
+            self.hist = self._hold(create_hash_map(10240, key_size=8, value_size=8, name="rq_hist") if self._keyed
                                    else create_array_map(_SLOTS, value_size=8, name="rq_hist"))
             if mode == "auto":
                 try:
@@ -70,6 +73,10 @@ class RunqLat(ToolBase):
         except BaseException:
             self.close()
             raise
+
+    @property
+    def _keyed(self) -> bool:
+        return self.per_process or self.per_thread
 
     def _attach(self, mode: str) -> None:
         from ebpf.core.programs import load_program
@@ -117,8 +124,9 @@ class RunqLat(ToolBase):
     def _switch(self) -> list[Any]:
         # args: bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state
         count = [*asm.log2(R8, R0, tmp=R9)]
-        if self.per_process:
-            count += [*self._u32(R7, self._tgid_off, R9), asm.lsh64(R9, 32), asm.or64(R8, R9),
+        if self._keyed:
+            off = self._tgid_off if self.per_process else self._pid_off
+            count += [*self._u32(R7, off, R9), asm.lsh64(R9, 32), asm.or64(R8, R9),
                       *asm.hist_increment(self.hist, R8, key_size=8, key_off=-24, create=True)]
         else:
             count += asm.hist_increment(self.hist, R8, max_slots=_SLOTS, key_off=-24)
@@ -140,14 +148,14 @@ class RunqLat(ToolBase):
         ]
 
     def histogram(self) -> Histogram:
-        """The waits so far (keyed by tgid with ``per_process``)."""
-        if self.per_process:
+        """The waits so far (keyed by tgid with ``per_process``, by tid with ``per_thread``)."""
+        if self._keyed:
             return Histogram.from_map(self.hist, key=HIGH32)
         return Histogram.from_map(self.hist)
 
     def clear(self) -> None:
         """Zero the histogram."""
-        if self.per_process:
+        if self._keyed:
             self.hist.clear()
         else:
             for i in range(_SLOTS):
