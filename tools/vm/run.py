@@ -198,7 +198,7 @@ def find_vmlinuz(root: Path) -> Path | None:
 def fetch_kernel(series: str, cache: Path) -> Path:
     """Download and extract the newest Debian kernel of ``series`` into the cache (once); returns vmlinuz.
 
-    The modules land next to it (``<root>/lib/modules``), where vng finds them for the initramfs.
+    The modules land next to it (``<root>/lib/modules``, ``<root>/usr/lib/modules`` in Debian 13), where vng finds them for the initramfs.
     """
     cached = [image for root in sorted((cache / "kernels").glob(f"linux-image-{series}*"), key=lambda p: _natural(p.name))
               if generic_kernel(series, signed=True).match(root.name) and (image := find_vmlinuz(root)) is not None]
@@ -339,8 +339,9 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
     zig_cache: Path | None = getattr(args, "zig_cache", None)
     if zig_cache is not None:
         zig_cache.mkdir(parents=True, exist_ok=True)
-    modules = image.parent.parent / "lib" / "modules"  # the extracted package's, next to boot/vmlinuz-*
-    modules = modules if modules.is_dir() else None
+    # the extracted package's, next to boot/vmlinuz-*: lib/modules (Debian 12), usr/lib/modules (13, merged /usr)
+    root = image.parent.parent
+    modules = next((d for d in (root / "lib" / "modules", root / "usr" / "lib" / "modules") if d.is_dir()), None)
     script.write_text(guest_script(rundir, args.python, command, zig_cache, modules))
     append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
     # --force-9p: vng otherwise tries virtiofsd first (absent on Debian 12) and waits for it
