@@ -482,7 +482,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Arguments after -- go to every pytest run.")
     parser.add_argument("--kernel", action="append", metavar="SERIES",
-                        help="Debian kernel series to boot; repeat or comma-separate (default 6.1,6.12)")
+                        help="Debian kernel series to boot; repeat or comma-separate (default 6.1,6.12; 6.18: trixie-backports, with sched_ext)")
     parser.add_argument("--no-host", action="store_true", help="skip the run on the host kernel")
     parser.add_argument("--tests", nargs="+", metavar="PATH",
                         help="test files/dirs/node ids, all in one boot per kernel (default: the whole suite)")

@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Arguments after -- go to pytest (default: the VM test set).")
-    parser.add_argument("--kernel", default="6.1", help="Debian kernel series to boot (default 6.1)")
+    parser.add_argument("--kernel", default="6.1", help="Debian kernel series to boot: 6.1, 6.12 (bookworm-backports), 6.18 (trixie-backports, sched_ext); default 6.1")
     parser.add_argument("--vmlinuz", type=Path, help="boot this image instead (modules from <root>/lib/modules)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--memory", "-m", default="2G")
