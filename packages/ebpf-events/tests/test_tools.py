@@ -417,6 +417,15 @@ def test_execsnoop_and_opensnoop_bcc_filters(tmp_path: Path) -> None:
     assert text.splitlines()[0].split()[:2] == ["TIME(s)", "PID"] and str(target) in text
     assert str(target) not in _run_tool(["trace", "opensnoop", "--pid", pid, "-n", "^nomatch$", "--duration", "1.5"],
                                         lambda: target.read_text())
+    appended = tmp_path / "appended.txt"
+
+    def read_and_append() -> None:
+        target.read_text()
+        with open(appended, "a") as fh:
+            fh.write("x")
+
+    text = _run_tool(["trace", "opensnoop", "--pid", pid, "-f", "O_APPEND", "--duration", "1.5"], read_and_append)
+    assert str(appended) in text and str(target) not in text
     # the histogram tools' -T: the wall-clock time before each printout, as bcc's
     text = _run_tool(["trace", "runqlat", "-T", "--pid", pid, "--duration", "1"])
     assert re.fullmatch(r"\d\d:\d\d:\d\d", text.splitlines()[0]), text
@@ -509,6 +518,7 @@ def test_bad_arguments_fail_before_loading() -> None:
     assert main(["trace", "execsnoop", "-n", "(unclosed"]) == 1
     assert main(["trace", "biolatency", "-D", "-F", "--duration", "1"]) == 1
     assert main(["trace", "runqlat", "-P", "-L", "--duration", "1"]) == 1
+    assert main(["trace", "opensnoop", "-f", "O_RDONLY", "--duration", "1"]) == 1
     assert main(["trace", "biolatency", "--disk", "no-such-disk"]) == 1
     assert main(["trace", "runqlat", "--duration", "-1"]) == 1
     assert main(["trace", "funclatency", "libc.so.6:no_such_function_xyz", "--duration", "1"]) == 1

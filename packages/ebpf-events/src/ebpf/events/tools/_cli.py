@@ -91,6 +91,24 @@ def _timed(args: argparse.Namespace, columns: tuple[tuple[str, int], ...], row: 
     return columns, row, as_dict
 
 
+def _open_flag_mask(names: list[str]) -> int:
+    """bcc opensnoop's ``-f O_WRONLY -f O_APPEND``: the open flags any of which an event must have.
+
+    :raises EBPFError: for a name that is not an ``O_*`` flag of this system (or is ``O_RDONLY``, 0).
+    """
+    import os
+
+    from ebpf.core.errors import EBPFError
+
+    mask = 0
+    for name in names:
+        value = getattr(os, name.upper(), None) if name.upper().startswith("O_") else None
+        if not isinstance(value, int) or value == 0:
+            raise EBPFError(f"-f {name}: not an open flag with a bit to test (O_WRONLY, O_CREAT, O_APPEND, ...)")
+        mask |= value
+    return mask
+
+
 def _exec(args: argparse.Namespace) -> int:
     from ebpf.events.tools.execsnoop import ExecSnoop
 
@@ -112,13 +130,14 @@ def _open(args: argparse.Namespace) -> int:
 
     check_common(pid=args.pid, duration=args.duration)
     keep = _snoop_filters(args, lambda e: e.comm)
+    mask = _open_flag_mask(args.flag or [])
     columns, row, as_dict = _timed(
         args, (("PID", 7), ("UID", 5), ("COMM", 16), ("FD", 4), ("ERR", 7), ("FLAGS", 24), ("PATH", 0)),
         lambda e: [str(e.pid), str(e.uid), e.comm, "-1" if e.fd is None else str(e.fd), e.error or "0",
                    e.flag_names, e.path],
         lambda e: e.to_dict())
     with OpenSnoop(pid=args.pid, comm=args.comm, failed=args.failed) as tool:
-        return run_event_tool((e for e in tool.events(args.duration) if keep(e)),
+        return run_event_tool((e for e in tool.events(args.duration) if keep(e) and (not mask or e.flags & mask)),
                                f"{args.tracer} via syscalls:sys_enter_openat/sys_exit_openat",
                                args.duration, args.json, columns, row, as_dict)
 
@@ -223,6 +242,8 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         p.add_argument("--comm", default=None, help="only processes with this command name")
         p.add_argument("-x", "--failed", action="store_true", help="only failed opens")
         _snoop_options(p, exec_=False)
+        p.add_argument("-f", "--flag", action="append", metavar="FLAG",
+                       help="only opens with this flag (O_WRONLY, O_CREAT, ...; repeat for any of several)")
         p.set_defaults(func=_open)
     p = sub.add_parser("syscount", help="system calls counted per syscall or process",
                        description="count system calls; the top ones print when it stops")
