@@ -21,6 +21,7 @@ out or gave no result counts as a failure), 2 on a setup problem.  See tools/vm/
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -287,6 +288,48 @@ def installed_plugin(python: str) -> bool:
     probe = ("import importlib.metadata as m; "
              "raise SystemExit(not any(ep.value == 'ebpf.core.testing' for ep in m.entry_points(group='pytest11')))")
     return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def apt_prerequisites(tests: list[str]) -> dict[str, tuple[str, ...]]:
+    """The Debian packages the selected tests need: each ``APT_PREREQUISITES = {package: (command, ...)}`` at
+    the top of a test module or ``conftest.py`` under ``tests`` (a file's own directory's conftest.py too),
+    read without importing anything."""
+    files: set[Path] = set()
+    for test in tests:
+        path = vm.CHECKOUT / test.split("::")[0]
+        if path.is_dir():
+            files.update(path.rglob("test_*.py"))
+            files.update(path.rglob("conftest.py"))
+        else:
+            files.update([path, path.parent / "conftest.py"])
+    wanted: dict[str, tuple[str, ...]] = {}
+    for f in sorted(p for p in files if p.is_file()):
+        for node in ast.parse(f.read_text(), str(f)).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "APT_PREREQUISITES"):
+                for package, commands in ast.literal_eval(node.value).items():
+                    wanted[package] = tuple(commands)
+    return wanted
+
+
+def install_prerequisites(args: argparse.Namespace, tests: list[str]) -> None:
+    """Install the tests' Debian packages on the host before anything boots: the guests see the host's root
+    read-only and have no network, so a tool a test would apt-get there must be here first.  Done by the
+    tests' own helper (``ebpf.core.testing.debian_package``, which installs only what is missing) in the test
+    interpreter.
+
+    :raises subprocess.CalledProcessError: when an install fails (the helper's message is on stderr).
+    """
+    wanted = apt_prerequisites(tests)
+    if not wanted:
+        return
+    log(f"Debian packages the tests need: {', '.join(sorted(wanted))}")
+    pythonpath = ":".join(str(vm.CHECKOUT / "packages" / p / "src") for p in vm.PACKAGES)
+    env = dict(os.environ, PYTHONPATH=pythonpath, EBPF_PLUGINS=vm.EBPF_PLUGINS, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("EBPF_TESTS_NO_APT", None)
+    code = ("import sys, json; from ebpf.core.testing import debian_package\n"
+            "for package, commands in json.loads(sys.argv[1]).items(): debian_package(package, *commands)")
+    subprocess.run([args.python, "-c", code, json.dumps(wanted)], cwd=vm.CHECKOUT, env=env, check=True)
 
 
 def run_host(args: argparse.Namespace, tests: list[str], extra: list[str], outdir: Path) -> KernelRun:
@@ -576,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             return vm.die(problem)
         images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads first
+        install_prerequisites(args, tests)  # apt tools the tests use (the guests cannot install them)
     except subprocess.CalledProcessError as exc:
         return vm.die(f"setup step failed (exit {exc.returncode}): {shlex.join(map(str, exc.cmd))}")
     vng = vm.find_vng(args.cache)

@@ -260,6 +260,8 @@ echo "== perf PMUs: $(ls /sys/bus/event_source/devices | tr '\\n' ' ')"
 cd {shlex.quote(str(CHECKOUT))}
 export PYTHONPATH={shlex.quote(pythonpath)} EBPF_PLUGINS={EBPF_PLUGINS} PYTHONDONTWRITEBYTECODE=1 PYTHON={shlex.quote(python)}
 export HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis
+# no network, read-only root: a test that would apt-get a missing tool fails at once, naming it
+export EBPF_TESTS_NO_APT=1
 {zig}start=$(date +%s.%N)
 # the output also goes to the run directory: it survives a timeout there (run.py keeps that directory)
 {{ {command} ; }} 2>&1 | tee {shlex.quote(str(rundir / "output.txt"))}

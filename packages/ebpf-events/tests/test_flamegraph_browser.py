@@ -3,9 +3,7 @@ test session when missing) runs its script, and the frames are read back from th
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -14,29 +12,27 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from ebpf.core.testing import debian_package
 from ebpf.events._profile_data import parse_folded
 from ebpf.events.profile import Frame, Profile, Profiler, Sample
 
 SVG = "{http://www.w3.org/2000/svg}"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: Seconds one headless Chromium run may take: ~2 s here, minutes in an emulated VM (the kernel matrix under
+#: QEMU/TCG); a bound against a hang, never a measurement.
+CHROMIUM_TIMEOUT = 900
+
+
+#: Debian packages these tests need, with the commands each provides (also installed on the host by the
+#: kernel matrix before it boots its guests: tools/vm/matrix.py).
+APT_PREREQUISITES = {"chromium": ("chromium",)}
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's chromium, installed with apt-get (as root) when it is not there yet."""
-    exe = shutil.which("chromium")
-    if exe is None:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        proc = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, env=env,
-                              timeout=1800)
-        if proc.returncode:
-            subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=600)
-            proc = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True,
-                                  env=env, timeout=1800)
-        exe = shutil.which("chromium")
-        assert exe, f"cannot install chromium: {proc.stderr[-800:]}"
-    return exe
+    return debian_package("chromium", *APT_PREREQUISITES["chromium"])
 
 
 def dump_dom(chromium: str, svg: Path, fragment: str = "") -> ET.Element:
@@ -44,7 +40,7 @@ def dump_dom(chromium: str, svg: Path, fragment: str = "") -> ET.Element:
     with tempfile.TemporaryDirectory(prefix="ebpf-chromium-") as profile_dir:
         proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom",
                                svg.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     root = ET.fromstring(proc.stdout)
     assert root.get("data-ready") == "1", "the flame graph's script did not run"

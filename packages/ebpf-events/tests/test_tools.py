@@ -497,8 +497,14 @@ def test_list_tracepoints_kfuncs_helpers_lsm() -> None:
     assert {"name": "filename", "type": "const char *", "offset": 24, "size": 8, "signed": False} in tp["fields"]  # type: ignore[operator]
     assert "sched:sched_switch" in _list("tracepoints", "sched:*").split()
     assert {"name": "bpf_map_lookup_elem", "id": 1} in _json_lines(_list("helpers", "map_lookup", "--json"))
-    assert "bpf_task_acquire(" in _list("kfuncs", "--grep", "bpf_task_")  # ebpf.events._list_cli's, same group
     assert "file_open" in _list("lsm", "file_").split()
+
+
+def test_list_kfuncs() -> None:
+    from ebpf.events.kfuncs import list_kfuncs
+
+    require(list_kfuncs, "vmlinux")  # the kernel's BTF must carry bpf_kfunc decl tags (pahole >= 1.26)
+    assert "bpf_task_acquire(" in _list("kfuncs", "--grep", "bpf_task_")  # ebpf.events._list_cli's, same group
 
 
 def test_list_usdt_of_a_binary(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ebpf.core.testing import debian_package
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -62,21 +61,15 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
-def _apt_install(*packages: str) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env,
-                   capture_output=True, timeout=1200)
+#: Debian packages these tests need, with the commands each provides: installed when missing by the fixture
+#: below, and on the host by the kernel matrix before it boots its guests (tools/vm/matrix.py).
+APT_PREREQUISITES = {"prometheus": ("prometheus", "promtool")}
 
 
 @pytest.fixture(scope="session")
 def prometheus_bin() -> str:
     """Debian's prometheus and promtool, installed by the test session when missing (as root)."""
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        _apt_install("prometheus")
-    path = shutil.which("prometheus")
-    assert path, "apt-get install prometheus did not provide /usr/bin/prometheus"
-    return path
+    return debian_package("prometheus", *APT_PREREQUISITES["prometheus"])
 
 
 class ExporterProcess:

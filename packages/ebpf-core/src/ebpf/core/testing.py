@@ -23,7 +23,11 @@ import pluggy
 import pytest
 from ebpf.core.errors import UnsupportedFeatureError
 
-__all__ = ["require", "wait_for", "open_fds", "Opener", "build_host_program", "plugin_registered"]
+__all__ = ["require", "wait_for", "open_fds", "Opener", "build_host_program", "plugin_registered", "debian_package"]
+
+#: Set (to anything) where apt cannot work, e.g. in the kernel matrix's guests (no network, read-only root):
+#: a missing Debian package is then a failure at once instead of minutes of apt-get.
+NO_APT_ENV = "EBPF_TESTS_NO_APT"
 
 
 
@@ -99,6 +103,41 @@ def build_host_program(source: str | os.PathLike[str], out: str | os.PathLike[st
         if cmd[0] == "cc" and _source_error(proc.stderr, src):
             break  # the source is wrong: zig would say so too, after minutes of building musl (under TCG, hours)
     raise RuntimeError(f"cannot build {src}: {errors}")
+
+
+def debian_package(package: str, *commands: str, timeout: float = 1800) -> str:
+    """The path of ``commands[0]`` (default: ``package``), installing Debian's ``package`` with apt-get when one
+    of ``commands`` is missing (as root; ``apt-get update`` only when the first try fails).
+
+    The tests' single way to get a tool from apt; the kernel matrix (tools/vm/matrix.py) calls it on the
+    host for each test file's ``APT_PREREQUISITES`` before booting guests, which cannot install anything.
+
+    :param package: the Debian package name.
+    :param commands: executables it must provide on ``PATH``.
+    :param timeout: seconds for each apt-get call.
+    :returns: the absolute path of the first command.
+    :raises RuntimeError: when apt-get fails, is not allowed here (``EBPF_TESTS_NO_APT``), or the package
+        does not provide the commands.
+    """
+    wanted = commands or (package,)
+    if all(shutil.which(c) for c in wanted):
+        return str(shutil.which(wanted[0]))
+    missing = [c for c in wanted if not shutil.which(c)]
+    if os.environ.get(NO_APT_ENV):
+        raise RuntimeError(f"{', '.join(missing)} missing and apt is not available here ({NO_APT_ENV} is set): "
+                           f"install Debian's {package} where these tests' root filesystem comes from "
+                           "(tools/vm/matrix.py does it on the host before booting)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
+    proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode:  # a stale or empty package index: refresh it once
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=timeout)
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=timeout)
+    found = shutil.which(wanted[0])
+    if proc.returncode or not found or not all(shutil.which(c) for c in wanted):
+        raise RuntimeError(f"cannot install Debian's {package} (providing {', '.join(wanted)}): "
+                           f"apt-get exit {proc.returncode}: {proc.stderr[-800:]}")
+    return found
 
 
 def _source_error(stderr: str, src: str) -> bool:
