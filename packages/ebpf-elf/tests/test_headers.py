@@ -85,14 +85,20 @@ def test_missing_path_is_an_error_not_source_text(tmp_path):
 
 def test_no_temporary_files_left_behind(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "ebpf-*")))
+    # A temporary directory of this test's own (for us and the compiler): the shared /tmp sees other
+    # processes' files come and go (in a VM guest, the host's /tmp too).
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "*")))
     src = '#include <bpf/bpf_helpers.h>\nSEC("socket") int s(void *c) { return 7; }\n' + LICENSE
     out = elf.compile_c(src, compiler="zig")
     assert out.startswith(str(tmp_path / "cache"))  # content-addressed, not a temp file
     assert elf.compile_c(src, compiler="zig") == out
     with pytest.raises(elf.CompileError):
         elf.compile_c(src.replace("return 7", "return"), compiler="zig")
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "ebpf-*"))) == before
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "*"))) == before == set()
 
 
 def test_target_arch_defined_for_this_machine_and_overridable(tmp_path):
