@@ -618,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = vm.check_tools(args.cache)
         if problem:
             return vm.die(problem)
-        images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads first
         install_prerequisites(args, tests)  # apt tools the tests use (the guests cannot install them)
+        images = {series: vm.fetch_kernel(series, args.cache) for series in args.kernels}  # all downloads first
     except subprocess.CalledProcessError as exc:
         return vm.die(f"setup step failed (exit {exc.returncode}): {shlex.join(map(str, exc.cmd))}")
     vng = vm.find_vng(args.cache)
