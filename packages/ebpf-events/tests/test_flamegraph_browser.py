@@ -17,8 +17,10 @@ from ebpf.events._profile_data import parse_folded
 from ebpf.events.profile import Frame, Profile, Profiler, Sample
 
 SVG = "{http://www.w3.org/2000/svg}"
+# one process (no zygote, renderer, GPU or utility children): each exec of Chromium costs much in an emulated VM
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--single-process", "--no-zygote"]
 #: Seconds one headless Chromium run may take: ~2 s here, minutes in an emulated VM (the kernel matrix under
 #: QEMU/TCG); a bound against a hang, never a measurement.
 CHROMIUM_TIMEOUT = 900
