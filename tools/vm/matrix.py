@@ -540,7 +540,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="VMs at once (default 2; above 1 no output is streamed: each VM's is in its run dir)")
     parser.add_argument("--memory", "-m", default="2G")
     parser.add_argument("--timeout", type=int, default=3600,
-                        help="seconds per boot (one package or chunk on one kernel) before it is killed (3600: ebpf-events' heavier chunk took 1844 s of pytest under TCG on a busy host)")
+                        help="seconds per boot (one package or chunk on one kernel) before it is killed (3600: an "
+                             "ebpf-events chunk took 1844 s of pytest under TCG on a busy host)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--lsm", default=vm.DEFAULT_LSM, help=f"the lsm= boot list (default {vm.DEFAULT_LSM})")
     parser.add_argument("--append", default="", help="more kernel command line")
