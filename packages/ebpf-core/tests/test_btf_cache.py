@@ -79,3 +79,24 @@ def test_the_cache_can_be_turned_off_and_an_unwritable_directory_is_no_error(
     spec = Spec(blob, name="vmlinux")
     use_index_cache(spec)
     assert spec.find_ids("task_struct") and not os.path.exists(blocker / "sub")
+
+
+def test_the_running_kernels_btf_is_named_by_its_boot_not_hashed(
+        blob: bytes, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.core.btf import load
+    from ebpf.core.btf.cache import kernel_btf_identity
+
+    identity = kernel_btf_identity()
+    assert identity is not None and os.uname().release.encode() in identity
+    assert kernel_btf_identity() == identity  # stable for the boot
+    expected = _answers(Spec(blob, name="vmlinux"))
+    monkeypatch.setattr(load, "_vmlinux", None)  # as in a fresh process
+    load.load_vmlinux()
+    (written,) = cache.glob("btf-index-k*.bin")  # named by the identity: no sha256 of 5 MB
+    monkeypatch.setattr(load, "_vmlinux", None)
+    fresh = load.load_vmlinux()
+    assert fresh._index is not None and _answers(fresh) == expected
+    other = Spec(blob, name="vmlinux")
+    use_index_cache(other, b"another boot")  # another identity: another file, never this one's index
+    assert len(list(cache.glob("btf-index-k*.bin"))) == 2 and written.exists()
+    assert _answers(other) == expected

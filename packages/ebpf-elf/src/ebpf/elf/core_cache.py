@@ -4,9 +4,9 @@ A load of a CO-RE object reads and indexes ``/sys/kernel/btf/vmlinux`` (5 MB) to
 few dozen numbers.  Those numbers are a pure function of
 
 - the object's relocation records and its own BTF (hashed here, not the file's path),
-- the kernel's BTF: identified by the boot (``/proc/sys/kernel/random/boot_id``: the running
-  kernel's BTF cannot change until the next boot), the kernel release and the identity of
-  ``/sys/kernel/btf/vmlinux`` (device, inode, size, mtime),
+- the kernel's BTF: :func:`ebpf.core.btf.cache.kernel_btf_identity` (the boot: the running
+  kernel's BTF cannot change until the next one; the kernel release; the identity of
+  ``/sys/kernel/btf/vmlinux``),
 - the code that computes them: the format version below and the size and mtime of the
   modules doing the work (a new release or an edit changes them),
 
@@ -36,32 +36,9 @@ __all__ = ["CoreCache", "FORMAT"]
 #: Bumped when what is stored, or how it is computed, changes.
 FORMAT = 1
 _MAGIC = b"EBPFCORE"
-_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 # (value, poison, orig_size, new_size, reason) of a CoreResult.
 Result = tuple[int, bool, int, int, str]
-
-
-def _digest(data: bytes) -> bytes:
-    try:
-        from _blake2 import blake2b  # the builtin module: importing hashlib would load OpenSSL (milliseconds)
-    except ImportError:  # pragma: no cover - every CPython has it; other interpreters may not
-        from hashlib import blake2b
-    return blake2b(data, digest_size=32).digest()
-
-
-def _kernel_identity() -> bytes | None:
-    """What identifies the running kernel's BTF for as long as it can stay the same (None: unknown)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
-            boot = fh.read().strip()
-        st = os.stat(_VMLINUX)
-    except OSError:
-        return None
-    if len(boot) < 16:
-        return None
-    return b"\0".join([boot, os.uname().release.encode(),
-                       b"%d:%d:%d:%d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)])
 
 
 def _code_identity() -> bytes | None:
@@ -118,14 +95,14 @@ class CoreCache:
         :param data: the object's relocation records.
         :param options: the load options (``btf_path``: another kernel BTF, which is not cached).
         """
-        from ebpf.core.btf.cache import cache_dir
+        from ebpf.core.btf.cache import cache_dir, digest, kernel_btf_identity
 
         directory = cache_dir()
-        kernel = _kernel_identity() if directory is not None and options.get("btf_path") is None else None
+        kernel = kernel_btf_identity() if directory is not None and options.get("btf_path") is None else None
         code = _code_identity() if kernel is not None else None
         if directory is None or kernel is None or code is None:
             return cls(None, b"")
-        key = _digest(b"\0\0".join([code, kernel, _inputs(data)]))
+        key = bytes.fromhex(digest(b"\0\0".join([code, kernel, _inputs(data)])))
         self = cls(os.path.join(directory, f"core-{key.hex()[:40]}.bin"), key)
         self._read()
         return self

@@ -3,7 +3,8 @@
 The index (each record's word offset, and each record's name offset packed for name lookups)
 is a pure function of the blob, so the cache file is named after the blob's sha256: a new
 kernel (or a changed ``/sys/kernel/btf/vmlinux``) has another hash and never sees an old
-index.  A file that is short, foreign or inconsistent with the blob is ignored and rewritten.
+index.  The running kernel's BTF is named by :func:`kernel_btf_identity` instead (the boot and
+the file's identity: it cannot change before the next boot), so it is not hashed at all.  A file that is short, foreign or inconsistent with the blob is ignored and rewritten.
 The directory is ``$EBPF_CACHE_DIR``, else ``$XDG_CACHE_HOME/ebpf``, else ``~/.cache/ebpf``;
 ``EBPF_CACHE_DIR=""`` turns the cache off.  Failing to read or write it is never an error.
 """
@@ -18,7 +19,10 @@ from array import array
 from ebpf.core.btf.records import record_words
 from ebpf.core.btf.spec import Spec
 
-__all__ = ["cache_dir", "use_index_cache"]
+__all__ = ["cache_dir", "use_index_cache", "kernel_btf_identity", "VMLINUX"]
+
+#: The running kernel's BTF.
+VMLINUX = "/sys/kernel/btf/vmlinux"
 
 _MAGIC = b"EBPFBTFI"
 _HEAD = struct.Struct("<8sII")  # magic, format version, record count
@@ -34,6 +38,34 @@ def cache_dir() -> str | None:
     return os.path.join(base, "ebpf")
 
 
+def kernel_btf_identity() -> bytes | None:
+    """What identifies the running kernel's BTF for as long as it can stay the same (None: unknown).
+
+    The kernel's BTF cannot change while it runs: the boot (``/proc/sys/kernel/random/boot_id``,
+    random per boot), the kernel release and the identity of :data:`VMLINUX` (device, inode,
+    size, mtime) name it without reading or hashing its 5 MB.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
+            boot = fh.read().strip()
+        st = os.stat(VMLINUX)
+    except OSError:
+        return None
+    if len(boot) < 16:
+        return None
+    return b"\0".join([boot, os.uname().release.encode(),
+                       b"%d:%d:%d:%d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)])
+
+
+def digest(data: bytes) -> str:
+    """A hex digest for cache file names (blake2b: builtin, so no OpenSSL to load at start-up)."""
+    try:
+        from _blake2 import blake2b  # deferred: start-up time (builtin; hashlib would load OpenSSL, milliseconds)
+    except ImportError:  # pragma: no cover - every CPython has it; other interpreters may not
+        from hashlib import blake2b  # deferred: optional dependency (only where _blake2 is missing)
+    return blake2b(data, digest_size=32).hexdigest()
+
+
 def _valid(spec: Spec, offsets: array[int]) -> bool:
     """Cheap consistency checks of a cached index against the blob (the hash already matched)."""
     words = spec._hdr.words
@@ -45,18 +77,25 @@ def _valid(spec: Spec, offsets: array[int]) -> bool:
     return last + 1 < len(words) and last + record_words(words[last + 1]) == len(words)
 
 
-def use_index_cache(spec: Spec) -> None:
+def use_index_cache(spec: Spec, identity: bytes | None = None) -> None:
     """Give ``spec`` its record index from the cache, or build it and store it there.
 
     :param spec: a spec without a base (vmlinux); its index is built as usual when the cache
         is off, missing or unusable.
+    :param identity: what names the blob instead of its sha256, when that is known to stand for
+        exactly this blob (:func:`kernel_btf_identity` for the running kernel's, read during the boot
+        it names); hashing 5 MB is most of a fresh process's cost of reading vmlinux BTF.
     """
     directory = cache_dir()
     if directory is None or spec.base is not None or sys.byteorder != "little" or spec.byteorder != "little":
         return
-    import hashlib  # deferred: start-up time (only this path needs it)
+    if identity is not None:
+        name = f"btf-index-k{digest(identity)[:40]}.bin"
+    else:
+        import hashlib  # deferred: start-up time (only this path needs it)
 
-    path = os.path.join(directory, f"btf-index-{hashlib.sha256(spec.data).hexdigest()[:40]}.bin")
+        name = f"btf-index-{hashlib.sha256(spec.data).hexdigest()[:40]}.bin"
+    path = os.path.join(directory, name)
     try:
         with open(path, "rb") as fh:
             blob = fh.read()

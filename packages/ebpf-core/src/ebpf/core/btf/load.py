@@ -57,10 +57,13 @@ def load_vmlinux(path: str | None = None) -> Spec:
         return _vmlinux
     with _lock:
         if _vmlinux is None:  # another thread may have parsed it while this one waited
-            spec = Spec(_read(os.path.join(SYSFS_BTF, "vmlinux"), "vmlinux"), name="vmlinux")
-            from ebpf.core.btf.cache import use_index_cache  # deferred: start-up time (only this path needs it)
+            from ebpf.core.btf.cache import VMLINUX, kernel_btf_identity, use_index_cache  # deferred: start-up time
 
-            use_index_cache(spec)  # a fresh process reads the record index instead of rebuilding it
+            path = os.path.join(SYSFS_BTF, "vmlinux")
+            # Taken before the read, so it names the blob read (None: hashed instead).
+            identity = kernel_btf_identity() if path == VMLINUX else None
+            spec = Spec(_read(path, "vmlinux"), name="vmlinux")
+            use_index_cache(spec, identity)  # a fresh process reads the record index instead of rebuilding it
             _vmlinux = spec
         return _vmlinux
 
