@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 from ebpf.core import hookspecs
 from ebpf.core._probing import outcome
-from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError, EBPFError, PluginError
 from ebpf.core.extension import (
     AttachBackend,
@@ -38,6 +37,7 @@ from ebpf.core.types import AttachType, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from ebpf.core.collection import Collection
+    from ebpf.core.demo import DemoStep
     from ebpf.core.links import Link
 
 __all__ = [
@@ -100,7 +100,7 @@ _COLLECT_TYPES: dict[str, type] = {
     "ebpf_object_loaders": ObjectLoader,
     "ebpf_section_types": SectionType,
     "ebpf_features": FeatureProbe,
-    "ebpf_demo_steps": DemoStep,
+    "ebpf_demo_steps": object,  # DemoStep: ebpf.core.demo is imported when demo steps are collected
 }
 
 
@@ -259,6 +259,10 @@ def _collect(hook_name: str) -> list[Any]:
         if cached is not None:
             return cached
         want = _COLLECT_TYPES[hook_name]
+        if hook_name == "ebpf_demo_steps":
+            from ebpf.core.demo import DemoStep  # deferred: start-up time (only `ebpf demo` needs it)
+
+            want = DemoStep
         items: list[Any] = []
         for impl in _impls(hook_name):
             ok, result = _call(impl, hook_name, {})

@@ -15,11 +15,13 @@ Registered through the ``ebpf`` entry-point group.  Targets understood by ``prog
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ebpf.core.demo import DemoStep
 from ebpf.core.errors import EBPFError
 from ebpf.core.plugins import AttachBackend, EventReader, FeatureProbe, hookimpl
+
+if TYPE_CHECKING:
+    from ebpf.core.demo import DemoStep
 
 __all__ = [
     "ebpf_attach_backends",
@@ -216,5 +218,7 @@ def _exec_step(ctx: Any) -> None:
 @hookimpl
 def ebpf_demo_steps() -> list[DemoStep]:
     """The execve tracer of ``ebpf demo``."""
+    from ebpf.core.demo import DemoStep  # deferred: start-up time (only `ebpf demo` needs it)
+
     return [DemoStep("trace-exec", "an execve tracer: tracepoint + ring buffer (ebpf-events)", _exec_step,
                      order=20, distribution=_DIST)]

@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ebpf.core.demo import DemoStep
 from ebpf.core.errors import AttachError
 from ebpf.core.plugins import AttachBackend, FeatureProbe, SectionType, hookimpl
 from ebpf.core.types import AttachType, ProgType
 
 if TYPE_CHECKING:
+    from ebpf.core.demo import DemoStep
     from ebpf.core.links import Link
 
 __all__ = ["ebpf_attach_backends", "ebpf_section_types", "ebpf_features", "ebpf_demo_steps"]
@@ -261,6 +261,8 @@ def _cgroup_step(ctx: Any) -> None:
 @hookimpl
 def ebpf_demo_steps() -> list[DemoStep]:
     """The network (namespaces, veth, XDP, TC) and cgroup connect-blocking parts of ``ebpf demo``."""
+    from ebpf.core.demo import DemoStep  # deferred: start-up time (only `ebpf demo` needs it)
+
     return [
         DemoStep("network", "two namespaces + veth: an XDP counter and a TC drop filter (ebpf-net)", _network_step,
                  order=30, distribution=_DIST),

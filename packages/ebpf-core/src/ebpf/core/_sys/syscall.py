@@ -6,7 +6,6 @@ import ctypes
 import enum
 import errno
 import os
-import platform
 
 from ebpf.core.errors import BPFSyscallError, syscall_error
 
@@ -23,7 +22,7 @@ _SYSCALLS = {
     "i686": (357, 336),
     "armv7l": (386, 364),
 }
-SYS_BPF, SYS_PERF_EVENT_OPEN = _SYSCALLS.get(platform.machine(), (321, 298))
+SYS_BPF, SYS_PERF_EVENT_OPEN = _SYSCALLS.get(os.uname().machine, (321, 298))
 
 libc = ctypes.CDLL(None, use_errno=True)
 #: ``syscall(nr, a, b, c)`` with integer arguments: addresses are passed as ints,
