@@ -549,3 +549,22 @@ def test_dump_c_header_forward_declares_enums_known_only_by_name(tmp_path: pathl
     src.write_text(header + "\nint f(struct holder *h) { return h->n; }\n")
     subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "bpfel-freestanding", "-c", str(src),
                     "-o", str(tmp_path / "x.o")], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("cls", [btf.Void, btf.Struct, btf.Union, btf.Enum64, btf.Typedef, btf.Volatile, btf.Const,
+                                 btf.Restrict, btf.TypeTag])
+def test_kinds_without_fields_of_their_own_behave_as_frozen_dataclasses(cls: type) -> None:
+    """These reuse their parent's generated methods (a cold-start saving): same behaviour as decorated ones."""
+    sample = {"id": 7, "name": "x", "size": 8, "members": (), "values": (), "signed": True, "type_id": 1}
+    names = [f.name for f in dataclasses.fields(cls)]
+    a, b = cls(**{n: sample[n] for n in names}), cls(**{n: sample[n] for n in names})
+    assert dataclasses.is_dataclass(a) and names == [f.name for f in dataclasses.fields(cls.__mro__[1])]
+    assert repr(a) == f"{cls.__name__}(" + ", ".join(f"{n}={sample[n]!r}" for n in names) + ")"
+    assert a == b and hash(a) == hash(b) and a != cls.__mro__[1](**{n: sample[n] for n in names})
+    for attr in ("name", "not_a_field"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(a, attr, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del a.name
+    moved = dataclasses.replace(a, id=9)
+    assert type(moved) is cls and moved.id == 9 and a.id == 7 and a.kind == cls.kind
