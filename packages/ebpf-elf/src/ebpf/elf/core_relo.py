@@ -340,6 +340,7 @@ def _target_btf(options: dict[str, Any]) -> Spec:
 # The kernel's own symbols (the lines of /proc/kallsyms before the first module's), read once per
 # process and shared by every load: they cannot move until the next boot.  Module symbols can
 # (a module reloads elsewhere), so a name not among them is looked up in the file again.
+KALLSYMS = "/proc/kallsyms"
 _kallsyms_lock = threading.Lock()
 _kernel_symbols: dict[str, int] | None = None
 
@@ -348,7 +349,7 @@ def _read_kernel_symbols() -> dict[str, int] | None:
     """The kernel's own symbols (first address of each name), or None when addresses are hidden."""
     table: dict[str, int] = {}
     try:
-        with open("/proc/kallsyms") as fh:
+        with open(KALLSYMS) as fh:
             for line in fh:
                 parts = line.split()
                 if len(parts) >= 3:
@@ -372,7 +373,7 @@ def kallsyms_address(name: str) -> int | None:
     if table is not None and name in table:
         return table[name] or None
     try:
-        with open("/proc/kallsyms") as fh:
+        with open(KALLSYMS) as fh:
             for line in fh:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] == name:
