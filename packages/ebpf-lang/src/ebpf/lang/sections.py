@@ -41,6 +41,8 @@ _TABLE: list[tuple[str, ProgType, AttachType | None, str, bool]] = [
     ("tp_btf/", P.TRACING, A.TRACE_RAW_TP, "bpf_raw_tracepoint_args", True),
     ("kprobe/", P.KPROBE, None, "pt_regs", True),
     ("kretprobe/", P.KPROBE, None, "pt_regs", True),
+    ("uprobe/", P.KPROBE, None, "pt_regs", True),  # libbpf's SEC("uprobe/BINARY:FUNCTION")
+    ("uretprobe/", P.KPROBE, None, "pt_regs", True),
     ("perf_event", P.PERF_EVENT, None, "bpf_perf_event_data", False),
     ("xdp", P.XDP, A.XDP, "xdp_md", False),
     ("tc", P.SCHED_CLS, None, "__sk_buff", False),
@@ -74,7 +76,7 @@ def section_info(section: str) -> SectionInfo | None:
     target = section[len(prefix):] if takes_target and section.startswith(prefix) else None
     if takes_target and not target:
         return None
-    if prefix.startswith("kretprobe"):
-        target = f"kretprobe:{target}"
+    if prefix in ("kretprobe/", "uprobe/", "uretprobe/"):
+        target = f"{prefix[:-1]}:{target}"  # the attach backend's "uprobe:/path:symbol" form
     attach_to = target if ptype == P.TRACING else None
     return SectionInfo(ptype, atype, ctx, target, attach_to)
