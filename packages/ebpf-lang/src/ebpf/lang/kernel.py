@@ -230,7 +230,8 @@ class CompiledModule:
                 expected_attach_type=p.info.attach_type, attach_to=p.info.attach_to,
                 func_info=finfo, line_info=linfo)
             spec.references[p.name] = [MapReference(slot, name) for slot, name in p.map_loads]
-            spec.attach_targets[p.name] = p.info.target
+            # tp_btf programs attach where they were loaded for (attach_to): no target, as load_elf does
+            spec.attach_targets[p.name] = None if p.info.attach_to else p.info.target
             spec.sections[p.name] = p.section
         return spec
 

@@ -1,10 +1,12 @@
-"""Uprobes written in Python: libbpf's ``uprobe/BINARY:FUNCTION`` sections, the ``pt_regs`` context typed from
-the kernel's BTF, a function's argument on entry and its return value on return."""
+"""Probe sections written in Python: libbpf's ``uprobe/BINARY:FUNCTION`` sections with the ``pt_regs``
+context typed from the kernel's BTF (a function's argument on entry, its return value on return), and
+``tp_btf/`` programs reading the tracepoint's typed arguments (a ``task_struct``)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,29 @@ from ebpf.lang import kernel, ctx_types as ct
 def f(ctx: ct.pt_regs) -> int:
     return 0
 ''', name="uprobe_no_target")
+
+
+TP_BTF = '''
+from ebpf.lang import ArrayMap, kernel, u32, ctx_types as ct
+parent = ArrayMap(u32, max_entries=1)   # [0]: the process whose children count
+child = ArrayMap(u32, max_entries=2)    # [0]: the tgid of its last exec'd child, [1]: how many execs
+
+@kernel("tp_btf/sched_process_exec")
+def on_exec(ctx: ct.bpf_raw_tracepoint_args) -> int:
+    task: ct.task_struct = ctx.args[0]   # sched_process_exec(struct task_struct *p, pid_t old_pid, ...)
+    if task.real_parent.tgid == parent[0]:
+        child[0] = task.tgid
+        child.increment(1)
+    return 0
+'''
+
+
+def test_tp_btf_reads_the_task_argument_and_attaches_to_its_own_target() -> None:
+    with load(source_module(TP_BTF, name="tp_btf_exec")) as coll:
+        prog = coll.programs["on_exec"]
+        assert prog.attach_target is None  # attached where it was loaded for, as load_elf's tp_btf programs
+        coll.maps["parent"][0] = os.getpid()
+        with prog.attach():
+            proc = subprocess.Popen(["true"])
+            proc.wait()
+        assert [coll.maps["child"][0], coll.maps["child"][1]] == [proc.pid, 1]
