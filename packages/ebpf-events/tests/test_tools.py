@@ -4,6 +4,7 @@ process exec'd with argv, a failed open, reads from a loop device the test creat
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
@@ -150,6 +151,49 @@ def test_funclatency_prints_bccs_layout(sleeper: subprocess.Popen[str]) -> None:
     assert [r[:2] for r in rows[:3]] == [(0, 1), (2, 3), (4, 7)]
     assert sum(c for _, _, c in rows) == 3 and sum(c for low, _, c in rows if low < 4) == 0  # 5 ms or more each
     assert all(line.endswith("|") and len(line) == 78 for line in lines[1:])
+
+
+LAT_LIB = """
+#include <time.h>
+static void nap(long ns) { struct timespec ts = {0, ns}; nanosleep(&ts, 0); }
+__attribute__((noinline)) void lat_alpha(void) { nap(200000); }
+__attribute__((noinline)) void lat_beta(void) { nap(2000000); }
+__attribute__((noinline)) void other_gamma(void) { nap(1000); }
+"""
+
+
+def test_funclatency_patterns_and_per_function_histograms(tmp_path: Path) -> None:
+    from ebpf.events.tools.funclatency import FuncLatency, matching_functions
+
+    (tmp_path / "lat.c").write_text(LAT_LIB)
+    lib = tmp_path / "liblat.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", str(tmp_path / "lat.c"), "-o", str(lib)], check=True)
+    assert matching_functions(str(lib), "lat_*") == ["lat_alpha", "lat_beta"]
+    assert matching_functions(str(lib), "(lat_b|other)", regexp=True) == ["lat_beta", "other_gamma"]
+    handle = ctypes.CDLL(str(lib))
+
+    def calls() -> None:
+        for fn, times in ((handle.lat_alpha, 3), (handle.lat_beta, 5), (handle.other_gamma, 2)):
+            for _ in range(times):
+                fn()
+
+    with FuncLatency(f"{lib}:lat_*", pid=os.getpid(), per_function=True) as tool, \
+            FuncLatency(f"{lib}:.*_(alpha|gamma)", pid=os.getpid(), regexp=True) as regexp:
+        calls()
+        per_function = tool.to_dict()
+        assert {name: section["total"] for name, section in per_function["sections"].items()} == \
+            {"lat_alpha": 3, "lat_beta": 5}
+        beta = tool.histogram().section(tool.functions.index("lat_beta"))
+        assert beta.total == 5 and beta.percentile(50) >= 1_000  # 2 ms sleeps, in microseconds
+        assert "Function = lat_alpha" in tool.format() and "Function = lat_beta" in tool.format()
+        assert regexp.functions == ["lat_alpha", "other_gamma"] and regexp.histogram().total == 5
+    text = _run_tool(["trace", "funclatency", f"{lib}:lat_*", "-F", "--pid", str(os.getpid()), "--duration", "1.5"],
+                     calls)
+    assert "Function = lat_alpha" in text and "Function = lat_beta" in text and "other_gamma" not in text
+    with pytest.raises(EBPFError, match=r"no function of .* matches"):
+        FuncLatency(f"{lib}:nomatch_*")
+    with pytest.raises(EBPFError, match="kernel function patterns"):
+        FuncLatency("vfs_*")
 
 
 def test_funclatency_on_a_kernel_function_or_a_clean_unsupported_error(tmp_path: Path) -> None:

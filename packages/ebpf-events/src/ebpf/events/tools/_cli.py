@@ -180,8 +180,10 @@ def _funclatency(args: argparse.Namespace) -> int:
     from ebpf.events.tools.funclatency import FuncLatency
 
     check_common(pid=args.pid, duration=args.duration)
-    with FuncLatency(args.target, pid=args.pid, unit=args.unit) as tool:
-        return _hist(tool, f"{args.target}", args)
+    with FuncLatency(args.target, pid=args.pid, unit=args.unit, regexp=args.regexp,
+                     per_function=args.function) as tool:
+        name = f"{args.target} ({len(tool.functions)} functions)" if len(tool.functions) > 1 else args.target
+        return _hist(tool, name, args, tool.format)
 
 
 def _runqlat(args: argparse.Namespace) -> int:
@@ -257,9 +259,11 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-e", "--errno", default=None, help="only syscalls failing with this error (ENOENT or 2)")
     p.set_defaults(func=_syscount)
     p = sub.add_parser("funclatency", help="latency histogram of a function (uprobe BINARY:SYMBOL, or kprobe)")
-    p.add_argument("target", help="BINARY:SYMBOL (libc.so.6:read) or a kernel function")
+    p.add_argument("target", help="BINARY:SYMBOL (libc.so.6:read; wildcards: libc.so.6:read*) or a kernel function")
     _common(p, interval=True)
     _unit(p, "nsecs")
+    p.add_argument("-r", "--regexp", action="store_true", help="the symbol is a regular expression")
+    p.add_argument("-F", "--function", action="store_true", help="a histogram per function")
     p.set_defaults(func=_funclatency)
     p = sub.add_parser("runqlat", help="run queue latency histogram (tp_btf sched_wakeup/sched_switch)")
     _common(p, interval=True)
