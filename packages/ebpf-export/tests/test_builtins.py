@@ -102,6 +102,12 @@ def _memory_cgroup() -> str:
     with open(os.path.join(root, "cgroup.controllers")) as fh:
         if "memory" not in fh.read().split():
             raise UnsupportedFeatureError("memory cgroup", reason="no memory controller in cgroup v1 or v2")
+    # systemd enables the controller for the root's children; a bare init (the kernel matrix's guests) does not
+    with open(os.path.join(root, "cgroup.subtree_control")) as fh:
+        enabled = "memory" in fh.read().split()
+    if not enabled:
+        with open(os.path.join(root, "cgroup.subtree_control"), "w") as fh:
+            fh.write("+memory")
     path = os.path.join(root, name)
     os.mkdir(path)
     with open(f"{path}/memory.max", "w") as fh:
