@@ -113,6 +113,54 @@ def test_search_highlights_and_measures(chromium: str, tmp_path: Path) -> None:
     assert hits == {"leaf_a", "leaf_b"}
 
 
+# Appended to a copy of the SVG by the test: DOM events the browser dispatches to the flame graph's own
+# listeners, as a user's clicks, hover and Escape key would (steps from the URL fragment, in order).
+DRIVER = """<script><![CDATA[
+(function () {
+  var byName = {};
+  document.querySelectorAll('g.f').forEach(function (g) { byName[g.getAttribute('data-n')] = g; });
+  var steps = decodeURIComponent((window.location.hash || '').slice(1)).split(',');
+  steps.forEach(function (step) {
+    var what = step.split(':')[0], name = step.slice(what.length + 1);
+    if (what === 'escape') window.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+    else byName[name].querySelector('rect').dispatchEvent(new MouseEvent(what, {bubbles: true}));
+  });
+  document.documentElement.setAttribute('data-driven', steps.length);
+})();
+]]></script>
+</svg>
+"""
+
+
+def _driven(chromium: str, tmp_path: Path, steps: str) -> ET.Element:
+    path = tmp_path / "driven.svg"
+    _synthetic().flamegraph(path)
+    text = path.read_text()
+    assert text.rstrip().endswith("</svg>")
+    path.write_text(text.rstrip()[: -len("</svg>")] + DRIVER)
+    root = dump_dom(chromium, path, steps)
+    assert root.get("data-driven") == str(len(steps.split(",")))
+    return root
+
+
+def test_click_hover_and_escape_through_the_listeners(chromium: str, tmp_path: Path) -> None:
+    root = _driven(chromium, tmp_path, "click:middle,mouseover:leaf_b")
+    assert root.get("data-zoomed") == "middle"
+    by_name = {g.get("data-n"): g for g in frames(root)}
+    assert width(by_name["middle"]) == pytest.approx(1180, abs=0.1)
+    assert not visible(by_name["other"]) and "parent" in (by_name["main"].get("class") or "")
+    details = next(t for t in root.iter(f"{SVG}text") if t.get("id") == "details")
+    assert details.text == "Function: leaf_b (3 samples, 15.00%)"  # the hover line
+    reset = next(t for t in root.iter(f"{SVG}text") if t.get("id") == "reset")
+    assert "hide" not in (reset.get("class") or "").split()  # "Reset Zoom" shows while zoomed
+
+    root = _driven(chromium, tmp_path, "click:middle,escape")
+    assert root.get("data-zoomed") is None and all(visible(g) for g in frames(root))
+    root = _driven(chromium, tmp_path, "click:leaf_a,click:all")  # clicking the root resets too
+    assert root.get("data-zoomed") is None
+    assert width({g.get("data-n"): g for g in frames(root)}["main"]) == pytest.approx(590, abs=0.1)
+
+
 @pytest.mark.privileged
 def test_real_profile_svg_in_the_browser(chromium: str, spin_builder, spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with spawn(spin_builder.plain, "spin") as target:
