@@ -214,8 +214,8 @@ def _printk(args: argparse.Namespace) -> int:
     where = "the global trace_pipe" if args.global_pipe else "a private tracefs instance"
     until = f"for {args.duration:g}s" if args.duration else "(Ctrl-C to stop)"
     with stop_on_sigterm(), TracePipe(None if args.global_pipe else True, pid=args.pid) as pipe:
-        print(f"tracing bpf_printk output from {where} {until}", file=sys.stderr, flush=True)  # the pipe is open
-        try:
+        try:  # the line inside: a SIGTERM right after it is a clean stop
+            print(f"tracing bpf_printk output from {where} {until}", file=sys.stderr, flush=True)  # the pipe is open
             for line in pipe.lines(args.duration):
                 if args.json and not args.fmt:
                     print(json.dumps({"task": line.task, "pid": line.pid, "cpu": line.cpu, "flags": line.flags,

@@ -155,8 +155,8 @@ def run_hist_tool(tool: Any, name: str, duration: float | None, interval: float 
             print(("" if clock is None else f"{clock}\n") + print_text(), end="", flush=True)
 
     with stop_on_sigterm():  # before the "tracing" line: a SIGTERM right after it must stop us cleanly
-        print(f"tracing {name} {until}", file=sys.stderr, flush=True)
-        try:
+        try:  # the line inside: a SIGTERM that lands while it is printed is still a clean stop
+            print(f"tracing {name} {until}", file=sys.stderr, flush=True)
             if live is not None:
                 live.start()
             next_tick = None if interval is None else time.monotonic() + interval
@@ -193,10 +193,10 @@ def run_event_tool(events: Iterator[Any], name: str, duration: float | None, as_
     until = f"for {duration:g}s" if duration is not None else "(Ctrl-C to stop)"
     count = 0
     with stop_on_sigterm():
-        print(f"tracing {name} {until}", file=sys.stderr, flush=True)
-        if not as_json:
-            print(line([h for h, _ in columns]), flush=True)
-        try:
+        try:  # the "tracing" line and the header inside: a SIGTERM right after "tracing" is a clean stop too
+            print(f"tracing {name} {until}", file=sys.stderr, flush=True)
+            if not as_json:
+                print(line([h for h, _ in columns]), flush=True)
             for event in events:
                 count += 1
                 print(json.dumps(as_dict(event)) if as_json else line(row(event)), flush=True)
