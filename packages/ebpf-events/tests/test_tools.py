@@ -288,6 +288,35 @@ def test_runqlat_stops_cleanly_on_sigterm() -> None:
     assert "Traceback" not in err
 
 
+class _SigtermOnWrite:
+    """A stdout that sends this process a real SIGTERM while the column header is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        if text.startswith("PID") and signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN):
+            signal.raise_signal(signal.SIGTERM)  # only once the tool's own handler is in place
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_sigterm_right_after_the_tracing_line_is_a_clean_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.events.tools._common import run_event_tool
+
+    out = _SigtermOnWrite()
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        rc = run_event_tool(iter(()), "nothing", None, False, (("PID", 7), ("COMM", 0)), lambda e: [], lambda e: {})
+    except KeyboardInterrupt:
+        pytest.fail("the SIGTERM escaped as KeyboardInterrupt (the CLI would exit 130)")
+    assert rc == 0 and out.text.startswith("PID")
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
 def test_histogram_tool_live_view_on_a_terminal() -> None:
     """On a terminal a histogram tool redraws a rich table while it runs (plain text without rich),
     then prints bcc's layout."""
