@@ -234,7 +234,7 @@ def fetch_kernel(series: str, cache: Path) -> Path:
 
 
 def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None = None,
-                 modules: Path | None = None) -> str:
+                 modules: Path | None = None, boot_dir: Path | None = None) -> str:
     """The shell script the guest runs: mount the BPF filesystems, report the kernel, run ``command``.
 
     :param zig_cache: a directory shared read-write with the guest for zig's global cache: zig does not
@@ -245,6 +245,11 @@ def guest_script(rundir: Path, python: str, command: str, zig_cache: Path | None
     # the guest kernel's modules (veth, sch_ingress, ...; the host root has none for it): autoloading finds them
     mods = (f'mkdir -p /lib/modules && ln -sfn {shlex.quote(str(modules))}/"$(uname -r)" /lib/modules/"$(uname -r)" '
             f'|| echo "== cannot link the kernel modules"\n') if modules is not None else ""
+    # the guest kernel's config where a Debian system has it (/boot/config-<release>): __kconfig externs
+    # are read from it (the kernels have no /proc/config.gz); the package's boot/ goes over the host's /boot
+    if boot_dir is not None:
+        mods += (f'[ -e /boot/config-"$(uname -r)" ] || mount --bind {shlex.quote(str(boot_dir))} /boot '
+                 f'|| echo "== cannot show the kernel config in /boot"\n')
     pythonpath = ":".join(str(CHECKOUT / "packages" / p / "src") for p in PACKAGES)
     return f"""#!/bin/bash
 echo "{GUEST_UP}: $(uname -r) ($(nproc) cpus)"
@@ -344,7 +349,7 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
     # the extracted package's, next to boot/vmlinuz-*: lib/modules (Debian 12), usr/lib/modules (13, merged /usr)
     root = image.parent.parent
     modules = next((d for d in (root / "lib" / "modules", root / "usr" / "lib" / "modules") if d.is_dir()), None)
-    script.write_text(guest_script(rundir, args.python, command, zig_cache, modules))
+    script.write_text(guest_script(rundir, args.python, command, zig_cache, modules, image.parent))
     append = f"lsm={args.lsm} edd=off" + (f" {args.append}" if args.append else "")
     # --force-9p: vng otherwise tries virtiofsd first (absent on Debian 12) and waits for it
     cmd = [vng, "--verbose", "--force-9p", "--run", str(image), "--memory", args.memory, "--cpus", str(args.cpus),
