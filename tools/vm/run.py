@@ -355,6 +355,7 @@ def boot(args: argparse.Namespace, vng: str, image: Path, command: str, rundir: 
     cmd = [vng, "--verbose", "--force-9p", "--run", str(image), "--memory", args.memory, "--cpus", str(args.cpus),
            "--cwd", str(CHECKOUT), "--rwdir", str(rundir), *(["--rwdir", str(zig_cache)] if zig_cache else []),
            *(["--rodir", str(modules)] if modules else []),
+           "--rodir", str(image.parent),  # its config, bind-mounted on /boot by the guest script (/var is hidden)
            "--overlay-rwdir", str(CHECKOUT),
            # a writable (throw-away) home: compilers want ~/.cache (zig's cache stays warm this way)
            "--overlay-rwdir", os.path.expanduser("~"),
