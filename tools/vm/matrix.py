@@ -577,11 +577,14 @@ def report(outdir: Path, timeout: int) -> int:
         results.append(host)
     for series_dir in sorted(d for d in outdir.iterdir() if d.is_dir() and d.name != "host"):
         units, runs = [], []
-        for rundir in sorted(d for d in series_dir.iterdir() if d.is_dir()):
+        # one boot per kernel (--tests): the kernel's directory is the run directory
+        boots = [series_dir] if (series_dir / "guest.sh").exists() else sorted(d for d in series_dir.iterdir()
+                                                                                 if d.is_dir())
+        for rundir in boots:
             run = KernelRun(label=series_dir.name, kind="vm", series=series_dir.name, rundir=str(rundir))
             load_status(run, rundir)
             collect(run, rundir)
-            units.append(Unit(rundir.name, []))
+            units.append(Unit("" if rundir == series_dir else rundir.name, []))
             runs.append(run)
         if runs:
             results.append(merge(series_dir.name, Path(), units, runs, timeout))
@@ -593,7 +596,7 @@ def report(outdir: Path, timeout: int) -> int:
         for text in [*r.problems, *(f"kernel: {t}" for t in r.kernel_trouble)]:
             print(f"{r.label}: {text}")
         for u in r.units:
-            print(f"{r.label}: boot {u['name']}: {u['status']}")
+            print(f"{r.label}: boot {u['name'] or '(all)'}: {u['status']}")
     return 0 if all(r.ok for r in results) else 1
 
 
