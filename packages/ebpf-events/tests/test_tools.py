@@ -135,7 +135,10 @@ def test_syscount_failures_and_errno(tmp_path: Path) -> None:
 
 
 def test_funclatency_on_a_uprobe_sees_the_known_sleeps(sleeper: subprocess.Popen[str]) -> None:
-    work = "[time.sleep(0.02) for _ in range(5)]; [time.sleep(0.002) for _ in range(7)]"
+    # libc's usleep: a relative nanosleep, so each call lasts at least what it asks for.  (Python's time.sleep
+    # sleeps to an absolute deadline: a process delayed before the call, as in a busy emulated VM, sleeps less.)
+    work = ("import ctypes; libc = ctypes.CDLL('libc.so.6'); "
+            "[libc.usleep(20000) for _ in range(5)]; [libc.usleep(2000) for _ in range(7)]")
     out = _run_tool(["trace", "funclatency", "libc.so.6:clock_nanosleep", "--pid", str(sleeper.pid), "-u", "--json"],
                     _go(sleeper, work))  # stopped once the sleeper has exited (under TCG its work took over 2.5 s)
     (hist,) = _json_lines(out)
