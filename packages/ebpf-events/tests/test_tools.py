@@ -134,6 +134,36 @@ def test_syscount_failures_and_errno(tmp_path: Path) -> None:
     assert "TIME (ms)" in text and re.search(rf"^{rmdir} +12 ", text, re.M), text
 
 
+def test_syscount_one_thread_and_the_list() -> None:
+    from ebpf.events.tools.syscount import SysCount
+
+    ready, go, tids = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        tids.append(threading.get_native_id())
+        ready.set()
+        go.wait(30)
+        for _ in range(11):
+            os.getppid()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        with SysCount(pid=os.getpid(), tid=tids[0], syscall="getppid") as tool:
+            for _ in range(7):
+                os.getppid()  # the main thread: not counted
+            go.set()
+            thread.join(30)
+            assert tool.count("getppid") == 11
+    finally:
+        go.set()
+        thread.join(30)
+    listing = subprocess.run([sys.executable, "-m", "ebpf.core.cli", "trace", "syscount", "-l"], env=_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and re.search(r"^\d+ +getppid$", listing.stdout, re.M), listing.stdout[-500:]
+
+
 def test_funclatency_on_a_uprobe_sees_the_known_sleeps(sleeper: subprocess.Popen[str]) -> None:
     # libc's usleep: a relative nanosleep, so each call lasts at least what it asks for.  (Python's time.sleep
     # sleeps to an absolute deadline: a process delayed before the call, as in a busy emulated VM, sleeps less.)

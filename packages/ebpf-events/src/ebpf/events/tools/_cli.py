@@ -145,9 +145,15 @@ def _open(args: argparse.Namespace) -> int:
 def _syscount(args: argparse.Namespace) -> int:
     from ebpf.events.tools.syscount import SysCount
 
+    if args.list:  # bcc's -l: the names this tool knows, nothing loaded
+        from ebpf.events.tools.syscount import syscall_names
+
+        for nr, name in sorted(syscall_names().items()):
+            print(json.dumps({"nr": nr, "name": name}) if args.json else f"{nr:<5} {name}")
+        return 0
     check_common(pid=args.pid, duration=args.duration)
     with SysCount(pid=args.pid, by_process=args.process, latency=args.latency, syscall=args.syscall,
-                  failures=args.failures, errno=args.errno) as tool:
+                  failures=args.failures, errno=args.errno, tid=args.tid) as tool:
         def rows() -> str:
             text = "".join(json.dumps(r.to_dict()) + "\n" for r in tool.top(args.top)) if args.json \
                 else tool.format(args.top, milliseconds=args.milliseconds)
@@ -257,6 +263,8 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--syscall", default=None, help="only this syscall (name or number)")
     p.add_argument("-x", "--failures", action="store_true", help="only failed syscalls")
     p.add_argument("-e", "--errno", default=None, help="only syscalls failing with this error (ENOENT or 2)")
+    p.add_argument("-t", "--tid", type=int, default=None, help="only this thread")
+    p.add_argument("-l", "--list", action="store_true", help="print the syscall names this tool knows and exit")
     p.set_defaults(func=_syscount)
     p = sub.add_parser("funclatency", help="latency histogram of a function (uprobe BINARY:SYMBOL, or kprobe)")
     p.add_argument("target", help="BINARY:SYMBOL (libc.so.6:read; wildcards: libc.so.6:read*) or a kernel function")

@@ -90,14 +90,22 @@ class SysCount(ToolBase):
     :param syscall: only this syscall (a name or number).
     :param failures: only calls that failed (returned a negative errno; bcc's ``-x``).
     :param errno: only calls that failed with this error (``"ENOENT"`` or 2; bcc's ``-e``).
+    :param tid: only this thread (bcc's ``-t``).
     :raises EBPFError: bad arguments (before loading).
     """
 
     def __init__(self, *, pid: int | None = None, by_process: bool = False, latency: bool = False,
-                 syscall: str | int | None = None, failures: bool = False, errno: str | int | None = None) -> None:
+                 syscall: str | int | None = None, failures: bool = False, errno: str | int | None = None,
+                 tid: int | None = None) -> None:
         """Create the maps, load and attach the programs."""
         super().__init__()
         check_common(pid=pid)
+        if tid is not None:
+            try:
+                check_common(pid=tid)
+            except EBPFError:
+                raise EBPFError(f"tid must be a positive int, not {tid!r}") from None
+        self.tid = tid
         self.pid, self.by_process, self.latency = pid, by_process, latency
         self.syscall = self._syscall_nr(syscall)
         self.failures, self.errno = bool(failures), _errno_nr(errno)
@@ -112,7 +120,8 @@ class SysCount(ToolBase):
             if latency:
                 self.start = self._hold(create_hash_map(10240, key_size=8, value_size=8, name="sc_start"))
                 maps += (self.start,)
-                enter = [asm.mov64(R6, R1), *pid_filter(pid, "out"), *self._only_syscall(R6, "out"),
+                enter = [asm.mov64(R6, R1), *pid_filter(pid, "out"), *self._only_thread("out"),
+                         *self._only_syscall(R6, "out"),
                          *store_start(self.start), asm.label("out"), asm.mov64(R0, 0), asm.exit_()]
                 p_enter = self._hold(load_program(prog_type="tracepoint", insns=enter, name="sc_enter", maps=maps))
                 self._hold(attach_tracepoint(p_enter, "raw_syscalls", "sys_enter"))
@@ -142,6 +151,12 @@ class SysCount(ToolBase):
             return []
         return [asm.ctx_field(ctx, self._fmt, "id"), asm.jne(R0, self.syscall, skip)]  # sys_enter and sys_exit alike
 
+    def _only_thread(self, skip: str) -> list[Any]:
+        """Jump to ``skip`` unless the current thread is :attr:`tid` (nothing without one).  Clobbers R0."""
+        if self.tid is None:
+            return []
+        return [asm.call("get_current_pid_tgid"), asm.mov32(R0, R0), asm.jne(R0, self.tid, skip)]
+
     def _only_result(self, fmt: Any) -> list[Any]:
         """Skip calls that succeeded (``failures``) or failed otherwise than with ``errno``."""
         if self.errno is not None:
@@ -157,7 +172,8 @@ class SysCount(ToolBase):
         if self.latency:
             delta += [*take_delta(self.start, R8, "nodelta", key_off=-24), asm.label("nodelta")]
         return [
-            asm.mov64(R6, R1), *pid_filter(self.pid, "out"), *self._only_syscall(R6, "out"), *self._only_result(fmt),
+            asm.mov64(R6, R1), *pid_filter(self.pid, "out"), *self._only_thread("out"), *self._only_syscall(R6, "out"),
+            *self._only_result(fmt),
             *key, *delta,
             asm.stx_mem("w", R10, R7, -4),
             asm.ld_map_fd(R1, self.counts_map), asm.mov64(R2, R10), asm.add64(R2, -4), asm.call("map_lookup_elem"),
