@@ -519,6 +519,11 @@ def test_execsnoop_and_opensnoop_bcc_filters(tmp_path: Path) -> None:
     assert [e["argv"] for e in events] == [[str(marker), "keep-me"]]
     assert isinstance(events[0]["time"], float) and 0 <= events[0]["time"] < 60  # -t: seconds since start
     assert re.fullmatch(r"\d\d:\d\d:\d\d", events[0]["clock"])  # -T: wall clock
+    text = _run_tool(["trace", "execsnoop", "--pid", pid, "-n", "snoopfilter", "-q", "--duration", "1.5"], launch)
+    assert f'"{marker}" "keep-me"' in text and f'"{marker}" "drop-me"' in text, text
+    from ebpf.events.tools.execsnoop import ExecEvent
+
+    assert ExecEvent(1, 1, 0, "x", 0, "/x", ("/x", 'say "hi"')).quoted_args == '"/x" "say \\"hi\\""'
     other_uid = str(os.getuid() + 4242)
     assert _json_lines(_run_tool(["trace", "execsnoop", "--pid", pid, "-u", other_uid, "--json", "--duration", "1.5"],
                                  launch)) == []

@@ -116,7 +116,8 @@ def _exec(args: argparse.Namespace) -> int:
     keep = _snoop_filters(args, lambda e: " ".join((e.comm, *e.argv)))
     columns, row, as_dict = _timed(
         args, (("PID", 7), ("PPID", 7), ("UID", 5), ("RET", 4), ("COMM", 16), ("ARGS", 0)),
-        lambda e: [str(e.pid), str(e.ppid), str(e.uid), str(e.ret), e.comm, e.args if e.argv else e.filename],
+        lambda e: [str(e.pid), str(e.ppid), str(e.uid), str(e.ret), e.comm,
+                   (e.quoted_args if args.quote else e.args) if e.argv else e.filename],
         lambda e: e.to_dict())
     with ExecSnoop(pid=args.pid, failed=args.failed) as tool:
         events = (e for e in tool.events(args.duration)
@@ -243,6 +244,7 @@ def add_tool_commands(sub: argparse._SubParsersAction[Any]) -> None:
         p.add_argument("-x", "--failed", action="store_true", help="also show execs that failed")
         _snoop_options(p, exec_=True)
         p.add_argument("-l", "--line", default=None, help="only commands with an argument matching this regex")
+        p.add_argument("-q", "--quote", action="store_true", help='put each argument in double quotes ("a b")')
         p.set_defaults(func=_exec)
     for name, text in (("open", "open()/openat(): fd or error, flags by name, path"), ("opensnoop", "the same as open")):
         p = sub.add_parser(name, help=text, description=text)

@@ -65,6 +65,11 @@ class ExecEvent:
         """argv joined by spaces (bcc's ARGS column)."""
         return " ".join(self.argv)
 
+    @property
+    def quoted_args(self) -> str:
+        """argv with each argument in double quotes (inner ones escaped), as bcc's ``execsnoop -q``."""
+        return " ".join('"' + arg.replace('"', '\\"') + '"' for arg in self.argv)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (argv as a list)."""
         d = asdict(self)
