@@ -13,8 +13,9 @@ import importlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any
+
+from ebpf.core.records import dataclass
 
 __all__ = ["EntryPoint", "entry_points"]
 

@@ -16,12 +16,13 @@ import os
 import struct
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
 from ebpf.core.extension import load_step
 from ebpf.core.fdowner import ResourceOwner
+from ebpf.core.records import dataclass
 from ebpf.core.types import MapType
 
 if TYPE_CHECKING:

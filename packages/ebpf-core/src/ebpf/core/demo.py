@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TextIO
+
+from ebpf.core.records import dataclass
 
 __all__ = ["DemoStep", "DemoContext", "LiveTable"]
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations

@@ -20,7 +20,6 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core._probing import clear_cache, feature_test, fully_privileged, probe_error
@@ -46,6 +45,7 @@ from ebpf.core.errors import (
     errno_name,
 )
 from ebpf.core.programs import Program, load_program
+from ebpf.core.records import dataclass
 from ebpf.core.system import ensure_securityfs, ensure_tracefs, tracefs_path
 from ebpf.core.types import AttachType, Helper, LinkType, MapType, ProgType
 

@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core._checks import U32, check_uint, object_name
@@ -30,6 +29,7 @@ from ebpf.core.errors import (
 from ebpf.core.extension import dispatcher
 from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover

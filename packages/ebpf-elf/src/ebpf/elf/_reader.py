@@ -9,9 +9,10 @@ symbol table and REL entries), directly with :mod:`struct`: no ELF library to im
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ebpf.core.errors import ELFError
+from ebpf.core.records import dataclass
 
 __all__ = ["RawSection", "RawSymbol", "RawRelocation", "RawObject", "read_object", "EM_BPF"]
 

@@ -7,9 +7,10 @@ section; the loader turns them into instruction indices of each linked program.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ebpf.core.errors import BTFError
+from ebpf.core.records import dataclass
 
 __all__ = ["FuncInfo", "LineInfo", "CoreRelo", "BtfExt", "parse_btf_ext", "CoreReloKind"]
 

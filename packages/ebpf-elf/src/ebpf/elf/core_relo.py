@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 import threading
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core.btf import (
@@ -35,6 +34,7 @@ from ebpf.core.btf import (
     parse,
 )
 from ebpf.core.errors import BTFError, ELFError
+from ebpf.core.records import dataclass
 from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
 from ebpf.elf.objfile import ElfObject
 from ebpf.elf.relocations import ExternRef, LinkedProgram

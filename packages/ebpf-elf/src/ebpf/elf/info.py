@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ebpf.core.errors import ELFError
+from ebpf.core.records import dataclass
 from ebpf.elf.btf_ext import CoreReloKind
 from ebpf.elf.objfile import ElfObject, parse_object
 

@@ -11,10 +11,9 @@ fexit, fmod_ret, tp_btf, lsm, iter) as ``ProgramSpec.attach_to``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from ebpf.core.errors import ELFError
-from ebpf.core.plugins import section_types
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, ProgType
 
 __all__ = ["SectionDef", "SectionMatch", "SECTION_DEFS", "match_section"]
@@ -179,6 +178,8 @@ _BY_PREFIX = {d.prefix: d for d in SECTION_DEFS}
 
 
 def _plugin_sections() -> list[SectionDef]:
+    from ebpf.core.plugins import section_types  # deferred: start-up time (pluggy and every plugin)
+
     out = []
     for st in section_types():
         prefix = st.prefix.rstrip("/")
@@ -227,24 +228,33 @@ def _attach_target(prefix: str, suffix: str) -> str | None:
     return suffix
 
 
-def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMatch | None:
-    """What the code section ``name`` holds, or None when no prefix matches (not a program).
-
-    The longest matching prefix wins; on equal prefixes a plugin-registered one
-    (``ebpf_section_types``) wins over the built-in table (keeping the built-in's handling of
-    the suffix: BTF targets, sleepable, XDP frags).  ``extra={"attach_to_from_name": True}``
-    on a plugin's SectionType makes the suffix a BTF attach target (``ProgramSpec.attach_to``).
-
-    :param name: the ELF section name.
-    :param extra: more definitions (tests); by default the plugins' section types.
-    :returns: the match, or None.
-    """
-    defs = list(extra) if extra is not None else _plugin_sections()
+def _longest(name: str, defs: tuple[SectionDef, ...] | list[SectionDef]) -> tuple[SectionDef, str] | None:
     best: tuple[SectionDef, str] | None = None
-    for d in (*defs, *SECTION_DEFS):  # plugins first: they win ties
+    for d in defs:
         suffix = _matches(name, d)
         if suffix is not None and (best is None or len(d.prefix) > len(best[0].prefix)):
             best = (d, suffix)
+    return best
+
+
+def match_section(name: str, extra: list[SectionDef] | None = None) -> SectionMatch | None:
+    """What the code section ``name`` holds, or None when no prefix matches (not a program).
+
+    libbpf's names (the built-in table) mean what they mean to libbpf, so an object loads here
+    as libbpf loads it; the longest matching prefix wins.  A name the table does not know is
+    looked up in the plugins' section types (``ebpf_section_types``), again longest prefix
+    first; a plugin prefix equal to a built-in one keeps the built-in's handling of the suffix
+    (BTF targets, sleepable, XDP frags).  ``extra={"attach_to_from_name": True}`` on a
+    plugin's SectionType makes the suffix a BTF attach target (``ProgramSpec.attach_to``).
+    Plugins are only loaded for such a name: a libbpf-style object never waits for them.
+
+    :param name: the ELF section name.
+    :param extra: the definitions to use instead of the plugins' section types (tests).
+    :returns: the match, or None.
+    """
+    best = _longest(name, SECTION_DEFS)
+    if best is None:
+        best = _longest(name, list(extra) if extra is not None else _plugin_sections())
     if best is None:
         return None
     d, suffix = best

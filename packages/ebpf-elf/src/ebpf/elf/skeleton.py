@@ -21,10 +21,11 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ebpf.core.btf import Array, Composite, Enum, Float, Int, Pointer, Spec, Union
 from ebpf.core.errors import BTFError, EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = ["generate_skeleton", "render_skeleton"]
 

@@ -14,11 +14,12 @@ registers the :class:`~ebpf.core.extension.LoadStep` of that name; at load it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import ELFError
 from ebpf.core.extension import LoadStep, register_load_step
+from ebpf.core.records import dataclass
 
 if TYPE_CHECKING:
     from ebpf.core.collection import CollectionSpec

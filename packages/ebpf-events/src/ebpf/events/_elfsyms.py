@@ -19,10 +19,10 @@ import struct
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from ebpf.core.errors import ELFError
+from ebpf.core.records import dataclass
 
 __all__ = ["ElfImage", "SymbolTable", "Symbol", "FileSymbols", "file_symbols", "by_build_id", "drop_file_cache", "DEBUG_DIRS",
            "PT_LOAD"]

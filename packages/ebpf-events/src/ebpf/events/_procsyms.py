@@ -6,9 +6,9 @@ import bisect
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from ebpf.core.errors import EBPFError, ELFError
+from ebpf.core.records import dataclass
 from ebpf.events._elfsyms import DEBUG_DIRS, ElfImage, FileSymbols, Symbol, SymbolTable, file_symbols
 
 __all__ = ["ProcessSymbols", "Mapping", "PerfMap"]

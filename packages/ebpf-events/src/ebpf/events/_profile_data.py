@@ -6,8 +6,10 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, NamedTuple
+
+from ebpf.core.records import dataclass
 
 __all__ = ["Frame", "Sample", "FunctionStat", "Profile"]
 

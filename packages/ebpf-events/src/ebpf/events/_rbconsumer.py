@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 from ebpf.events._common import BackgroundLoop, Halt, make_event_handler, record_error
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -132,7 +132,11 @@ def _group_high32(keys: Any, values: Any, max_slots: int) -> dict[int, list[int]
         top = int(slots.max())
         if top >= max_slots:
             raise EBPFError(f"slot {top} out of range 0..{max_slots - 1}: is this a histogram map?")
-        secs, inverse = np.unique(k >> np.uint64(32), return_inverse=True)
+        high = k >> np.uint64(32)
+        # Not np.unique(return_inverse=True): its argsort (AVX2 quicksort) returned wrong orders
+        # under QEMU TCG (the Debian 6.1/6.12 guests of the kernel matrix); sort + binary search did not.
+        secs = np.unique(high)
+        inverse = np.searchsorted(secs, high)
         dense = np.zeros((len(secs), top + 1), dtype=np.uint64)
         np.add.at(dense, (inverse, slots), v)
         return dict(zip(secs.tolist(), dense.tolist()))

@@ -20,7 +20,7 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from itertools import chain, repeat
 from operator import length_hint
 from typing import Any
@@ -30,6 +30,7 @@ from ebpf.core.lowlevel import close_fd
 from ebpf.core.lowlevel import perf as _perf
 from ebpf.core.lowlevel.perf import PerfEventAttr, perf_event_open
 from ebpf.core.maps import create_perf_event_array as _core_create_perf_event_array
+from ebpf.core.records import dataclass
 from ebpf.core.system import online_cpus
 from ebpf.core.types import MapType
 from ebpf.events._common import (

@@ -26,10 +26,10 @@ import select
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO
 
 from ebpf.core.errors import EBPFError, NotSupportedError
+from ebpf.core.records import dataclass
 
 __all__ = ["TraceLine", "TracePipe", "parse_trace_line", "trace_print", "format_line", "check_format", "PRINTK_EVENT"]
 

@@ -22,11 +22,11 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core import asm
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = ["ExecEvent", "OpenEvent", "ConnectEvent", "Tracer", "exec_tracer", "open_tracer", "tcp_connect_tracer",
            "tracepoint_fields", "TRACERS"]

@@ -15,13 +15,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ebpf.core import codecs
 from ebpf.core.errors import EBPFError
 from ebpf.core.maps import Map
+from ebpf.core.records import dataclass
 from ebpf.export._builtin import DIRECTORY, builtin_names
 from ebpf.export.config import ConfigError, ExportConfig, MetricConfig, ProgramConfig, parse_config
 from ebpf.export.decoders import LabelDecoder, SkipSeries

@@ -11,9 +11,9 @@ from __future__ import annotations
 import ast
 import builtins
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from ebpf.core.records import dataclass
 from ebpf.lang import ir
 from ebpf.lang.errors import Where
 from ebpf.lang.helpers import _Helper

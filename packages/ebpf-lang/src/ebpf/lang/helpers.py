@@ -16,9 +16,9 @@ The return type is an integer type.  Intrinsics that are not kernel helpers (``b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ebpf.core.records import dataclass
 from ebpf.lang.types import IntType, i64, u32, u64
 
 __all__ = ["HelperProto", "HELPERS", "INTRINSICS", "bpf"]

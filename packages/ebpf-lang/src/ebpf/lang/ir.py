@@ -8,8 +8,9 @@ Every node carries ``pos``: the (file line, column) it came from, for line_info 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from ebpf.core.records import dataclass
 from ebpf.lang.helpers import HelperProto
 from ebpf.lang.maps import MapDecl
 from ebpf.lang.types import LangType, StructType

@@ -6,8 +6,7 @@ The names are libbpf's (``tracepoint/syscalls/sys_enter_openat``, ``xdp``, ``cgr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, ProgType
 
 __all__ = ["SectionInfo", "section_info"]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import inspect
 import struct as _struct
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ebpf.core.btf import Builder, IntEncoding
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 from ebpf.lang.errors import declaration_error
 
 __all__ = [

@@ -13,10 +13,10 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = [
     "BpfFilterRecord",

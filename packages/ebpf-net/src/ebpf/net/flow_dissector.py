@@ -19,10 +19,10 @@ import errno
 import ipaddress
 import os
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import check_program, create_link, load
 from ebpf.net.sk_lookup import open_netns

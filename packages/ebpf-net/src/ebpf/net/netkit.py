@@ -19,11 +19,11 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ebpf.core.errors import AttachError, BPFSyscallError, UnsupportedFeatureError
 from ebpf.core.features import feature_test
+from ebpf.core.records import dataclass
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net import _netlink
 from ebpf.net._common import check_program, create_link

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ebpf.core.asm import (
     DW,
@@ -68,6 +67,7 @@ from ebpf.core.asm import (
 )  # fmt: skip
 from ebpf.core.asm.opcodes import Reg
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = ["Packet", "Header", "Field", "PacketError", "ETH_P_IP", "ETH_P_IPV6", "ETH_P_8021Q", "ETH_P_8021AD"]
 

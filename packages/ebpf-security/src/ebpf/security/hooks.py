@@ -31,10 +31,10 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ebpf.core.errors import BTFError, EBPFError, UnsupportedFeatureError
+from ebpf.core.records import dataclass
 
 if TYPE_CHECKING:
     from ebpf.core.btf import Spec

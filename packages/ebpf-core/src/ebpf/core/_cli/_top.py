@@ -6,10 +6,10 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core._cli._output import format_table, print_json
+from ebpf.core.records import dataclass
 
 __all__ = ["add_commands", "ProgramRate", "rates"]
 

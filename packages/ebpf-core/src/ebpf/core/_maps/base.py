@@ -7,7 +7,6 @@ import dataclasses
 import errno
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ebpf.core._maps import batch as _batch
@@ -29,6 +28,7 @@ from ebpf.core.extension import dispatcher
 from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import fd_kind, open_pinned
 from ebpf.core.pins import pin as _pin
+from ebpf.core.records import dataclass
 from ebpf.core.types import MapType
 
 __all__ = ["MapSpec", "MapInfo", "Map", "parse_update_flags", "ARRAY_TYPES", "MISSING"]

@@ -36,6 +36,7 @@ from ebpf.core._sys.attrs import MapElemAttr
 from ebpf.core._sys.syscall import SYS_BPF, libc, raw_syscall
 from ebpf.core.codecs import Codec, IntCodec, StructCodec
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import compile_cached
 
 __all__ = ["Buffers", "BufferPool", "make_ops", "BAD_INPUT"]
 
@@ -264,7 +265,7 @@ def _factory(kkind: str, vkind: str) -> Callable[..., tuple[Callable[..., Any], 
                 attr_size=_ATTR_SIZE,
             )
             ns: dict[str, Any] = {"BAD": BAD_INPUT}
-            exec(compile(src, f"<ebpf map fastpath {kkind}/{vkind}>", "exec"), ns)
+            exec(compile_cached(src, f"<ebpf map fastpath {kkind}/{vkind}>"), ns)
             fn = ns["factory"]
             _FACTORIES[key] = fn
     return fn

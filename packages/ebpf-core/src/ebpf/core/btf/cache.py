@@ -18,6 +18,7 @@ from array import array
 
 from ebpf.core.btf.records import record_words
 from ebpf.core.btf.spec import Spec
+from ebpf.core.records import cache_dir
 
 __all__ = ["cache_dir", "use_index_cache", "kernel_btf_identity", "VMLINUX"]
 
@@ -27,15 +28,6 @@ VMLINUX = "/sys/kernel/btf/vmlinux"
 _MAGIC = b"EBPFBTFI"
 _HEAD = struct.Struct("<8sII")  # magic, format version, record count
 _VERSION = 1
-
-
-def cache_dir() -> str | None:
-    """Where index files live (None: caching is off)."""
-    env = os.environ.get("EBPF_CACHE_DIR")
-    if env is not None:
-        return env or None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ebpf")
 
 
 def kernel_btf_identity() -> bytes | None:

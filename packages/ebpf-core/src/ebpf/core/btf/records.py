@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from dataclasses import dataclass
 from typing import Protocol
 
 from ebpf.core.btf.types import (
@@ -44,6 +43,7 @@ from ebpf.core.btf.types import (
     Volatile,
 )
 from ebpf.core.errors import BTFError
+from ebpf.core.records import dataclass
 
 __all__ = ["MAGIC", "Header", "Words", "read_header", "build_index", "decode_record", "record_words"]
 

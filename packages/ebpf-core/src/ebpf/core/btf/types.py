@@ -8,10 +8,11 @@ Types refer to each other by type id (``type_id``), exactly as BTF does; a
 from __future__ import annotations
 
 import enum
-from dataclasses import FrozenInstanceError, dataclass
+from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar
 
 from ebpf.core.errors import BTFError
+from ebpf.core.records import dataclass
 
 __all__ = [
     "Kind",

@@ -14,11 +14,12 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R10
+from ebpf.core.records import dataclass
 from ebpf.events.tools._common import (
     EventToolBase,
     check_common,

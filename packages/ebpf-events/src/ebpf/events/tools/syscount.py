@@ -18,12 +18,13 @@ import functools
 import os
 import platform
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from ebpf.core import asm
 from ebpf.core.asm import R0, R1, R2, R3, R4, R6, R7, R8, R10
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 from ebpf.events.tools._common import ToolBase, check_common, pid_filter, store_start, take_delta
 
 __all__ = ["SysCount", "SyscallStat", "syscall_names", "syscall_name"]

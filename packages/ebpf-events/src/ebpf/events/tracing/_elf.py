@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from ebpf.core.errors import ELFError
+from ebpf.core.records import dataclass
 
 __all__ = ["ElfFile", "Symbol", "Segment", "Section", "UsdtNote", "STT_FUNC", "STT_GNU_IFUNC"]
 

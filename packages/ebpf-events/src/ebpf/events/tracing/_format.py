@@ -15,10 +15,10 @@ import re
 import struct
 from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = ["TracepointField", "TracepointFormat", "tracepoint_format", "parse_format"]
 

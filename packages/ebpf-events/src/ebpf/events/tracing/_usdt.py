@@ -5,11 +5,11 @@ program through the ``__bpf_usdt_specs`` map and the uprobe's BPF cookie (see :m
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ebpf.core.errors import AttachError, EBPFError, ELFError
 from ebpf.core.links import Link
+from ebpf.core.records import dataclass
 from ebpf.events.tracing._elf import ElfFile
 from ebpf.events.tracing._links import MultiLink, check_program
 from ebpf.events.tracing._probes import attach_uprobe, resolve_binary

@@ -21,12 +21,12 @@ from __future__ import annotations
 import re
 import struct
 import weakref
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from ebpf.core import asm
 from ebpf.core.errors import EBPFError
+from ebpf.core.records import dataclass
 
 __all__ = [
     "UsdtArg",
