@@ -129,6 +129,46 @@ def test_kprobe_tool_loads_and_attach_says_unsupported(suffix: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", BUILDS)
+def test_exitsnoop_sees_a_child_exit_with_its_code(suffix: str) -> None:
+    with elf.load_elf(lt("exitsnoop", suffix)) as coll:
+        link = coll.programs["sched_process_exit"].attach()
+        try:
+            with RingBuffer(coll.maps["events"]) as rb:
+                child = os.fork()
+                if child == 0:
+                    os._exit(7)
+                os.waitpid(child, 0)
+                records: list[bytes] = []
+
+                def seen() -> bool:
+                    records.extend(bytes(r) for r in rb.read_batch(64, timeout_ms=50))
+                    return any(struct.unpack_from("<i", r, 16)[0] == child for r in records)
+
+                assert wait_until(seen)
+        finally:
+            link.close()
+    # struct event: start_time, exit_time, pid, tid, ppid, sig, exit_code, comm[16]
+    fmt = struct.Struct("<QQiiiii16s")
+    ours = [fmt.unpack_from(r) for r in records if struct.unpack_from("<i", r, 16)[0] == child]
+    start, end, pid, tid, ppid, sig, code, _comm = ours[0]
+    assert (pid, tid, ppid, sig, code) == (child, child, os.getpid(), 0, 7)  # ppid and exit code by CO-RE
+    assert 0 < start < end  # task->start_time (CO-RE), bpf_ktime_get_ns() at exit
+
+
+@pytest.mark.parametrize("suffix", BUILDS)
+def test_oomkill_loads_with_core_reads_of_oom_control(suffix: str) -> None:
+    with elf.load_elf(lt("oomkill", suffix)) as coll:
+        prog = coll.programs["oom_kill_process"]
+        assert prog.attach_target == "kprobe:oom_kill_process"
+        try:
+            link = prog.attach()
+        except UnsupportedFeatureError as exc:  # no CONFIG_KPROBES here; the VM kernels attach it
+            assert "kprobe" in str(exc)
+        else:
+            link.close()
+
+
+@pytest.mark.parametrize("suffix", BUILDS)
 def test_uprobe_tool_reads_arguments_and_return_value(suffix: str) -> None:
     libc_path = ctypes.util.find_library("c")
     assert libc_path

@@ -22,6 +22,8 @@ TOOLS = {
     "sigsnoop": {"sig_trace"},
     "execsnoop": {"tracepoint__syscalls__sys_enter_execve", "tracepoint__syscalls__sys_exit_execve"},
     "profile": {"do_perf_event"},
+    "exitsnoop": {"sched_process_exit"},
+    "oomkill": {"oom_kill_process"},
 }
 
 

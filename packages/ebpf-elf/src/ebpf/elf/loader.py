@@ -300,7 +300,7 @@ def load_elf(path: str | os.PathLike[str], **options: Any) -> Collection:
     """
     spec = load_spec(path, typed=options.pop("typed", True), enums=options.pop("enums", "ints"))
     configure(spec, maps=options.pop("maps", None), programs=options.pop("programs", None))
-    return spec.load(**options)
+    return spec.load_in_place(**options)  # the spec is this call's own: no copy
 
 
 def load_program_from_elf(path: str | os.PathLike[str], name: str, **options: Any) -> Any:
