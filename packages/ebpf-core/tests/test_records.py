@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import pytest
 from ebpf.core import records
-from ebpf.core.records import fast_dataclass
+from ebpf.core.records import _field, fast_dataclass
 
 
-def _shapes(dc: Any) -> dict[str, type]:
+def _shapes(dc: Any, field: Any) -> dict[str, type]:
     """The same class bodies decorated by ``dc``: every option and field form the packages use."""
 
     @dc(frozen=True)
@@ -33,16 +33,16 @@ def _shapes(dc: Any) -> dict[str, type]:
         """Frozen subclass adding fields, one not compared."""
 
         size: int = 0
-        extra: list[int] = dataclasses.field(default_factory=list, compare=False)
+        extra: list[int] = field(default_factory=list, compare=False)
 
     @dc
     class Mutable:
         """Mutable, with a factory, a hidden field, an init=False field and __post_init__."""
 
         a: int
-        b: list[int] = dataclasses.field(default_factory=list)
-        c: int = dataclasses.field(default=5, repr=False)
-        d: int = dataclasses.field(default=9, init=False)
+        b: list[int] = field(default_factory=list)
+        c: int = field(default=5, repr=False)
+        d: int = field(default=9, init=False)
 
         def __post_init__(self) -> None:
             self.e = self.a * 2
@@ -52,14 +52,14 @@ def _shapes(dc: Any) -> dict[str, type]:
         """eq=False keeps object's equality and hash."""
 
         a: int
-        h: int = dataclasses.field(default=0, init=False, repr=False)
+        h: int = field(default=0, init=False, repr=False)
 
     @dc(frozen=True)
     class OwnHash:
         """An explicit __hash__ is kept."""
 
         a: int
-        b: int = dataclasses.field(default=1, hash=False)
+        b: int = field(default=1, hash=False)
 
         def __hash__(self) -> int:
             return 42
@@ -81,7 +81,7 @@ def _shapes(dc: Any) -> dict[str, type]:
     return {c.__name__: c for c in (Base, Child, Mutable, Identity, OwnHash, OwnInit, Undocumented)}
 
 
-def _observe(c: dict[str, Any]) -> list[object]:
+def _observe(c: dict[str, Any], replace: Any) -> list[object]:
     """Everything a user can see of those classes."""
     a, b, m = c["Base"](1), c["Child"](2, "y", (1,), 3), c["Mutable"](1)
     e, h, ni = c["Identity"](4), c["OwnHash"](1, 2), c["OwnInit"](3)
@@ -91,7 +91,11 @@ def _observe(c: dict[str, Any]) -> list[object]:
         a == c["Base"](1), a == c["Child"](1), b == c["Child"](2, "y", (1,), 3, [9]), hash(a) == hash(c["Base"](1)),
         hash(h), c["Mutable"].__hash__, c["Identity"].__hash__ is object.__hash__, e == c["Identity"](4),
         m == c["Mutable"](1), m.e, m.d, vars(m), [f.name for f in dataclasses.fields(c["Child"])],
-        dataclasses.asdict(b), repr(dataclasses.replace(b, size=7)), dataclasses.is_dataclass(a),
+        dataclasses.asdict(b), repr(dataclasses.replace(b, size=7)), repr(replace(b, size=8, name="r")),
+        repr(replace(m, a=3)), dataclasses.is_dataclass(a), dataclasses.is_dataclass(c["Mutable"]),
+        [(f.name, f.type, repr(f.default), f.init, f.repr, f.compare, f.hash) for f in dataclasses.fields(m)],
+        dataclasses.fields(c["Child"])[0] is dataclasses.fields(c["Base"])[0], hasattr(c["Base"], "id"),
+        hasattr(c["Mutable"], "b"), c["Mutable"].c, c["Mutable"].d,
         c["Child"].__match_args__, c["Mutable"].__match_args__, copy.copy(b) == b, copy.deepcopy(m) == m,
         [(k, getattr(c[k].__dataclass_params__, p)) for k in c for p in ("init", "repr", "eq", "frozen", "order")],
         c["Base"].kind, c["Child"].__init__.__qualname__,
@@ -103,12 +107,13 @@ def _observe(c: dict[str, Any]) -> list[object]:
                 out.append("ok")
             except Exception as exc:
                 out.append(f"{type(exc).__name__}: {exc}")
-    for bad in (lambda: c["Base"](), lambda: c["Base"](1, 2, 3, 4), lambda: c["Mutable"](b=1)):
+    for bad in (lambda: c["Base"](), lambda: c["Base"](1, 2, 3, 4), lambda: c["Mutable"](b=1),
+                lambda: replace(m, d=1)):
         try:
             bad()
             out.append("ok")
-        except TypeError:
-            out.append("TypeError")
+        except (TypeError, ValueError) as exc:
+            out.append(f"{type(exc).__name__}: {exc}" if isinstance(exc, ValueError) else "TypeError")
     for frozen in (False, True):  # the standard decorator on top of ours checks frozen bases as usual
         try:
             sub = dataclasses.dataclass(frozen=frozen)(type("Sub", (c["Base"],), {"__annotations__": {"x": "int"},
@@ -120,7 +125,41 @@ def _observe(c: dict[str, Any]) -> list[object]:
 
 
 def test_same_behaviour_as_dataclasses() -> None:
-    assert _observe(_shapes(fast_dataclass)) == _observe(_shapes(dataclasses.dataclass))
+    ours = _observe(_shapes(fast_dataclass, _field), records.replace)
+    theirs = _observe(_shapes(dataclasses.dataclass, dataclasses.field), dataclasses.replace)
+    assert ours == theirs
+
+
+def test_definition_errors_as_dataclasses() -> None:
+    for dc, field in ((fast_dataclass, _field), (dataclasses.dataclass, dataclasses.field)):
+        with pytest.raises(ValueError, match="mutable default <class 'list'> for field a is not allowed"):
+            dc(type("L", (), {"__annotations__": {"a": "list[int]"}, "a": []}))
+        with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+            dc(type("O", (), {"__annotations__": {"a": "int", "b": "int"}, "a": 1}))
+        with pytest.raises(ValueError, match="cannot specify both default and default_factory"):
+            field(default=1, default_factory=list)
+
+
+def test_no_dataclasses_import_until_asked() -> None:
+    code = (
+        "import sys\n"
+        "from ebpf.core.records import dataclass, field, replace\n"
+        "@dataclass(frozen=True)\n"
+        "class P:\n"
+        "    'p'\n"
+        "    a: int\n"
+        "    b: list = field(default_factory=list)\n"
+        "p = replace(P(1), a=2)\n"
+        "print('dataclasses' in sys.modules, 'inspect' in sys.modules, p)\n"
+        "import dataclasses\n"
+        "print(dataclasses.fields(p)[1].default_factory is list, dataclasses.asdict(p))\n"
+        "try:\n"
+        "    p.a = 3\n"
+        "except dataclasses.FrozenInstanceError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["False False P(a=2, b=[])", "True {'a': 2, 'b': []}", "cannot assign to field 'a'"]
 
 
 def test_frozen_rules_between_bases() -> None:

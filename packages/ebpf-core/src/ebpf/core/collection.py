@@ -11,18 +11,17 @@ and returns a :class:`Collection` that owns every fd it made (``close()``, ``wit
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 import os
 import struct
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core import records
 from ebpf.core.errors import BPFSyscallError, BTFError, EBPFError, VerifierError
 from ebpf.core.extension import load_step
 from ebpf.core.fdowner import ResourceOwner
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import MapType
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class CollectionOptions:
     @classmethod
     def from_kwargs(cls, **options: Any) -> CollectionOptions:
         """The options given as keywords (``btf_path=`` is :attr:`kernel_btf`; unknown names go to :attr:`extra`)."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = set(records.field_names(cls)) - {"extra"}
         if "btf_path" in options:
             options["kernel_btf"] = options.pop("btf_path")
         fields = {k: v for k, v in options.items() if k in known}
@@ -171,8 +170,8 @@ class CollectionSpec:
 
     def copy(self) -> CollectionSpec:
         """A deep copy that can be changed without touching this one (``loader_data`` values are shared)."""
-        values = {f.name: _copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
-                  if f.name != "loader_data"}
+        values = {name: _copy.deepcopy(getattr(self, name)) for name in records.field_names(self)
+                  if name != "loader_data"}
         return CollectionSpec(**values, loader_data=dict(self.loader_data))
 
     def set_constants(self, constants: Mapping[str, object]) -> None:
@@ -478,13 +477,13 @@ class _Loader:
             return self.maps[name]
         mspec = self.spec.maps[name]
         if self.btf is None:
-            mspec = dataclasses.replace(mspec, btf=None, btf_key_type_id=0, btf_value_type_id=0)
+            mspec = records.replace(mspec, btf=None, btf_key_type_id=0, btf_value_type_id=0)
         else:
-            mspec = dataclasses.replace(mspec, btf=self.btf if mspec.btf_value_type_id or mspec.btf_key_type_id else None)
+            mspec = records.replace(mspec, btf=self.btf if mspec.btf_value_type_id or mspec.btf_key_type_id else None)
         inner = getattr(mspec, "inner_map", None)
         if isinstance(inner, str):
             inner_spec = self.spec.maps.get(inner)
-            mspec = dataclasses.replace(mspec, inner_map=inner_spec)
+            mspec = records.replace(mspec, inner_map=inner_spec)
         pin_path = None
         if name in self.spec.pin_by_name:
             root = self.options.get("pin_root") or "/sys/fs/bpf"
@@ -499,14 +498,14 @@ class _Loader:
                                     f"(type, key, value, max_entries: pinned {have}, object {want})")
                 self.maps[name] = existing
                 return existing
-            mspec = dataclasses.replace(mspec, pin_path=None)
+            mspec = records.replace(mspec, pin_path=None)
         try:
             m = create_map(mspec)
         except BPFSyscallError:
             if mspec.btf is None:
                 raise
             # As libbpf: a kernel that refuses the map's BTF types may still take the map without them.
-            m = create_map(dataclasses.replace(mspec, btf=None, btf_key_type_id=0, btf_value_type_id=0))
+            m = create_map(records.replace(mspec, btf=None, btf_key_type_id=0, btf_value_type_id=0))
         self.maps[name] = m
         for key, value in self.spec.map_contents.get(name, []):
             if isinstance(value, str):
@@ -553,7 +552,7 @@ class _Loader:
         fields.update(section=self.spec.sections.get(name, pspec.section),
                       attach_target=self.spec.attach_targets.get(name, pspec.attach_target))
         try:
-            prog = load_program(dataclasses.replace(pspec, **fields))
+            prog = load_program(records.replace(pspec, **fields))
         except VerifierError as exc:
             notes = self.spec.load_notes.get(name)
             if notes and _POISON_MARK in exc.log:

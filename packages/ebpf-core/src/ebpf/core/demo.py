@@ -22,10 +22,9 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import field
 from typing import Any, TextIO
 
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["DemoStep", "DemoContext", "LiveTable"]
 
@@ -52,6 +51,8 @@ class DemoStep:
 
 @dataclass
 class _Cleanup:
+    """Something to undo when the demo ends, and what it is (for the message if it fails)."""
+
     func: Callable[[], Any]
     what: str
 

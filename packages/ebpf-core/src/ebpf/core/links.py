@@ -14,7 +14,6 @@ import errno
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core._sys import commands
@@ -25,7 +24,7 @@ from ebpf.core._sys.unions import LinkCreateTail
 from ebpf.core.errors import ENOTSUPP, BPFSyscallError, EBPFError, NotSupportedError
 from ebpf.core.fdowner import FdOwner
 from ebpf.core.pins import check_pin_path, fd_kind, open_pinned
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import AttachType, LinkType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,12 +7,12 @@ Loading grows the verifier log buffer until the whole log fits, so a
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core import records
 from ebpf.core._checks import U32, check_uint, object_name
 from ebpf.core._sys import commands
 from ebpf.core._sys.attrs import ProgInfo, ProgLoadAttr, TestRunAttr
@@ -93,7 +93,7 @@ class ProgramSpec:
 
     def copy(self) -> ProgramSpec:
         """A copy that can be changed without touching this one (lists copied, maps shared)."""
-        return dataclasses.replace(
+        return records.replace(
             self,
             fd_array=list(self.fd_array) if self.fd_array is not None else None,
             maps=tuple(self.maps),
@@ -400,14 +400,14 @@ def load_program(spec: ProgramSpec | None = None, **fields: Any) -> Program:
             raise EBPFError(f"bad program fields: {exc}") from None
     elif fields:
         try:
-            spec = dataclasses.replace(spec, **fields)
+            spec = records.replace(spec, **fields)
         except TypeError as exc:
             raise EBPFError(f"bad program fields: {exc}") from None
     if not isinstance(spec, ProgramSpec):
         raise EBPFError(f"load_program needs a ProgramSpec, not {type(spec).__name__}")
     prep = _Prepared(spec)
     fd, log = _load_fd(spec, prep)
-    spec = dataclasses.replace(spec, prog_type=prep.prog_type, expected_attach_type=prep.expected)
+    spec = records.replace(spec, prog_type=prep.prog_type, expected_attach_type=prep.expected)
     return Program(fd, spec, verifier_log=log if spec.keep_log else "", name=prep.name)
 
 

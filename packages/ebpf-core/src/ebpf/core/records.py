@@ -1,49 +1,100 @@
-"""``dataclass`` as :mod:`dataclasses` has it, made cheap to define: for a fast cold start.
+"""``dataclass``, ``field`` and ``replace`` as :mod:`dataclasses` has them, cheap at start-up.
 
-Every class decorated here is a real dataclass (``dataclasses.fields``, ``replace``,
-``asdict`` and ``is_dataclass`` work; ``__dataclass_params__`` tells the truth), with the same
-``__init__``, ``__repr__``, ``__eq__``, ``__hash__`` and frozen ``__setattr__``/``__delattr__``
-that :func:`dataclasses.dataclass` writes.  The difference is the cost: the standard decorator
-compiles five or six functions from source text for every class (about 0.3 ms each class; a
-load of a BPF object defines about sixty of them, a fifth of a cold start), while this one
-lets :mod:`dataclasses` collect the fields (no code generated) and takes the methods from a
-compiled factory shared by every class of the same shape, kept on disk beside the other caches
-of :func:`ebpf.core.btf.cache.cache_dir` like a ``.pyc`` (one file per interpreter build, only
-read when it belongs to this user and nobody else may write it).
+Every class decorated here is a real dataclass to its users: ``dataclasses.fields``,
+``replace``, ``asdict`` and ``is_dataclass`` work, ``__dataclass_fields__`` holds real
+:class:`dataclasses.Field` objects and ``__dataclass_params__`` tells the truth, and
+``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__match_args__`` and the frozen
+``__setattr__``/``__delattr__`` are those :func:`dataclasses.dataclass` writes.  Two costs of
+the standard module are gone from a cold start (a load of a BPF object defines about sixty
+classes):
+
+- it compiles five or six functions from source text for every class (about 0.3 ms each
+  class); here the methods come from a factory compiled once per class *shape* and kept on
+  disk like a ``.pyc`` (:func:`compile_cached`: one file per interpreter build in
+  :func:`cache_dir`, only read when this user owns it and nobody else may write it);
+- importing :mod:`dataclasses` imports :mod:`inspect` (and ``ast``, ``dis``, ``tokenize``):
+  about 4 ms.  Here the fields are collected without it; ``__dataclass_fields__`` and
+  ``__dataclass_params__`` are built (importing :mod:`dataclasses`) the first time anything
+  asks for them, and :func:`replace` and :func:`field_names` read this module's own record.
 
 Options other than ``init``, ``repr``, ``eq`` and ``frozen`` (``order``, ``slots``,
-``kw_only``, ``InitVar`` fields, ...) are handed to :func:`dataclasses.dataclass` unchanged.
+``kw_only``, ``InitVar``/``KW_ONLY`` fields, a base made by :mod:`dataclasses` itself, a
+:func:`dataclasses.field` in the body) go to :func:`dataclasses.dataclass` unchanged.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect  # dataclasses imports it: no cost here
 import marshal
 import os
 import sys
 import threading
-from types import CodeType  # dataclasses imports types: no cost here
+from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["dataclass", "fast_dataclass", "cache_dir", "compile_cached"]
+__all__ = ["dataclass", "field", "replace", "field_names", "fast_dataclass", "cache_dir", "compile_cached"]
 
 _T = TypeVar("_T", bound=type)
+_R = TypeVar("_R")
 
 #: Bumped when the generated source changes shape (old files are then never read).
-_FORMAT = 3
+_FORMAT = 4
 _MAGIC = b"EBPFDCLS"
 _FAST_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
+_FIELDS = "__ebpf_fields__"  # this module's record of a class's fields (inherited ones included)
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 # generated source -> its compiled code, marshalled: each is unmarshalled when first asked for
 # (a process uses a few dozen of the file's hundred or more).
 _codes: dict[str, bytes] | None = None
 _loaded: dict[str, CodeType] = {}
 _dirty = False
+
+
+class _Missing:
+    """No value (as ``dataclasses.MISSING``, without importing dataclasses)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+class _Factory:
+    """The ``__init__`` default of a field with a default factory (shown as ``<factory>``)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+MISSING: Any = _Missing()
+_HAS_FACTORY = _Factory()
+
+
+class Field:
+    """What :func:`field` returns, and this module's record of one field (name and type added)."""
+
+    __slots__ = ("compare", "default", "default_factory", "hash", "init", "metadata", "name", "repr", "type")
+
+    def __init__(self, default: Any, default_factory: Any, init: bool, repr: bool, hash: bool | None,
+                 compare: bool, metadata: Any) -> None:
+        self.name = ""
+        self.type: Any = None
+        self.default, self.default_factory = default, default_factory
+        self.init, self.repr, self.hash, self.compare, self.metadata = init, repr, hash, compare, metadata
+
+    def _named(self, name: str, type_: Any) -> Field:
+        f = Field(self.default, self.default_factory, self.init, self.repr, self.hash, self.compare, self.metadata)
+        f.name, f.type = name, type_
+        return f
+
+
+def _field(*, default: Any = MISSING, default_factory: Any = MISSING, init: bool = True, repr: bool = True,
+           hash: bool | None = None, compare: bool = True, metadata: Any = None) -> Any:
+    """:func:`dataclasses.field` for classes decorated by :func:`dataclass` (same arguments)."""
+    if default is not MISSING and default_factory is not MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return Field(default, default_factory, init, repr, hash, compare, metadata)
 
 
 def cache_dir() -> str | None:
@@ -150,24 +201,29 @@ def _factory(source: str) -> Callable[..., dict[str, Any]]:
     return namespace["__create__"]  # type: ignore[no-any-return]
 
 
-def _source(fields: list[dataclasses.Field[Any]], init: bool, repr_: bool, eq: bool, frozen: bool,
-            hash_: bool, post_init: bool) -> str:
+def _frozen_error(message: str) -> Exception:
+    import dataclasses  # deferred: start-up time (only a write to a frozen instance needs it)
+
+    return dataclasses.FrozenInstanceError(message)
+
+
+def _source(fields: list[Field], init: bool, repr_: bool, eq: bool, frozen: bool, hash_: bool, post_init: bool) -> str:
     """The factory of the methods for one shape of class (names, defaults, options; no values)."""
     lines = ["def __create__(cls, _dflt, _FIE, _HDF, _setattr):"]
     if init:
         params, body = ["self"], []
         for i, f in enumerate(fields):
             if f.init:
-                if f.default_factory is not dataclasses.MISSING:
+                if f.default_factory is not MISSING:
                     params.append(f"{f.name}=_HDF")
                     value = f"_dflt[{i}]() if {f.name} is _HDF else {f.name}"
-                elif f.default is not dataclasses.MISSING:
+                elif f.default is not MISSING:
                     params.append(f"{f.name}=_dflt[{i}]")
                     value = f.name
                 else:
                     params.append(f.name)
                     value = f.name
-            elif f.default_factory is not dataclasses.MISSING:
+            elif f.default_factory is not MISSING:
                 value = f"_dflt[{i}]()"
             else:
                 continue  # no init and a plain default: the class attribute holds it
@@ -205,41 +261,131 @@ def _source(fields: list[dataclasses.Field[Any]], init: bool, repr_: bool, eq: b
     return "\n".join(lines) + "\n"
 
 
-def _process(cls: _T, init: bool, repr_: bool, eq: bool, frozen: bool) -> _T:
+def _is_classvar(hint: Any) -> bool:
+    text = hint if isinstance(hint, str) else repr(hint)
+    return text.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar")) or text == "typing.ClassVar"
+
+
+def _collect(cls: type) -> list[Field] | None:
+    """The fields of ``cls`` (its bases' first), or None when :mod:`dataclasses` must build it."""
     own = cls.__dict__
-    class_hash = own.get("__hash__", dataclasses.MISSING)
-    explicit_hash = not (class_hash is dataclasses.MISSING or (class_hash is None and "__eq__" in own))
-    if frozen and ("__setattr__" in own or "__delattr__" in own):
-        dataclasses.dataclass(cls, init=init, repr=repr_, eq=eq, frozen=frozen)  # raises its TypeError
-        return cls
-    frozen_bases = [b.__dict__["__dataclass_params__"] for b in cls.__mro__[1:]
-                    if "__dataclass_fields__" in b.__dict__ and b.__dict__["__dataclass_params__"].frozen]
-    if any(b.__dict__.get("__dataclass_fields__") is not None for b in cls.__mro__[1:]):
-        if frozen_bases and not frozen:
-            raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
-        if frozen and not frozen_bases:
-            raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
-    # dataclasses collects, checks and stores the fields; it generates nothing with these options
-    # (frozen=False: its __setattr__ would be compiled; the bases say frozen only for that call).
-    undocumented = not getattr(cls, "__doc__", None)
-    if undocumented:  # dataclasses would read object.__init__'s signature (tokenizing its text: ms)
-        cls.__doc__ = "-"
+    hints = own.get("__annotations__", {})
+    for base in cls.__mro__[1:]:
+        if "__dataclass_fields__" in base.__dict__ and _FIELDS not in base.__dict__:
+            return None  # a base made by dataclasses itself
+    for name, hint in hints.items():  # first look, change nothing: what this module leaves to dataclasses
+        text = hint if isinstance(hint, str) else getattr(hint, "__name__", "")
+        value = own.get(name)
+        if "InitVar" in text or "KW_ONLY" in text or (
+                type(value).__module__ == "dataclasses" and type(value).__name__ == "Field"):
+            return None
+    found: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for f in base.__dict__.get(_FIELDS, ()):
+            found[f.name] = f
+    for name, hint in hints.items():
+        if _is_classvar(hint):
+            continue
+        value = own.get(name, MISSING)
+        if isinstance(value, Field):
+            f = value._named(name, hint)
+            if f.default is MISSING:
+                delattr(cls, name)  # as dataclasses: no class attribute without a default
+            else:
+                setattr(cls, name, f.default)
+        else:
+            if value is not MISSING and value.__class__.__hash__ is None:
+                raise ValueError(f"mutable default {type(value)} for field {name} is not allowed: "
+                                 "use default_factory")
+            f = Field(value, MISSING, True, True, None, True, None)
+            f.name, f.type = name, hint
+        found[name] = f  # a field named again keeps its base's place, as in dataclasses
+    return list(found.values())
+
+
+class _Lazy:
+    """``__dataclass_fields__``/``__dataclass_params__`` of a class made here, built on first use."""
+
+    def __init__(self, owner: type, attr: str) -> None:
+        self.owner, self.attr = owner, attr
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return _materialize(self.owner)[self.attr]
+
+
+def _materialize(cls: type) -> dict[str, Any]:
+    """The real ``__dataclass_fields__`` and ``__dataclass_params__`` of ``cls`` (set on it from now on)."""
+    import dataclasses  # deferred: start-up time (only what asks for dataclass internals needs it)
+
     with _lock:
-        for params in frozen_bases:
-            params.frozen = False
-        try:
-            dataclasses.dataclass(cls, init=False, repr=False, eq=False)  # the same class, changed
-        finally:
-            for params in frozen_bases:
-                params.frozen = True
-    everything = cls.__dict__["__dataclass_fields__"].values()  # ClassVar and InitVar pseudo-fields too
-    fields = [f for f in everything if f._field_type is dataclasses._FIELD]  # type: ignore[attr-defined]
+        fields, params = cls.__dict__.get("__dataclass_fields__"), cls.__dict__.get("__dataclass_params__")
+        if not isinstance(fields, _Lazy) and not isinstance(params, _Lazy):
+            return {"__dataclass_fields__": fields, "__dataclass_params__": params}
+        real: dict[str, Any] = {}
+        for base in reversed(cls.__mro__[1:]):
+            if _FIELDS in base.__dict__:
+                real.update(base.__dataclass_fields__)  # type: ignore[attr-defined]
+        mine = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - inspect costs milliseconds to import
+        for f in cls.__dict__[_FIELDS]:
+            if f.name not in mine and f.name in real:
+                continue  # inherited: the base's Field object, as dataclasses shares it
+            made: Any = dataclasses.field(
+                default=dataclasses.MISSING if f.default is MISSING else f.default,
+                default_factory=dataclasses.MISSING if f.default_factory is MISSING else f.default_factory,
+                init=f.init, repr=f.repr, hash=f.hash, compare=f.compare, metadata=f.metadata)
+            made.name, made.type = f.name, f.type
+            made._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+            made.kw_only = False
+            real[f.name] = made
+        template: Any = dataclasses.dataclass(init=False, repr=False, eq=False)(type("_", (), {}))
+        made_params = template.__dict__["__dataclass_params__"]
+        flags = cls.__dict__["__ebpf_params__"]
+        made_params.init, made_params.repr, made_params.eq, made_params.frozen = flags
+        made_params.order = made_params.unsafe_hash = False
+        type.__setattr__(cls, "__dataclass_fields__", real)
+        type.__setattr__(cls, "__dataclass_params__", made_params)
+        return {"__dataclass_fields__": real, "__dataclass_params__": made_params}
+
+
+def _frozen_flags(cls: type) -> list[bool]:
+    """Whether each dataclass base of ``cls`` is frozen."""
+    out = []
+    for base in cls.__mro__[1:]:
+        if "__ebpf_params__" in base.__dict__:
+            out.append(base.__dict__["__ebpf_params__"][3])
+        elif "__dataclass_params__" in base.__dict__:
+            out.append(bool(base.__dict__["__dataclass_params__"].frozen))
+    return out
+
+
+def _process(cls: _T, init: bool, repr_: bool, eq: bool, frozen: bool) -> _T | None:
+    own = cls.__dict__
+    if frozen and ("__setattr__" in own or "__delattr__" in own):
+        return None  # dataclasses raises its TypeError
+    class_hash = own.get("__hash__", MISSING)
+    explicit_hash = not (class_hash is MISSING or (class_hash is None and "__eq__" in own))
+    bases = _frozen_flags(cls)
+    if bases:
+        if any(bases) and not frozen:
+            raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+        if frozen and not any(bases):
+            raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
+    fields = _collect(cls)
+    if fields is None:
+        return None
+    if init:
+        seen_default = None
+        for f in fields:
+            if f.init:
+                if f.default is not MISSING or f.default_factory is not MISSING:
+                    seen_default = f
+                elif seen_default is not None:
+                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
     hash_ = eq and frozen and not explicit_hash
     source = _source(fields, init and "__init__" not in own, repr_ and "__repr__" not in own,
                      eq and "__eq__" not in own, frozen, hash_, hasattr(cls, "__post_init__"))
-    defaults = tuple(f.default_factory if f.default_factory is not dataclasses.MISSING else f.default for f in fields)
-    methods = _factory(source)(cls, defaults, dataclasses.FrozenInstanceError, dataclasses._HAS_DEFAULT_FACTORY,  # type: ignore[attr-defined]
-                               object.__setattr__)
+    defaults = tuple(f.default_factory if f.default_factory is not MISSING else f.default for f in fields)
+    methods = _factory(source)(cls, defaults, _frozen_error, _HAS_FACTORY, object.__setattr__)
     for name, fn in methods.items():
         fn.__qualname__ = f"{cls.__qualname__}.{name}"
         fn.__module__ = cls.__module__
@@ -248,20 +394,17 @@ def _process(cls: _T, init: bool, repr_: bool, eq: bool, frozen: bool) -> _T:
         methods["__init__"].__annotations__ = {**{f.name: f.type for f in fields if f.init}, "return": None}
     if eq and not frozen and not explicit_hash:
         cls.__hash__ = None  # type: ignore[assignment]  # as dataclasses: mutable and comparable is unhashable
-    if undocumented:  # as dataclasses writes it: the name and the __init__ signature
+    if "__match_args__" not in own:
+        type.__setattr__(cls, "__match_args__", tuple(f.name for f in fields if f.init))
+    setattr(cls, _FIELDS, tuple(fields))
+    cls.__ebpf_params__ = (init, repr_, eq, frozen)  # type: ignore[attr-defined]
+    cls.__dataclass_fields__ = _Lazy(cls, "__dataclass_fields__")  # type: ignore[attr-defined]
+    cls.__dataclass_params__ = _Lazy(cls, "__dataclass_params__")  # type: ignore[attr-defined]
+    if not getattr(cls, "__doc__", None):  # as dataclasses writes it: the name and the __init__ signature
+        import inspect  # deferred: start-up time (only for a class without a docstring)
+
         cls.__doc__ = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
-    params = cls.__dict__["__dataclass_params__"]
-    params.init, params.repr, params.eq, params.frozen = init, repr_, eq, frozen
     return cls
-
-
-def _routed_to_stdlib(cls: type) -> bool:
-    """A class this module does not build itself: InitVar or KW_ONLY fields."""
-    for hint in inspect.get_annotations(cls).values():
-        text = hint if isinstance(hint, str) else getattr(hint, "__name__", "")
-        if "InitVar" in text or "KW_ONLY" in text:
-            return True
-    return False
 
 
 def fast_dataclass(cls: _T | None = None, /, **options: Any) -> Any:
@@ -272,16 +415,47 @@ def fast_dataclass(cls: _T | None = None, /, **options: Any) -> Any:
     """
 
     def wrap(cls: _T) -> _T:
-        if not set(options) <= _FAST_OPTIONS or _routed_to_stdlib(cls):
-            made: Any = dataclasses.dataclass(cls, **options)  # a new class with slots=True
-            return made  # type: ignore[no-any-return]
-        return _process(cls, options.get("init", True), options.get("repr", True), options.get("eq", True),
-                        options.get("frozen", False))
+        made: Any = None
+        if set(options) <= _FAST_OPTIONS:
+            made = _process(cls, options.get("init", True), options.get("repr", True), options.get("eq", True),
+                            options.get("frozen", False))
+        if made is None:
+            import dataclasses  # deferred: start-up time (only the options this module leaves to it)
+
+            made = dataclasses.dataclass(cls, **options)  # a new class with slots=True
+        return made  # type: ignore[no-any-return]
 
     return wrap if cls is None else wrap(cls)
 
 
-if TYPE_CHECKING:  # the checker sees the standard decorator (field rules, frozen, __init__ signature)
-    from dataclasses import dataclass
+def replace(obj: _R, /, **changes: Any) -> _R:
+    """:func:`dataclasses.replace`: a copy of ``obj`` with ``changes``, without importing dataclasses."""
+    fields = getattr(type(obj), _FIELDS, None)
+    if fields is None:
+        import dataclasses  # deferred: start-up time (a dataclass made elsewhere)
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    for f in fields:
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name} is declared with init=False, it cannot be specified with replace()")
+        elif f.name not in changes:
+            changes[f.name] = getattr(obj, f.name)
+    return obj.__class__(**changes)
+
+
+def field_names(cls_or_obj: Any) -> list[str]:
+    """The names of ``dataclasses.fields(cls_or_obj)``, without importing dataclasses for this module's classes."""
+    fields = getattr(cls_or_obj, _FIELDS, None)
+    if fields is None:
+        import dataclasses  # deferred: start-up time (a dataclass made elsewhere)
+
+        return [f.name for f in dataclasses.fields(cls_or_obj)]
+    return [f.name for f in fields]
+
+
+if TYPE_CHECKING:  # the checker sees the standard ones (field rules, frozen, __init__ signature)
+    from dataclasses import dataclass, field
 else:
     dataclass = fast_dataclass
+    field = _field

@@ -7,13 +7,12 @@ import errno
 import functools
 import os
 import re
-from dataclasses import field
 from typing import Any
 
 from ebpf.core._sys.syscall import close_fd, libc
 from ebpf.core.errors import BPFSyscallError, EBPFError, NotSupportedError
 from ebpf.core.extension import dispatcher
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = [
     "SystemInfo",

@@ -9,10 +9,9 @@ symbol table and REL entries), directly with :mod:`struct`: no ELF library to im
 from __future__ import annotations
 
 import struct
-from dataclasses import field
 
 from ebpf.core.errors import ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["RawSection", "RawSymbol", "RawRelocation", "RawObject", "read_object", "EM_BPF"]
 

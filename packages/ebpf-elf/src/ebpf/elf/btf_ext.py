@@ -7,10 +7,9 @@ section; the loader turns them into instruction indices of each linked program.
 from __future__ import annotations
 
 import struct
-from dataclasses import field
 
 from ebpf.core.errors import BTFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["FuncInfo", "LineInfo", "CoreRelo", "BtfExt", "parse_btf_ext", "CoreReloKind"]
 

@@ -11,8 +11,7 @@ named.
 
 from __future__ import annotations
 
-import dataclasses
-
+from ebpf.core import records
 from ebpf.core.btf import (
     Builder,
     Datasec,
@@ -57,20 +56,20 @@ def fixup_btf(obj: ElfObject) -> bytes | None:
             if t.name in kconfig and _sized(obj.btf, t.type_id):
                 # A .kconfig value keeps its own type: its DATASEC entry has the type's size
                 # (``_Bool`` is 1 byte; an int in its place would overflow the entry).
-                b[t.id] = dataclasses.replace(t, linkage=Linkage.GLOBAL)
+                b[t.id] = records.replace(t, linkage=Linkage.GLOBAL)
             else:
                 # Extern VARs may be typeless (``const void``), which the kernel refuses: as libbpf,
                 # give them a plain int (their DATASEC is neutralized below anyway).
-                b[t.id] = dataclasses.replace(t, type_id=_int_type(b), linkage=Linkage.GLOBAL)
+                b[t.id] = records.replace(t, type_id=_int_type(b), linkage=Linkage.GLOBAL)
         elif isinstance(t, Func) and t.linkage == Linkage.EXTERN:
-            b[t.id] = dataclasses.replace(t, linkage=Linkage.STATIC)
+            b[t.id] = records.replace(t, linkage=Linkage.STATIC)
             proto = b[t.type_id]
             if isinstance(proto, FuncProto) and any(not p.name and p.type_id for p in proto.params):
                 # The kernel wants every parameter of a FUNC named; a prototype such as
                 # ``extern struct task_struct *bpf_task_from_pid(s32) __ksym`` has none.
                 named = tuple(p if p.name or not p.type_id else Param(f"arg{i}", p.type_id)
                               for i, p in enumerate(proto.params))
-                b[proto.id] = dataclasses.replace(proto, params=named)
+                b[proto.id] = records.replace(proto, params=named)
         elif isinstance(t, Datasec):
             b[t.id] = _fix_datasec(obj.btf, t, sections.get(t.name), symbols, kconfig, kconfig_size(obj))
     return b.encode()
@@ -107,11 +106,11 @@ def _fix_datasec(btf: Spec, t: Datasec, sec: RawSection | None, symbols: dict[tu
                 entries.append(VarSecinfo(vs.type_id, ext.offset, ext.size))
         if not entries:
             return _neutral(t)
-        return dataclasses.replace(t, size=kconfig_bytes, vars=tuple(sorted(entries, key=lambda e: e.offset)))
+        return records.replace(t, size=kconfig_bytes, vars=tuple(sorted(entries, key=lambda e: e.offset)))
     if sec is None or t.name == ".ksyms" or not t.vars:
         return _neutral(t)
     fixed = []
     for vs in t.vars:
         value = symbols.get((sec.index, btf[vs.type_id].name))
         fixed.append(VarSecinfo(vs.type_id, vs.offset if value is None else value, vs.size))
-    return dataclasses.replace(t, size=sec.size, vars=tuple(sorted(fixed, key=lambda e: e.offset)))
+    return records.replace(t, size=sec.size, vars=tuple(sorted(fixed, key=lambda e: e.offset)))

@@ -34,7 +34,7 @@ from ebpf.core.btf import (
     parse,
 )
 from ebpf.core.errors import BTFError, ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, replace
 from ebpf.elf.btf_ext import CoreRelo, CoreReloKind
 from ebpf.elf.objfile import ElfObject
 from ebpf.elf.relocations import ExternRef, LinkedProgram
@@ -67,6 +67,8 @@ class CoreResult:
 
 @dataclass
 class _Step:
+    """One step of a CO-RE access path: a member (by name) or an array index."""
+
     name: str | None  # member name, or None for an array index
     index: int
 
@@ -510,6 +512,4 @@ def _where(data: CoreData, name: str, idx: int, relo: CoreRelo) -> str:
 
 
 def _replace_insns(pspec: Any, insns: bytes) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(pspec, insns=insns)
+    return replace(pspec, insns=insns)

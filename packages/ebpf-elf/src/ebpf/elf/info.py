@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import field
 
 from ebpf.core.errors import ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.elf.btf_ext import CoreReloKind
 from ebpf.elf.objfile import ElfObject, parse_object
 

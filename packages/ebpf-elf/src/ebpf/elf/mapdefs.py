@@ -8,11 +8,10 @@ array of pointers to the inner map's definition, exactly as libbpf reads them.
 from __future__ import annotations
 
 import struct
-from dataclasses import field
 
 from ebpf.core.btf import Array, Composite, Datasec, Enum, FuncProto, Pointer, Spec, Struct, Type, Var
 from ebpf.core.errors import BTFError, ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import MapType
 from ebpf.elf.objfile import ElfObject
 

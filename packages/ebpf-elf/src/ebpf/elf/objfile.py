@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import field
 
 from ebpf.core.btf import Datasec, Func, Qualifier, Spec, Var, parse
 from ebpf.core.errors import BTFError, ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.elf._reader import SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, RawObject, RawSection, RawSymbol, read_object
 from ebpf.elf.btf_ext import BtfExt, parse_btf_ext
 from ebpf.elf.sections import SectionMatch, match_section

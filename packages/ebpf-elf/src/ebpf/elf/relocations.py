@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from dataclasses import field
 from typing import Any
 
 from ebpf.core.collection import MapReference
 from ebpf.core.errors import ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.elf._reader import SHN_UNDEF, RawRelocation
 from ebpf.elf.btf_ext import CoreRelo
 from ebpf.elf.mapdefs import MapDef

@@ -8,10 +8,10 @@ Everything is checked here, before any syscall.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ebpf.core import records
 from ebpf.core.collection import CollectionSpec
 from ebpf.core.errors import EBPFError, ELFError
 from ebpf.core.types import AttachType, ProgType
@@ -135,4 +135,4 @@ def _configure_program(spec: CollectionSpec, name: str, settings: Mapping[str, A
             changes["attach_to"] = value
         else:
             changes["flags"] = _int_setting(where, key, value)
-    spec.programs[name] = dataclasses.replace(pspec, **changes)
+    spec.programs[name] = records.replace(pspec, **changes)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from dataclasses import field
 
 from ebpf.core.btf import Array, Composite, Enum, Float, Int, Pointer, Spec, Union
 from ebpf.core.errors import BTFError, EBPFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["generate_skeleton", "render_skeleton"]
 

@@ -14,12 +14,11 @@ registers the :class:`~ebpf.core.extension.LoadStep` of that name; at load it
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import ELFError
 from ebpf.core.extension import LoadStep, register_load_step
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 if TYPE_CHECKING:
     from ebpf.core.collection import CollectionSpec

@@ -21,12 +21,11 @@ struct_ops programs no table references are not loaded (as libbpf).
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any
 
 from ebpf.core.btf import Datasec, FuncProto, Pointer, Struct, Var
 from ebpf.core.errors import BTFError, EBPFError, ELFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import ProgType
 from ebpf.elf.objfile import ElfObject
 

@@ -6,10 +6,9 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import field
 from typing import Any, NamedTuple
 
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["Frame", "Sample", "FunctionStat", "Profile"]
 

@@ -29,11 +29,10 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import field
 from typing import Any
 
 from ebpf.core.errors import EBPFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.events._profile_bpf import KEY, NO_STACK, START_VALUE, cpu_program, offcpu_program
 from ebpf.events._profile_data import Frame, FunctionStat, Profile, Sample
 

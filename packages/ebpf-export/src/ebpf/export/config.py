@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import field
 from typing import Any
 
 import yaml
 from ebpf.core.errors import EBPFError
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 
 __all__ = ["ConfigError", "DecoderConfig", "LabelConfig", "MetricConfig", "ProgramConfig", "ExportConfig",
            "load_config", "parse_config", "DECODERS", "BUCKET_TYPES"]

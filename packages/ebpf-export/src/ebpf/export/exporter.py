@@ -15,14 +15,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ebpf.core import codecs
 from ebpf.core.errors import EBPFError
 from ebpf.core.maps import Map
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.export._builtin import DIRECTORY, builtin_names
 from ebpf.export.config import ConfigError, ExportConfig, MetricConfig, ProgramConfig, parse_config
 from ebpf.export.decoders import LabelDecoder, SkipSeries
@@ -207,6 +206,8 @@ def _bucket_layout(cfg: MetricConfig) -> tuple[list[int], list[str], int]:
 
 @dataclass
 class _Loaded:
+    """One configured program, loaded: its collection and its links."""
+
     cfg: ProgramConfig
     collection: Any
     links: list[Any]

@@ -8,10 +8,9 @@ instructions it rejects (``; counts[pid] += 1 @ tool.py:14``).
 from __future__ import annotations
 
 import struct
-from dataclasses import field
 
 from ebpf.core.btf import Builder, Linkage
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.lang.types import BtfTypes, LangType, i32
 
 __all__ = ["ModuleBtf", "ProgramBtf"]

@@ -13,10 +13,9 @@ import ast
 import inspect
 import textwrap
 from collections.abc import Callable
-from dataclasses import field
 from typing import Any
 
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.lang import ir
 from ebpf.lang.check_expr import ExprChecker, Place
 from ebpf.lang.ctx import CtxType

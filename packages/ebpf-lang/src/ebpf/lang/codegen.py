@@ -9,8 +9,6 @@ reloaded.  Helper arguments are evaluated straight into R1..R5.  The stack is th
 
 from __future__ import annotations
 
-from dataclasses import field
-
 from ebpf.core.asm import (
     AND,
     ARSH,
@@ -57,7 +55,7 @@ from ebpf.core.asm.opcodes import (
     SUB,
     XOR,
 )
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.lang import ir
 from ebpf.lang.errors import LangError
 from ebpf.lang.opt import LIT, terminates

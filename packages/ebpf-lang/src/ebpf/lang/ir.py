@@ -8,9 +8,7 @@ Every node carries ``pos``: the (file line, column) it came from, for line_info 
 
 from __future__ import annotations
 
-from dataclasses import field
-
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.lang.helpers import HelperProto
 from ebpf.lang.maps import MapDecl
 from ebpf.lang.types import LangType, StructType

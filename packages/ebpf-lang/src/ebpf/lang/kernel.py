@@ -13,7 +13,6 @@ import os
 import re
 import types
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import field
 from typing import Any
 
 from ebpf.core.asm import Instruction, assemble
@@ -21,7 +20,7 @@ from ebpf.core.collection import Collection, CollectionSpec, MapReference
 from ebpf.core.errors import VerifierError
 from ebpf.core.maps import MapSpec
 from ebpf.core.programs import Program, ProgramSpec
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import MapType, ProgType
 from ebpf.lang import ir
 from ebpf.lang.btfgen import ModuleBtf, ProgramBtf

@@ -13,12 +13,11 @@ import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, cast
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
 from ebpf.core.fdowner import Setup
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load, program_name
 

@@ -12,12 +12,11 @@ import enum
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import AttachError, BPFSyscallError, EBPFError
 from ebpf.core.fdowner import Setup
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import AttachType, ProgType
 from ebpf.net import _netlink
 from ebpf.net._common import callback_link, check_program, create_link, is_program, load

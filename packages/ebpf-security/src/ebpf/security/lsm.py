@@ -24,7 +24,6 @@ import errno as _errno
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import field
 from typing import Any
 
 from ebpf.core.errors import (
@@ -41,7 +40,7 @@ from ebpf.core.fdowner import Setup
 from ebpf.core.features import feature_test, fully_privileged
 from ebpf.core.links import Link, attach_raw_tracepoint, create_link
 from ebpf.core.programs import Program, load_program
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field
 from ebpf.core.types import AttachType, ProgType
 from ebpf.security.hooks import (
     CATEGORIES,

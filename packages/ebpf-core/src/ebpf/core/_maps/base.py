@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from typing import Any, TypeVar
 
+from ebpf.core import records
 from ebpf.core._maps import batch as _batch
 from ebpf.core._maps.fastpath import BufferPool, make_ops
 from ebpf.core._maps.layout import Layout
@@ -97,7 +97,7 @@ class MapSpec:
 
     def copy(self, **changes: Any) -> MapSpec:
         """A shallow copy, with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        return records.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import resource
 import threading
 from typing import Any
 
+from ebpf.core import records
 from ebpf.core._checks import U32, U64, check_uint, object_name
 from ebpf.core._maps import base as _base
 from ebpf.core._maps.base import Map, MapSpec
@@ -210,7 +210,7 @@ def create_map(spec: MapSpec | None = None, **fields: Any) -> Map:
     finally:
         if inner is not None:
             inner.close()
-    final = dataclasses.replace(spec, map_type=mtype, flags=flags)
+    final = records.replace(spec, map_type=mtype, flags=flags)
     try:
         m = _make(fd, final, key_codec, value_codec)
     except BaseException:

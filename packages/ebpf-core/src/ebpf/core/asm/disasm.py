@@ -14,7 +14,6 @@ reads every one of these forms back to the same bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 from ebpf.core.asm import insn as _insn
 from ebpf.core.asm.insn import Instruction, Label, iter_slots
@@ -79,6 +78,7 @@ from ebpf.core.asm.opcodes import (
     X,
 )
 from ebpf.core.asm.text import parse_line
+from ebpf.core.records import replace
 from ebpf.core.types import Helper
 
 __all__ = ["disassemble", "format_insn", "format_raw"]

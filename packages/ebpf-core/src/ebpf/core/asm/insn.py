@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import field, replace
 
 from ebpf.core.asm.opcodes import (
     DW,
@@ -29,7 +28,7 @@ from ebpf.core.asm.opcodes import (
     is_valid_opcode,
 )
 from ebpf.core.extension import SupportsFd  # the plugin contract's protocol, re-exported here
-from ebpf.core.records import dataclass
+from ebpf.core.records import dataclass, field, replace
 
 __all__ = ["Instruction", "Label", "SupportsFd", "MapRef", "label", "decode", "iter_slots"]
 

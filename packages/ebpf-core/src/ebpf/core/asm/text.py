@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 
 from ebpf.core.asm.insn import Instruction, Label
 from ebpf.core.asm.jumps import helper_id
@@ -82,6 +81,7 @@ from ebpf.core.asm.opcodes import (
     W,
     X,
 )
+from ebpf.core.records import replace
 
 __all__ = ["parse", "parse_line", "scan_labels"]
 

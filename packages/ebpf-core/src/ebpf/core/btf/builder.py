@@ -10,12 +10,12 @@ Used to re-encode object BTF after fixups (``Builder.from_spec(spec)``, replace 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias, cast
 
+from ebpf.core import records
 from ebpf.core.btf.types import (
     VOID,
     Array,
@@ -123,7 +123,7 @@ class Builder:
     def add(self, t: Type) -> int:
         """Append ``t`` (its ``id`` is replaced by the next id); returns that id."""
         tid = self.next_id
-        self.types.append(dataclasses.replace(t, id=tid))
+        self.types.append(records.replace(t, id=tid))
         return tid
 
     def __getitem__(self, type_id: int) -> Type:
@@ -137,7 +137,7 @@ class Builder:
         idx = type_id - self.first_id
         if not 0 <= idx < len(self.types):
             raise BTFError(f"type id {type_id} is not in this builder")
-        self.types[idx] = dataclasses.replace(t, id=type_id)
+        self.types[idx] = records.replace(t, id=type_id)
 
     def __len__(self) -> int:
         return len(self.types)

@@ -8,7 +8,6 @@ Types refer to each other by type id (``type_id``), exactly as BTF does; a
 from __future__ import annotations
 
 import enum
-from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, TypeVar
 
 from ebpf.core.errors import BTFError
@@ -118,10 +117,14 @@ _T = TypeVar("_T", bound=type)
 
 
 def _frozen_setattr(self: object, name: str, value: Any) -> None:
+    from dataclasses import FrozenInstanceError  # deferred: start-up time (only on a wrong write)
+
     raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
 def _frozen_delattr(self: object, name: str) -> None:
+    from dataclasses import FrozenInstanceError  # deferred: start-up time (only on a wrong write)
+
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
