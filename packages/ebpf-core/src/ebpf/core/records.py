@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["dataclass", "field", "replace", "field_names", "fast_dataclass", "cache_dir", "compile_cached"]
+__all__ = ["dataclass", "field", "replace", "field_names", "is_dataclass", "fast_dataclass", "cache_dir", "compile_cached"]
 
 _T = TypeVar("_T", bound=type)
 _R = TypeVar("_R")
@@ -442,6 +442,12 @@ def replace(obj: _R, /, **changes: Any) -> _R:
         elif f.name not in changes:
             changes[f.name] = getattr(obj, f.name)
     return obj.__class__(**changes)
+
+
+def is_dataclass(obj: Any) -> bool:
+    """:func:`dataclasses.is_dataclass`, without building this module's classes' dataclass internals."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return any("__dataclass_fields__" in c.__dict__ for c in cls.__mro__)
 
 
 def field_names(cls_or_obj: Any) -> list[str]:

@@ -14,7 +14,6 @@ record starts at ``round_up(len + 8, 8)``.
 
 from __future__ import annotations
 
-import asyncio
 import mmap
 import select
 import struct
@@ -24,10 +23,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import chain
 from operator import length_hint
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ebpf.core.errors import EBPFError
 from ebpf.core.types import MapType
+
+if TYPE_CHECKING:
+    import asyncio
 from ebpf.events._common import GuardedReader, Waker, check_map, close_mmap, make_event_handler, map_shared, numpy
 from ebpf.events._rbconsumer import RingBufferConsumer, RingBufferStats, peek_events, process_events
 
@@ -411,6 +413,8 @@ class RingBuffer(GuardedReader):
         return self._aiter()
 
     async def _aiter(self) -> AsyncIterator[Any]:
+        import asyncio  # deferred: start-up time (about 20 ms; only ``async for`` needs it)
+
         self._check()
         loop = asyncio.get_running_loop()
         while not self._closed:

@@ -17,8 +17,6 @@ Requires Linux >= 5.8 (ring buffer) and tracefs (mounted on demand).
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -187,6 +185,9 @@ def _parse_open(raw: Any) -> OpenEvent:
 
 def _parse_connect(raw: Any) -> ConnectEvent:
     pid, uid, family, _sport, dport, _, _s4, d4, _s6, d6, comm = _CONNECT_EVENT.unpack_from(bytes(raw))
+    import ipaddress  # deferred: start-up time (only tcpconnect's events need it)
+    import socket  # deferred: start-up time (as ipaddress)
+
     if family == socket.AF_INET6:
         addr, fam = str(ipaddress.IPv6Address(d6)), "ipv6"
     else:

@@ -28,7 +28,6 @@ other          everything else (keys, IPC, audit, BPF, perf, io_uring, ...)
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 from typing import TYPE_CHECKING
@@ -280,6 +279,8 @@ def find_lsm_hook(hook: object, btf: Spec | None = None) -> LsmHook:
     for h in hooks:
         if h.name == name:
             return h
+    import difflib  # deferred: start-up time (only a misspelt hook name needs it)
+
     close = difflib.get_close_matches(name, [h.name for h in hooks], n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else " (`ebpf lsm hooks` lists them)"
     raise EBPFError(f"unknown LSM hook {name!r}: this kernel has no bpf_lsm_{name}{hint}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 from collections.abc import Sequence
 from typing import Any
 
+from ebpf.core import records
 from ebpf.core._cli._output import cell, format_fields, print_json, print_table
 from ebpf.core.errors import BPFSyscallError, EBPFError
 
@@ -35,8 +35,8 @@ def _listing(infos: Sequence[Any], preferred: Sequence[str], as_json: bool) -> i
 
 
 def _fields(info: Any) -> list[tuple[str, Any]]:
-    if dataclasses.is_dataclass(info):
-        return [(f.name, getattr(info, f.name)) for f in dataclasses.fields(info)]
+    if records.is_dataclass(info):
+        return [(name, getattr(info, name)) for name in records.field_names(info)]
     return list(vars(info).items())
 
 
@@ -138,9 +138,9 @@ def _link_details(info: Any) -> str:
     """The type-specific fields a link has (``tp_name=sched_switch ifindex=3``)."""
     skip = {*_LINK_COLUMNS, "details"}
     parts = []
-    if dataclasses.is_dataclass(info):
-        parts = [f"{f.name}={cell(getattr(info, f.name))}" for f in dataclasses.fields(info)
-                 if f.name not in skip and getattr(info, f.name) is not None]
+    if records.is_dataclass(info):
+        parts = [f"{name}={cell(getattr(info, name))}" for name in records.field_names(info)
+                 if name not in skip and getattr(info, name) is not None]
     parts += [f"{k}={cell(v)}" for k, v in (getattr(info, "details", None) or {}).items()]
     return " ".join(parts)
 

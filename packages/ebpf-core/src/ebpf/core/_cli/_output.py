@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
+
+from ebpf.core import records
 
 __all__ = ["to_jsonable", "print_json", "format_table", "print_table", "cell", "format_fields"]
 
@@ -20,8 +20,8 @@ def to_jsonable(obj: Any) -> Any:
         return obj
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).hex()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if records.is_dataclass(obj) and not isinstance(obj, type):
+        return {name: to_jsonable(getattr(obj, name)) for name in records.field_names(obj)}
     if isinstance(obj, Mapping):
         return {str(to_jsonable(k)): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, Iterable):
@@ -33,6 +33,8 @@ def to_jsonable(obj: Any) -> Any:
 
 def print_json(data: Any, out: TextIO | None = None) -> None:
     """Print ``data`` as one indented JSON document."""
+    import json  # deferred: start-up time (only --json output needs it)
+
     print(json.dumps(to_jsonable(data), indent=2, sort_keys=False), file=out or sys.stdout)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from ebpf.core.asm._common import _JMP_NAMES, Operand, Target, _op, _reg, _target
 from ebpf.core.asm.insn import Instruction
 from ebpf.core.asm.opcodes import (
@@ -216,6 +214,8 @@ def helper_id(helper: int | str | Helper) -> int:
         if member is not None:
             return int(member)
         names = [m.lower() for m in Helper.__members__]
+        import difflib  # deferred: start-up time (only a misspelt helper name needs it)
+
         close = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
         raise AsmError(f"unknown helper {helper!r}{hint}")

@@ -6,7 +6,6 @@ import ctypes
 import errno
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -254,6 +253,8 @@ def resolve_binary(binary: str | os.PathLike[str]) -> str:
         found = _ld_cache(text)
         if found:
             return found
+    import shutil  # deferred: start-up time (it imports bz2 and lzma; only a bare program name needs it)
+
     found = shutil.which(text)
     if found:
         return os.path.abspath(found)
