@@ -216,3 +216,11 @@ def test_cache_file_others_can_write_is_ignored(tmp_path: Path) -> None:
 def test_cache_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EBPF_CACHE_DIR", "")
     assert records.cache_dir() is None and records._cache_file() is None
+
+
+def test_replace_and_field_names_of_a_subclass_made_by_dataclasses() -> None:
+    base = fast_dataclass(frozen=True)(type("B", (), {"__doc__": "b", "__annotations__": {"a": "int"}}))
+    sub = dataclasses.dataclass(frozen=True)(type("S", (base,), {"__annotations__": {"x": "int"}, "x": 0}))
+    plain = type("P", (base,), {})  # not a dataclass itself: the base's fields, as dataclasses has it
+    assert records.field_names(sub) == ["a", "x"] and records.field_names(plain(1)) == ["a"]
+    assert records.replace(sub(1, 2), a=5) == sub(5, 2) and repr(records.replace(plain(1), a=3)) == "P(a=3)"

@@ -428,9 +428,18 @@ def fast_dataclass(cls: _T | None = None, /, **options: Any) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
+def _fields_of(cls: type) -> tuple[Field, ...] | None:
+    """This module's record of the nearest dataclass in ``cls``'s MRO (None: one made by dataclasses)."""
+    for c in cls.__mro__:
+        if "__dataclass_fields__" in c.__dict__:
+            found: tuple[Field, ...] | None = c.__dict__.get(_FIELDS)
+            return found
+    return None
+
+
 def replace(obj: _R, /, **changes: Any) -> _R:
     """:func:`dataclasses.replace`: a copy of ``obj`` with ``changes``, without importing dataclasses."""
-    fields = getattr(type(obj), _FIELDS, None)
+    fields = _fields_of(type(obj))
     if fields is None:
         import dataclasses  # deferred: start-up time (a dataclass made elsewhere)
 
@@ -452,7 +461,7 @@ def is_dataclass(obj: Any) -> bool:
 
 def field_names(cls_or_obj: Any) -> list[str]:
     """The names of ``dataclasses.fields(cls_or_obj)``, without importing dataclasses for this module's classes."""
-    fields = getattr(cls_or_obj, _FIELDS, None)
+    fields = _fields_of(cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj))
     if fields is None:
         import dataclasses  # deferred: start-up time (a dataclass made elsewhere)
 
