@@ -33,13 +33,13 @@ __all__ = ["DemoStep", "DemoContext", "LiveTable"]
 class DemoStep:
     """One part of ``ebpf demo``, returned by the ``ebpf_demo_steps`` hook.
 
-    :param name: a short identifier (``"trace-exec"``), unique among steps.
-    :param title: one line shown as the step's heading.
-    :param run: ``run(ctx: DemoContext) -> None``; raises to report a failure (the demo goes on
+    :ivar name: a short identifier (``"trace-exec"``), unique among steps.
+    :ivar title: one line shown as the step's heading.
+    :ivar run: ``run(ctx: DemoContext) -> None``; raises to report a failure (the demo goes on
         with the next step).  A :class:`~ebpf.core.errors.NotSupportedError` (such as
         :class:`~ebpf.core.errors.UnsupportedFeatureError`) is shown as "skipped", not as a failure.
-    :param order: steps run by ascending order (core's own part is 10; events 20; net 30, 40).
-    :param distribution: the distribution contributing the step (``"ebpf-net"``).
+    :ivar order: steps run by ascending order (core's own part is 10; events 20; net 30, 40).
+    :ivar distribution: the distribution contributing the step (``"ebpf-net"``).
     """
 
     name: str
@@ -120,10 +120,10 @@ class LiveTable:
 class DemoContext:
     """What a :class:`DemoStep` gets: output, cleanups, tracked programs and summary lines.
 
-    :param out: where to print (default stdout).
-    :param live: use a live ``rich`` display; None (default) means "when ``out`` is a terminal
+    :ivar out: where to print (default stdout).
+    :ivar live: use a live ``rich`` display; None (default) means "when ``out`` is a terminal
         and rich is importable".
-    :param duration: how long (seconds) a step may spend generating and watching events.
+    :ivar duration: how long (seconds) a step may spend generating and watching events.
     """
 
     out: TextIO | None = None

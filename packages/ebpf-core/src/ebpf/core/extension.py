@@ -200,10 +200,10 @@ class EventReader:
 class ObjectLoader:
     """A loader of object files, returned by the ``ebpf_object_loaders`` hook.
 
-    :param name: a short name for messages (``"elf"``).
-    :param recognizes: ``recognizes(path, head) -> bool`` where ``head`` holds the file's
+    :ivar name: a short name for messages (``"elf"``).
+    :ivar recognizes: ``recognizes(path, head) -> bool`` where ``head`` holds the file's
         first bytes (up to :data:`HEAD_SIZE`).
-    :param load_spec: ``load_spec(path) -> CollectionSpec``.
+    :ivar load_spec: ``load_spec(path) -> CollectionSpec``.
     """
 
     name: str
@@ -240,9 +240,9 @@ class SectionType:
 class FeatureProbe:
     """A named feature probe, from the ``ebpf_features`` hook.
 
-    :param name: e.g. ``"net.tcx"``.
-    :param probe: returns None when supported, raises ``UnsupportedFeatureError`` when not.
-    :param description: one line for ``ebpf check``.
+    :ivar name: e.g. ``"net.tcx"``.
+    :ivar probe: returns None when supported, raises ``UnsupportedFeatureError`` when not.
+    :ivar description: one line for ``ebpf check``.
     """
 
     name: str
@@ -269,10 +269,10 @@ class LoadStep:
     runs the step registered under that name.  By convention ``name`` is the module that
     registers the step when imported, so a spec read back in a fresh process still finds it.
 
-    :param name: the key in ``loader_data`` (``"ebpf.elf.steps"``).
-    :param prepare: ``prepare(spec, data, options)`` on the load's own copy of the spec, before
+    :ivar name: the key in ``loader_data`` (``"ebpf.elf.steps"``).
+    :ivar prepare: ``prepare(spec, data, options)`` on the load's own copy of the spec, before
         anything is created (may rewrite programs, drop them, add ``load_notes``).
-    :param after_load: ``after_load(spec, data, maps, programs, options)`` once every program
+    :ivar after_load: ``after_load(spec, data, maps, programs, options)`` once every program
         loaded; it may add maps to ``maps`` (closed with the rest if the load fails later).
     """
 

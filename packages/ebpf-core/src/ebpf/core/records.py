@@ -469,8 +469,8 @@ def field_names(cls_or_obj: Any) -> list[str]:
     return [f.name for f in fields]
 
 
-if TYPE_CHECKING:  # the checker sees the standard ones (field rules, frozen, __init__ signature)
-    from dataclasses import dataclass, field
-else:
+if not TYPE_CHECKING:
     dataclass = fast_dataclass
     field = _field
+else:  # type checkers and doc tools see the standard ones (field rules, frozen, __init__ signature)
+    from dataclasses import dataclass, field
