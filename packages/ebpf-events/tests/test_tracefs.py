@@ -88,6 +88,28 @@ def test_tracepoint_format_matches_the_file() -> None:
         tracepoint_format("syscalls", "sys_enter_nosuch")
 
 
+def test_tracepoint_format_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ebpf.events.tracing import _format
+
+    parsed: list[str] = []
+    real = _format.parse_format
+    monkeypatch.setattr(_format, "parse_format", lambda text, c, n: parsed.append(n) or real(text, c, n))
+    monkeypatch.setattr(_format, "_FORMATS", {})
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(tracepoint_format("sched", "sched_wakeup")))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    again = tracepoint_format("sched:sched_wakeup")
+    assert len(results) == 6 and all(r is again for r in results)  # one shared, immutable layout
+    assert 1 <= len(parsed) <= 6 and tracepoint_format("sched", "sched_wakeup") is again
+    parsed.clear()
+    tracepoint_format("sched", "sched_wakeup")
+    assert parsed == []  # the file unchanged: not read or parsed again
+
+
 @pytest.mark.privileged
 def test_ctx_field_program_reads_the_named_field() -> None:
     """A tracepoint program built with ctx_field loads and passes the verifier."""

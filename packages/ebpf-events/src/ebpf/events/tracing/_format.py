@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
 from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
@@ -247,7 +248,25 @@ def tracepoint_format(category: str, name: str | None = None) -> TracepointForma
     path = os.path.join(ensure_tracefs(), "events", cat, tp, "format")
     try:
         with open(path) as fh:
+            st = os.fstat(fh.fileno())
+            # One parse per process and tracepoint, shared by every caller and thread (the layout
+            # is immutable); a module reloaded with other fields has a new file: parsed again.
+            identity = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            with _FORMATS_LOCK:
+                cached = _FORMATS.get(path)
+            if cached is not None and cached[0] == identity:
+                return cached[1]
             text = fh.read()
     except OSError as exc:
         raise AttachError(f"no tracepoint {cat}:{tp} ({path}: {exc.strerror}); see list_tracepoints()") from None
-    return parse_format(text, cat, tp)
+    fmt = parse_format(text, cat, tp)
+    with _FORMATS_LOCK:
+        cached = _FORMATS.get(path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]  # another thread parsed it meanwhile: everyone shares its layout
+        _FORMATS[path] = (identity, fmt)
+    return fmt
+
+
+_FORMATS: dict[str, tuple[tuple[int, int, int, int], TracepointFormat]] = {}
+_FORMATS_LOCK = threading.Lock()
