@@ -40,15 +40,16 @@ _T = TypeVar("_T", bound=type)
 _R = TypeVar("_R")
 
 #: Bumped when the generated source changes shape (old files are then never read).
-_FORMAT = 4
+_FORMAT = 5
 _MAGIC = b"EBPFDCLS"
 _FAST_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
 _FIELDS = "__ebpf_fields__"  # this module's record of a class's fields (inherited ones included)
 
 _lock = threading.RLock()
-# generated source -> its compiled code, marshalled: each is unmarshalled when first asked for
-# (a process uses a few dozen of the file's hundred or more).
-_codes: dict[str, bytes] | None = None
+# The cache file's entries by the digest of their key (file name and source): each is
+# ``marshal((key, code))``, unmarshalled when first asked for (a process uses a few dozen of the
+# file's hundred or more; the file's index is all a start reads).
+_codes: dict[bytes, bytes | memoryview] | None = None
 _loaded: dict[str, CodeType] = {}
 _dirty = False
 
@@ -122,7 +123,16 @@ def _cache_file() -> str | None:
     return os.path.join(where, f"dataclass-{build}.marshal")
 
 
-def _load() -> dict[str, bytes]:
+def _digest(key: str) -> bytes:
+    try:
+        from _blake2 import blake2b  # deferred: start-up time (builtin; hashlib would load OpenSSL)
+    except ImportError:  # pragma: no cover - every CPython has it
+        from hashlib import blake2b  # deferred: optional dependency (only where _blake2 is missing)
+    return blake2b(key.encode(), digest_size=16).digest()
+
+
+def _load() -> dict[bytes, bytes | memoryview]:
+    """The file's entries by key digest, each still marshalled (only the index is read now)."""
     path = _cache_file()
     if path is None:
         return {}
@@ -133,14 +143,18 @@ def _load() -> dict[str, bytes]:
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 return {}
             blob = fh.read()
-        if not blob.startswith(_MAGIC):
+        if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 4:
             return {}
-        codes = marshal.loads(blob[len(_MAGIC) :])
+        start = len(_MAGIC) + 4
+        size = int.from_bytes(blob[len(_MAGIC) : start], "little")
+        index = marshal.loads(blob[start : start + size])
+        data = memoryview(blob)[start + size :]
+        if not isinstance(index, dict):
+            return {}
+        return {digest: data[off : off + length] for digest, (off, length) in index.items()
+                if isinstance(digest, bytes) and off >= 0 and off + length <= len(data)}
     except (OSError, EOFError, ValueError, TypeError):
         return {}
-    if not isinstance(codes, dict) or not all(isinstance(v, bytes) for v in codes.values()):
-        return {}
-    return codes
 
 
 def _save() -> None:
@@ -148,11 +162,21 @@ def _save() -> None:
     if path is None or not _dirty or _codes is None:
         return
     tmp = f"{path}.{os.getpid()}.tmp"
+    index: dict[bytes, tuple[int, int]] = {}
+    parts: list[bytes | memoryview] = []
+    offset = 0
+    for digest, entry in _codes.items():
+        index[digest] = (offset, len(entry))
+        parts.append(entry)
+        offset += len(entry)
+    head = marshal.dumps(index)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(_MAGIC + marshal.dumps(_codes))
+            fh.write(_MAGIC + len(head).to_bytes(4, "little") + head)
+            for part in parts:
+                fh.write(part)
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except (OSError, ValueError):
         try:
@@ -175,18 +199,20 @@ def compile_cached(source: str, filename: str) -> CodeType:
             return code
         if _codes is None:
             _codes = _load()
-        blob = _codes.get(key)
-        if blob is not None:
+        digest = _digest(key)
+        entry = _codes.get(digest)
+        if entry is not None:
             try:
-                code = marshal.loads(blob)
+                stored = marshal.loads(entry)
             except (EOFError, ValueError, TypeError):
-                code = None
-        if code is not None and type(code) is CodeType:
-            _loaded[key] = code
-            return code
+                stored = None
+            # the key is stored beside the code: a digest collision is a miss, never the wrong code
+            if type(stored) is tuple and len(stored) == 2 and stored[0] == key and type(stored[1]) is CodeType:
+                _loaded[key] = stored[1]
+                return stored[1]
         code = compile(source, filename, "exec")
         _loaded[key] = code
-        _codes[key] = marshal.dumps(code)
+        _codes[digest] = marshal.dumps((key, code))
         if not _dirty:
             _dirty = True
             import atexit  # deferred: only when something new was compiled
