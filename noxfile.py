@@ -157,11 +157,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def vm(session: nox.Session) -> None:
-    """Kernel matrix: the kprobe/fentry/LSM/security test set on the host and in Debian 6.1 and 6.12 under QEMU.
+    """Kernel matrix: the whole suite (every package's tests) on the host and in Debian 6.1 and 6.12 under QEMU.
 
-    Not run by default.  Installs what is missing (apt tools, virtme-ng, the kernels) on the way; the guests use
+    Not run by default (about an hour on 2 cores under TCG; ``--vm-set`` runs only what skips on the host).  Installs what is missing (apt tools, virtme-ng, the kernels) on the way; the guests use
     this venv (packages installed editable, so the working tree) read-only.  ``nox -s vm -- --help`` for options
-    (``--kernel 6.12``, ``--tests PATH...``, ``--sessions events,security``); tools/vm/README.md.
+    (``--kernel 6.12`` or ``6.18``, ``--tests PATH...``, ``--sessions events,security``); tools/vm/README.md.
     """
     session.install("hatchling", "editables")  # hatchling's editable wheels of a namespace package need editables
     extras = {"core": "test,demo", "events": "test,numpy", "elf": "test,compile", "export": "test"}
