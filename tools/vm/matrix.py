@@ -42,6 +42,8 @@ import run as vm  # tools/vm/run.py, the single-VM harness
 #: --sessions names -> test directories.
 SESSIONS = {d.parent.name.removeprefix("ebpf-"): f"packages/{d.parent.name}/tests"
             for d in sorted(vm.CHECKOUT.glob("packages/ebpf-*/tests"), key=lambda d: d.parent.name != "ebpf-core")}
+if (vm.CHECKOUT / "tests").is_dir():  # the cross-package tests (nox -s integration) are part of the suite too
+    SESSIONS["integration"] = "tests"
 #: Outcome columns in pytest's own order of its summary line.
 OUTCOMES = ("failed", "error", "passed", "skipped")
 
