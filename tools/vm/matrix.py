@@ -458,8 +458,9 @@ def plan_units(tests: list[str], split: int, host: KernelRun | None) -> list[Uni
     dirs = [t for t in tests if t in SESSIONS.values()]
     rest = [t for t in tests if t not in dirs]
     units: list[Unit] = []
+    names = {path: name for name, path in SESSIONS.items()}
     for d in dirs:
-        name = d.split("/")[1].removeprefix("ebpf-")
+        name = names[d]
         files = sorted(str(f.relative_to(vm.CHECKOUT)) for f in (vm.CHECKOUT / d).glob("test_*.py"))
         # weight: host seconds (x8 under TCG is the same for all), plus a boot-ish cost per test
         weights = {f: host_seconds.get(f, 0.0) + 0.05 * host_counts.get(f, 0) or (vm.CHECKOUT / f).stat().st_size / 1e4
