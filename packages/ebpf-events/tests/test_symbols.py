@@ -288,3 +288,14 @@ def test_symbolize_without_a_pid_names_kernel_frames_only() -> None:
     addr = kernel.address("do_syscall_64")
     assert addr is not None
     assert symbolize([addr + 1, 0x401000]) == ["do_syscall_64+0x1 [kernel]", "0x401000 [unknown]"]
+
+
+def test_debuglink_candidates_of_a_process_that_exited() -> None:
+    # Symbols of a process read through /proc/PID/root: if the process exits meanwhile, resolving
+    # the path fails; the candidate is only "not the same file", never an OSError (seen in a guest).
+    from ebpf.events._elfsyms import _same_file
+
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    assert _same_file(f"/proc/{gone.pid}/root/usr/lib/debug/x.debug", "/bin/true") is False
+    assert _same_file("/bin/true", "/bin/true") is True

@@ -338,8 +338,17 @@ def _debug_candidates(image: ElfImage, path: str, debug_dirs: Sequence[str]) -> 
         here = os.path.dirname(path)
         names = [os.path.join(here, link[0]), os.path.join(here, ".debug", link[0])]
         names += [os.path.join(d, here.lstrip("/"), link[0]) for d in debug_dirs]
-        out += [(n, "debuglink") for n in names if os.path.realpath(n) != os.path.realpath(path)]
+        out += [(n, "debuglink") for n in names if not _same_file(n, path)]
     return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file; False when either cannot be resolved (a ``/proc/PID/root``
+    path of a process that exited meanwhile: then there is nothing to read through it anyway)."""
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
 
 
 def _crc_matches(path: str, want: int) -> bool:
