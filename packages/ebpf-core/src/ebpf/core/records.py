@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["dataclass", "field", "replace", "field_names", "is_dataclass", "fast_dataclass", "cache_dir", "compile_cached"]
+__all__ = ["dataclass", "field", "replace", "field_names", "is_dataclass", "fast_dataclass", "cache_dir", "cache_digest", "write_cache_file",
+           "compile_cached"]
 
 _T = TypeVar("_T", bound=type)
 _R = TypeVar("_R")
@@ -123,12 +124,38 @@ def _cache_file() -> str | None:
     return os.path.join(where, f"dataclass-{build}.marshal")
 
 
-def _digest(key: str) -> bytes:
+def cache_digest(data: bytes, size: int = 32) -> bytes:
+    """A blake2b digest for cache keys and file names (builtin: no OpenSSL to load at start-up)."""
     try:
         from _blake2 import blake2b  # deferred: start-up time (builtin; hashlib would load OpenSSL)
     except ImportError:  # pragma: no cover - every CPython has it
         from hashlib import blake2b  # deferred: optional dependency (only where _blake2 is missing)
-    return blake2b(key.encode(), digest_size=16).digest()
+    return blake2b(data, digest_size=size).digest()
+
+
+def write_cache_file(path: str, *parts: bytes | memoryview) -> bool:
+    """Write a cache file so that readers see the old file or the new one, never half of one.
+
+    The directory is made private (0700), the file too (0600); failing is never an error (the
+    cache is then just not written).
+
+    :returns: whether the file was written.
+    """
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            for part in parts:
+                fh.write(part)
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
 
 
 def _load() -> dict[bytes, bytes | memoryview]:
@@ -161,7 +188,6 @@ def _save() -> None:
     path = _cache_file()
     if path is None or not _dirty or _codes is None:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
     index: dict[bytes, tuple[int, int]] = {}
     parts: list[bytes | memoryview] = []
     offset = 0
@@ -170,19 +196,7 @@ def _save() -> None:
         parts.append(entry)
         offset += len(entry)
     head = marshal.dumps(index)
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_MAGIC + len(head).to_bytes(4, "little") + head)
-            for part in parts:
-                fh.write(part)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    except (OSError, ValueError):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    write_cache_file(path, _MAGIC + len(head).to_bytes(4, "little") + head, *parts)
 
 
 def compile_cached(source: str, filename: str) -> CodeType:
@@ -199,7 +213,7 @@ def compile_cached(source: str, filename: str) -> CodeType:
             return code
         if _codes is None:
             _codes = _load()
-        digest = _digest(key)
+        digest = cache_digest(key.encode(), 16)
         entry = _codes.get(digest)
         if entry is not None:
             try:

@@ -28,6 +28,8 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ebpf.core.records import write_cache_file
+
 if TYPE_CHECKING:
     from ebpf.elf.core_relo import CoreData
 
@@ -127,20 +129,8 @@ class CoreCache:
         """Write the entry (when results were added); the file appears whole or not at all."""
         if self.path is None or not self.dirty:
             return
-        directory = os.path.dirname(self.path)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_MAGIC + self.key + marshal.dumps((self.relos, self.externs)))
-            os.replace(tmp, self.path)
+        if write_cache_file(self.path, _MAGIC + self.key + marshal.dumps((self.relos, self.externs))):
             self.dirty = False
-        except (OSError, ValueError):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _well_formed(relos: object, externs: object) -> bool:

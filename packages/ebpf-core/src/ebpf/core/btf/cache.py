@@ -18,7 +18,7 @@ from array import array
 
 from ebpf.core.btf.records import record_words
 from ebpf.core.btf.spec import Spec
-from ebpf.core.records import cache_dir
+from ebpf.core.records import cache_digest, cache_dir, write_cache_file
 
 __all__ = ["cache_dir", "use_index_cache", "kernel_btf_identity", "VMLINUX"]
 
@@ -50,12 +50,8 @@ def kernel_btf_identity() -> bytes | None:
 
 
 def digest(data: bytes) -> str:
-    """A hex digest for cache file names (blake2b: builtin, so no OpenSSL to load at start-up)."""
-    try:
-        from _blake2 import blake2b  # deferred: start-up time (builtin; hashlib would load OpenSSL, milliseconds)
-    except ImportError:  # pragma: no cover - every CPython has it; other interpreters may not
-        from hashlib import blake2b  # deferred: optional dependency (only where _blake2 is missing)
-    return blake2b(data, digest_size=32).hexdigest()
+    """A hex digest for cache file names (:func:`ebpf.core.records.cache_digest`)."""
+    return cache_digest(data).hex()
 
 
 def _valid(spec: Spec, offsets: array[int]) -> bool:
@@ -103,18 +99,4 @@ def use_index_cache(spec: Spec, identity: bytes | None = None) -> None:
         pass
     offsets = spec._offsets()
     names = spec._names()
-    tmp = ""
-    try:
-        import tempfile  # deferred: start-up time (only this path needs it)
-
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".btf-index-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_HEAD.pack(_MAGIC, _VERSION, len(offsets)) + offsets.tobytes() + names)
-        os.replace(tmp, path)  # readers see the whole file or none
-    except OSError:
-        if tmp:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    write_cache_file(path, _HEAD.pack(_MAGIC, _VERSION, len(offsets)) + offsets.tobytes() + names)
